@@ -1,0 +1,47 @@
+"""mxarray: Microscaling (MX) block formats as a first-class array type.
+
+Quantize NumPy arrays into the OCP MX formats (MXFP8, MXFP6, MXFP4, MXINT8) with real
+packed storage, dequantize them exactly, and multiply them, on interchangeable backends.
+Every numeric fact comes from the machine-readable specification in ``spec/mx.toml``.
+"""
+
+from __future__ import annotations
+
+from .array import MXArray
+from .backends import BackendInfo, backends, get_backend, register_backend, set_backend, use_backend
+from .core import dequantize, matmul, quantize
+from .formats import (
+    BLOCK_SIZE,
+    FORMATS,
+    ROUNDING_MODES,
+    SCALE_MODES,
+    SPEC_VERSION,
+    Format,
+    get_format,
+)
+
+__version__ = "0.1.0"
+
+# One module attribute per format of the spec: mxarray.mxfp4_e2m1, mxarray.mxint8, ...
+globals().update(FORMATS)
+
+__all__ = [
+    "MXArray",
+    "Format",
+    "BackendInfo",
+    "BLOCK_SIZE",
+    "FORMATS",
+    "ROUNDING_MODES",
+    "SCALE_MODES",
+    "SPEC_VERSION",
+    "backends",
+    "dequantize",
+    "get_backend",
+    "get_format",
+    "matmul",
+    "quantize",
+    "register_backend",
+    "set_backend",
+    "use_backend",
+    *FORMATS,
+]

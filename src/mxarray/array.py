@@ -1,0 +1,287 @@
+"""MXArray: packed MX element codes, E8M0 scales, and the logical shape they encode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import layout as blocks
+from .backends import get_backend
+from .formats import Format, check_rounding, check_scale_mode, get_format
+
+__all__ = ["MXArray"]
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    if a.flags.writeable:
+        a.flags.writeable = False
+    return a
+
+
+class MXArray:
+    """An array in an MX block format: real packed bytes plus one scale byte per block.
+
+    Create one with :func:`mxarray.quantize` or :meth:`MXArray.from_parts`.  The element
+    codes are stored packed (``packed``), in the canonical layout: the block axis
+    innermost and zero-padded to a multiple of the block size.  ``scales`` holds one E8M0
+    byte per block.  Both arrays are read-only.
+
+    Examples
+    --------
+    >>> import numpy as np, mxarray
+    >>> a = mxarray.quantize(np.linspace(-1, 1, 64, dtype=np.float32), "mxfp4_e2m1")
+    >>> a
+    MXArray(shape=(64,), format=mxfp4_e2m1, block_axis=0, nbytes=34, rounding='even', scale_mode='floor')
+    >>> a.packed.shape, a.scales.shape
+    ((32,), (2,))
+    """
+
+    __slots__ = ("_packed", "_scales", "_format", "_shape", "_axis", "_rounding", "_scale_mode",
+                 "_seed")
+
+    def __init__(self) -> None:
+        raise TypeError(
+            "create an MXArray with mxarray.quantize(...) or MXArray.from_parts(...)"
+        )
+
+    @classmethod
+    def _wrap(
+        cls,
+        packed: np.ndarray,
+        scales: np.ndarray,
+        fmt: Format,
+        shape: tuple[int, ...],
+        axis: int,
+        rounding: str | None,
+        scale_mode: str | None,
+        seed: int | None,
+    ) -> MXArray:
+        """Build from already-validated canonical storage (``scales`` in lead + (nb,))."""
+        self = object.__new__(cls)
+        self._packed = _read_only(packed)
+        self._scales = _read_only(scales)
+        self._format = fmt
+        self._shape = shape
+        self._axis = axis
+        self._rounding = rounding
+        self._scale_mode = scale_mode
+        self._seed = seed
+        return self
+
+    @classmethod
+    def from_parts(
+        cls,
+        data: Any,
+        scales: Any,
+        fmt: str | Format,
+        shape: tuple[int, ...],
+        *,
+        axis: int = -1,
+        layout: str | None = None,
+        rounding: str | None = None,
+        scale_mode: str | None = None,
+    ) -> MXArray:
+        """Wrap element bytes and scale bytes that came from elsewhere, validating both.
+
+        Parameters
+        ----------
+        data : array_like of uint8
+            Either the packed bytes, shaped like :attr:`packed` (block axis innermost,
+            padded, packed), or one code per element in the logical ``shape`` (like
+            :meth:`codes`).
+        scales : array_like of uint8
+            E8M0 bytes shaped like ``shape`` with the block axis replaced by its block count.
+        fmt : str or Format
+            The element format.
+        shape : tuple of int
+            The logical shape.
+        axis : int, optional
+            The block axis (default the last).
+        layout : {"packed", "codes"}, optional
+            How to read ``data``.  Inferred from its shape when unambiguous.
+        rounding, scale_mode : str, optional
+            Recorded metadata: how the data were produced, if known.
+
+        Raises
+        ------
+        TypeError
+            If ``data`` or ``scales`` is not uint8.
+        ValueError
+            If a shape does not match, a code is out of range for the format, the
+            padding holds non-zero codes, or ``layout`` cannot be inferred.
+
+        Examples
+        --------
+        >>> import numpy as np, mxarray
+        >>> codes = np.array([2, 3, 4, 5], dtype=np.uint8)       # 1.0, 1.5, 2.0, 3.0
+        >>> scales = np.array([127], dtype=np.uint8)             # 2**0
+        >>> a = mxarray.MXArray.from_parts(codes, scales, "mxfp4_e2m1", (4,))
+        >>> a.dequantize()
+        array([1. , 1.5, 2. , 3. ], dtype=float32)
+        """
+        fmt = get_format(fmt)
+        shape = _check_shape(shape)
+        ax = blocks.normalize_axis(axis, len(shape))
+        if shape[ax] == 0:
+            raise ValueError(f"the block axis ({ax}) of shape {shape} must not be empty")
+        if rounding is not None:
+            check_rounding(rounding)
+        if scale_mode is not None:
+            check_scale_mode(scale_mode)
+        backend = get_backend("numpy")
+        data = _as_uint8(data, "data")
+        scales = _as_uint8(scales, "scales")
+
+        want_packed = blocks.packed_shape(shape, ax, fmt)
+        fits_packed = data.shape == want_packed
+        fits_codes = data.shape == shape
+        if layout not in (None, "packed", "codes"):
+            raise ValueError(f"layout must be 'packed', 'codes' or None, got {layout!r}")
+        if layout is None:
+            if fits_packed and fits_codes and ax != len(shape) - 1:
+                raise ValueError(
+                    f"data of shape {data.shape} could be packed bytes or codes; "
+                    "pass layout='packed' or layout='codes'"
+                )
+            layout = "packed" if fits_packed else "codes" if fits_codes else None
+        if layout is None:
+            raise ValueError(
+                f"data has shape {data.shape}; expected packed bytes of shape {want_packed} "
+                f"or codes of the logical shape {shape} for {fmt.name} with block axis {ax}"
+            )
+        if layout == "packed":
+            if not fits_packed:
+                raise ValueError(f"packed data must have shape {want_packed}, got {data.shape}")
+            codes = backend.unpack(data, fmt)
+            length = shape[ax]
+            if np.any(codes[..., length:]):
+                raise ValueError("the padding after the last element of a block axis must be zero")
+        else:
+            if not fits_codes:
+                raise ValueError(f"codes must have the logical shape {shape}, got {data.shape}")
+            bad = data >= fmt.n_codes
+            if np.any(bad):
+                first = int(data[bad].flat[0])
+                raise ValueError(
+                    f"{int(bad.sum())} code(s) out of range for {fmt.name} "
+                    f"({fmt.bits}-bit codes must be < {fmt.n_codes}); first: {first}"
+                )
+            codes = blocks.to_blocks(data, ax, fmt.block_size)
+            codes = codes.reshape(blocks.lead_shape(shape, ax) + (-1,))
+        want_scales = blocks.scales_shape(shape, ax, fmt.block_size)
+        if scales.shape != want_scales:
+            raise ValueError(f"scales must have shape {want_scales}, got {scales.shape}")
+        return cls._wrap(
+            backend.pack(codes, fmt),
+            np.moveaxis(scales, ax, -1),
+            fmt,
+            shape,
+            ax,
+            rounding,
+            scale_mode,
+            None,
+        )
+
+    # -- attributes ------------------------------------------------------------------
+
+    @property
+    def format(self) -> Format:
+        """The element format (an :class:`mxarray.formats.Format`)."""
+        return self._format
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The logical shape."""
+        return self._shape
+
+    @property
+    def ndim(self) -> int:
+        """Number of logical dimensions."""
+        return len(self._shape)
+
+    @property
+    def size(self) -> int:
+        """Number of logical elements."""
+        return int(np.prod(self._shape, dtype=np.int64))
+
+    @property
+    def block_axis(self) -> int:
+        """The (non-negative) axis along which elements share a scale."""
+        return self._axis
+
+    @property
+    def packed(self) -> np.ndarray:
+        """The stored element bytes: block axis innermost, zero-padded, packed (read-only)."""
+        return self._packed
+
+    @property
+    def scales(self) -> np.ndarray:
+        """E8M0 scale bytes, shaped like the array with the block axis replaced by its
+        block count (read-only view)."""
+        return np.moveaxis(self._scales, -1, self._axis)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of storage: packed elements plus scales."""
+        return int(self._packed.nbytes + self._scales.nbytes)
+
+    @property
+    def rounding(self) -> str | None:
+        """The rounding mode the data were quantized with (None if unknown)."""
+        return self._rounding
+
+    @property
+    def scale_mode(self) -> str | None:
+        """The scale mode the data were quantized with (None if unknown)."""
+        return self._scale_mode
+
+    @property
+    def seed(self) -> int | None:
+        """The stochastic-rounding seed (None for deterministic rounding)."""
+        return self._seed
+
+    def codes(self) -> np.ndarray:
+        """Return the element codes, one uint8 per element, in the logical shape."""
+        backend = get_backend("numpy")
+        rows = backend.unpack(self._packed, self._format).reshape(-1, self._format.block_size)
+        return blocks.from_blocks(rows, self._shape, self._axis)
+
+    def dequantize(self, dtype: Any = np.float32, *, backend: str | None = None) -> np.ndarray:
+        """Return the values as a dense array; see :func:`mxarray.dequantize`."""
+        from .core import dequantize
+
+        return dequantize(self, dtype, backend=backend)
+
+    def __len__(self) -> int:
+        if not self._shape:
+            raise TypeError("len() of a 0-d MXArray")
+        return self._shape[0]
+
+    def __repr__(self) -> str:
+        details = [
+            f"shape={self._shape}",
+            f"format={self._format.name}",
+            f"block_axis={self._axis}",
+            f"nbytes={self.nbytes}",
+            f"rounding={self._rounding!r}",
+            f"scale_mode={self._scale_mode!r}",
+        ]
+        if self._seed is not None:
+            details.append(f"seed={self._seed}")
+        return f"MXArray({', '.join(details)})"
+
+
+def _check_shape(shape: object) -> tuple[int, ...]:
+    dims = blocks.normalize_shape(shape)
+    if not dims:
+        raise ValueError("an MXArray needs at least one dimension")
+    return dims
+
+
+def _as_uint8(a: Any, name: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype != np.uint8:
+        raise TypeError(f"{name} must be a uint8 array, got dtype {arr.dtype}")
+    return arr

@@ -1,0 +1,235 @@
+"""quantize, dequantize and matmul: validate input, canonicalise blocks, dispatch.
+
+All shape handling lives here (through :mod:`mxarray.layout`); backends receive
+contiguous ``(n_blocks, block_size)`` rows and return rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import layout as blocks
+from ._random import check_seed, new_seed
+from .array import MXArray
+from .backends import get_backend
+from .formats import Format, check_rounding, check_scale_mode, get_format
+
+__all__ = ["quantize", "dequantize", "matmul"]
+
+_INPUT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_OUTPUT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _as_float_array(x: Any, xp: Any) -> Any:
+    if isinstance(x, MXArray):
+        raise TypeError("x is already an MXArray; dequantize it first to requantize")
+    arr = xp.asarray(x)
+    if arr.dtype not in _INPUT_DTYPES:
+        raise TypeError(
+            f"x must be a float16, float32 or float64 array, got dtype {arr.dtype}"
+        )
+    if arr.ndim == 0:
+        raise ValueError("x must have at least one dimension (got a 0-d array)")
+    return arr
+
+
+def quantize(
+    x: Any,
+    fmt: str | Format,
+    *,
+    axis: int = -1,
+    rounding: str = "even",
+    scale_mode: str = "floor",
+    seed: int | None = None,
+    backend: str | None = None,
+) -> MXArray:
+    """Quantize a float array into an MX format, in blocks along ``axis``.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64 values, at least one dimension.  The length along
+        ``axis`` need not be a multiple of the block size: the last block is padded with
+        zeros, which never changes its scale.
+    fmt : str or Format
+        ``"mxfp8_e4m3"``, ``"mxfp8_e5m2"``, ``"mxfp6_e3m2"``, ``"mxfp6_e2m3"``,
+        ``"mxfp4_e2m1"``, ``"mxint8"`` or the matching ``mxarray`` Format object.
+    axis : int, optional
+        The block axis (default the last).
+    rounding : {"even", "nearest", "toward_zero", "stochastic"}, optional
+        How scaled elements are rounded onto the element grid (default ties-to-even).
+    scale_mode : {"floor", "ceil", "rceil", "even"}, optional
+        How each block's shared exponent is chosen from its largest magnitude.
+    seed : int, optional
+        Seed of the counter-based generator for ``rounding="stochastic"``, in
+        ``[0, 2**64)``.  If omitted, a fresh seed is drawn and recorded on the result.
+    backend : str, optional
+        Backend name (see :func:`mxarray.backends`); default per :func:`mxarray.get_backend`.
+
+    Returns
+    -------
+    MXArray
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not float16/32/64, or an argument has the wrong type.
+    ValueError
+        If ``x`` is 0-d, its block axis is empty, ``axis`` is out of range, or the
+        format, rounding or scale mode is unknown.
+
+    Examples
+    --------
+    >>> import numpy as np, mxarray
+    >>> a = mxarray.quantize(np.array([957.0, 1.0, -3.0]), "mxfp8_e4m3")
+    >>> a.dequantize()
+    array([896.,   1.,  -3.], dtype=float32)
+    >>> int(a.scales[0]) - 127                      # the shared exponent X
+    1
+    """
+    fmt = get_format(fmt)
+    check_rounding(rounding)
+    check_scale_mode(scale_mode)
+    if seed is not None:
+        seed = check_seed(seed)
+    if rounding == "stochastic" and seed is None:
+        seed = new_seed()
+    if rounding != "stochastic":
+        seed = None
+    be = get_backend(backend)
+    arr = _as_float_array(x, be.xp)
+    ax = blocks.normalize_axis(axis, arr.ndim)
+    if arr.shape[ax] == 0:
+        raise ValueError(f"the block axis ({ax}) of x with shape {arr.shape} is empty")
+    rows = blocks.to_blocks(arr, ax, fmt.block_size, be.xp)
+    codes, scales = be.quantize_blocks(rows, fmt, rounding, scale_mode, seed)
+    lead = blocks.lead_shape(arr.shape, ax)
+    packed = be.pack(codes.reshape(lead + (-1,)), fmt)
+    return MXArray._wrap(
+        packed, scales.reshape(lead + (-1,)), fmt, arr.shape, ax, rounding, scale_mode, seed
+    )
+
+
+def _check_mx(a: object, name: str) -> MXArray:
+    if not isinstance(a, MXArray):
+        raise TypeError(
+            f"{name} must be an MXArray, not {type(a).__name__}; create one with mxarray.quantize"
+        )
+    return a
+
+
+def _unpacked_rows(a: MXArray, be: Any) -> Any:
+    """Element codes of ``a`` in the canonical layout: ``lead + (n_blocks, block_size)``."""
+    codes = be.unpack(a.packed, a.format)
+    return codes.reshape(a.packed.shape[:-1] + (-1, a.format.block_size))
+
+
+def dequantize(a: MXArray, dtype: Any = np.float32, *, backend: str | None = None) -> Any:
+    """Return the values of an MXArray as a dense array of the backend's kind.
+
+    Each element is ``decode(code) * 2**(scale - 127)``, computed exactly; blocks whose
+    scale byte is 0xFF (NaN) give NaN.  Values beyond float32's range (possible only for
+    float64 inputs or the ``ceil``/``even`` scale modes at the very top of the range)
+    become +-inf in float32; use ``dtype=numpy.float64`` to keep them.
+
+    Parameters
+    ----------
+    a : MXArray
+    dtype : {numpy.float32, numpy.float64}, optional
+    backend : str, optional
+
+    Returns
+    -------
+    ndarray
+        Of ``a.shape`` and ``dtype``.
+
+    Examples
+    --------
+    >>> import numpy as np, mxarray
+    >>> a = mxarray.quantize(np.array([0.3, -1.7, 5.0, 100.0]), "mxfp4_e2m1")
+    >>> mxarray.dequantize(a)
+    array([  0.,  -0.,   0., 96.], dtype=float32)
+    """
+    _check_mx(a, "a")
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dt not in _OUTPUT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    be = get_backend(backend)
+    fmt = a.format
+    codes = _unpacked_rows(a, be).reshape(-1, fmt.block_size)
+    values = be.dequantize_blocks(codes, be.xp.asarray(a._scales).reshape(-1), fmt, dt)
+    return blocks.from_blocks(values, a.shape, a.block_axis, be.xp)
+
+
+def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:
+    """MX matrix product with a float32 result, per the spec's dot-product rule.
+
+    ``C = sum over blocks k of 2**(XA_k + XB_k) * sum_i PA_i * PB_i``.  ``a`` must be
+    blocked along its last axis and ``b`` along its second-to-last (its first, if 1-D).
+    Batch dimensions broadcast as in :func:`numpy.matmul`; 1-D operands are treated as
+    a row (``a``) or a column (``b``) vector and that dimension is dropped.  The formats
+    of ``a`` and ``b`` may differ.
+
+    Raises
+    ------
+    TypeError
+        If an operand is not an MXArray.
+    ValueError
+        If an operand is blocked along the wrong axis or the contracted lengths differ.
+
+    Examples
+    --------
+    >>> import numpy as np, mxarray
+    >>> a = mxarray.quantize(np.ones((2, 64)), "mxfp8_e4m3")
+    >>> b = mxarray.quantize(np.full((64, 3), 0.5), "mxfp8_e4m3", axis=0)
+    >>> mxarray.matmul(a, b)
+    array([[32., 32., 32.],
+           [32., 32., 32.]], dtype=float32)
+    """
+    _check_mx(a, "a")
+    _check_mx(b, "b")
+    if a.block_axis != a.ndim - 1:
+        raise ValueError(
+            f"a must be blocked along its last axis, but its block axis is {a.block_axis}; "
+            "quantize it with axis=-1"
+        )
+    b_contracted = max(b.ndim - 2, 0)
+    if b.block_axis != b_contracted:
+        raise ValueError(
+            f"b must be blocked along axis {b_contracted} (its second-to-last), but its block "
+            f"axis is {b.block_axis}; quantize it with axis={-min(b.ndim, 2)}"
+        )
+    k = a.shape[-1]
+    if b.shape[b_contracted] != k:
+        raise ValueError(
+            f"matmul: a has {k} columns but b has {b.shape[b_contracted]} rows "
+            f"(shapes {a.shape} and {b.shape})"
+        )
+    be = get_backend(backend)
+    xp = be.xp
+    a_rows, b_rows = _unpacked_rows(a, be), _unpacked_rows(b, be)
+    a_scales, b_scales = xp.asarray(a._scales), xp.asarray(b._scales)
+    if a.ndim == 1:
+        a_rows, a_scales = a_rows[None], a_scales[None]
+    if b.ndim == 1:
+        b_rows, b_scales = b_rows[None], b_scales[None]
+    batch = np.broadcast_shapes(a_rows.shape[:-3], b_rows.shape[:-3])
+    m, n = a_rows.shape[-3], b_rows.shape[-3]
+
+    def flat(rows: Any, scales: Any) -> tuple[Any, Any]:
+        rows = xp.broadcast_to(rows, batch + rows.shape[-3:]).reshape((-1,) + rows.shape[-3:])
+        scales = xp.broadcast_to(scales, batch + scales.shape[-2:])
+        return rows, scales.reshape((-1,) + scales.shape[-2:])
+
+    out = be.matmul_blocks(*flat(a_rows, a_scales), a.format, *flat(b_rows, b_scales), b.format)
+    out = out.reshape(batch + (m, n))
+    if b.ndim == 1:
+        out = out[..., 0]
+    if a.ndim == 1:
+        out = out[..., 0, :] if b.ndim > 1 else out[..., 0]
+    return out

@@ -1,0 +1,46 @@
+"""Shared fixtures: one test body runs against every registered backend."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import mxarray
+
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("thorough", max_examples=2000, deadline=None)
+settings.load_profile("ci")
+
+
+def _backend_params() -> list:
+    params = []
+    for info in mxarray.backends():
+        marks = []
+        if not info.available:
+            marks.append(pytest.mark.skip(reason=f"backend {info.name!r} unusable here: {info.reason}"))
+        params.append(pytest.param(info.name, marks=marks, id=info.name))
+    return params
+
+
+@pytest.fixture(params=_backend_params())
+def backend(request: pytest.FixtureRequest) -> str:
+    """Name of a registered backend; unusable ones are skipped with the reason."""
+    return request.param
+
+
+@pytest.fixture(
+    params=[name for name in (b.name for b in mxarray.backends()) if name != "numpy"] or [None]
+)
+def fast_backend(request: pytest.FixtureRequest) -> str:
+    """Name of a non-reference backend, for differential tests against NumPy."""
+    if request.param is None:
+        pytest.skip("no backend besides the NumPy reference is registered")
+    info = {b.name: b for b in mxarray.backends()}[request.param]
+    if not info.available:
+        pytest.skip(f"backend {info.name!r} unusable here: {info.reason}")
+    return request.param
