@@ -149,8 +149,10 @@ def dequantize(a: MXArray, dtype: Any = np.float32, *, backend: str | None = Non
     --------
     >>> import numpy as np, mxarray
     >>> a = mxarray.quantize(np.array([0.3, -1.7, 5.0, 100.0]), "mxfp4_e2m1")
-    >>> mxarray.dequantize(a)
-    array([  0.,  -0.,   0., 96.], dtype=float32)
+    >>> int(a.scales[0]) - 127           # amax 100 -> X = floor(log2(100)) - 2 = 4
+    4
+    >>> mxarray.dequantize(a)            # steps of 2**4 * 0.5 near zero; 100/16 -> 6
+    array([ 0., -0.,  8., 96.], dtype=float32)
     """
     _check_mx(a, "a")
     try:
