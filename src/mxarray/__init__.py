@@ -3,13 +3,18 @@
 Quantize NumPy arrays into the OCP MX formats (MXFP8, MXFP6, MXFP4, MXINT8) with real
 packed storage, dequantize them exactly, and multiply them, on interchangeable backends.
 Every numeric fact comes from the machine-readable specification in ``spec/mx.toml``.
+
+``mxarray`` is also an array API namespace (standard version 2024.12, with the ``linalg``
+extension): ``mxarray.asarray``, ``mxarray.sum``, ``mxarray.float32`` ... work as the
+standard says, and the MX formats (``mxarray.mxfp4_e2m1`` ...) are extra dtypes.  See
+docs/array_api.md.
 """
 
 from __future__ import annotations
 
 from .array import MXArray
 from .backends import BackendInfo, backends, get_backend, register_backend, set_backend, use_backend
-from .core import dequantize, matmul, quantize
+from .core import dequantize, quantize
 from .formats import (
     BLOCK_SIZE,
     FORMATS,
@@ -20,7 +25,11 @@ from .formats import (
     get_format,
 )
 
+from . import _namespace
+from ._namespace import *  # noqa: F403 - the array API namespace (matmul included)
+
 __version__ = "0.1.0"
+__array_api_version__ = "2024.12"
 
 # One module attribute per format of the spec: mxarray.mxfp4_e2m1, mxarray.mxint8, ...
 globals().update(FORMATS)
@@ -38,10 +47,10 @@ __all__ = [
     "dequantize",
     "get_backend",
     "get_format",
-    "matmul",
     "quantize",
     "register_backend",
     "set_backend",
     "use_backend",
     *FORMATS,
+    *_namespace.__all__,
 ]

@@ -259,6 +259,64 @@ class MXArray:
             raise TypeError("len() of a 0-d MXArray")
         return self._shape[0]
 
+    # -- array API (the mxarray namespace; see docs/array_api.md) ---------------------
+
+    @property
+    def dtype(self) -> Format:
+        """The MX dtype of the array API namespace: the element :class:`Format`."""
+        return self._format
+
+    @property
+    def device(self) -> Any:
+        """The device the storage lives on."""
+        return _ns()._device.CPU
+
+    @property
+    def T(self) -> Any:  # noqa: N802 - the standard's name
+        """Transpose of a 2-D array (keeps MX storage; the block axis moves)."""
+        if self.ndim != 2:
+            raise ValueError(f"x.T needs a 2-D array, got {self.ndim}-D; use x.mT or permute_dims")
+        return _ns().permute_dims(self, (1, 0))
+
+    @property
+    def mT(self) -> Any:  # noqa: N802 - the standard's name
+        """Transpose of the last two axes (keeps MX storage; the block axis moves)."""
+        return _ns().matrix_transpose(self)
+
+    def __array_namespace__(self, *, api_version: str | None = None) -> Any:
+        """Return the ``mxarray`` namespace (see :meth:`mxarray.Array.__array_namespace__`)."""
+        return _ns().Array.__array_namespace__(self, api_version=api_version)  # type: ignore
+
+    def to_device(self, device: Any, /, *, stream: Any = None) -> MXArray:
+        """Return the array on ``device`` (only the CPU exists today)."""
+        _ns()._device.check_device(device)
+        if stream is not None:
+            raise ValueError("stream is not supported for CPU arrays")
+        return self
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """The dequantized float32 values (so ``numpy.asarray(a)`` works); always a copy."""
+        if copy is False:
+            raise ValueError("dequantizing an MXArray always makes a copy")
+        values = self.dequantize(np.float32)
+        return values if dtype is None else values.astype(dtype)
+
+    def __getitem__(self, key: Any) -> Any:
+        """Index; keeps MX storage when the blocks allow, else float32 (see the docs)."""
+        ns = _ns()
+        ns._indexing.backend_key(key, self._shape)  # rejects index types the standard forbids
+        out = ns._mx_structural.getitem(self, key)
+        return out if out is not None else ns.asarray(self, dtype=ns.float32)[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        """Assign, requantizing only the blocks that hold written elements."""
+        packed, scales, seed = _ns()._mx_setitem.setitem(self, key, value)
+        self._packed, self._scales, self._seed = _read_only(packed), _read_only(scales), seed
+
+    def __bool__(self) -> bool:
+        raise TypeError(f"the truth value of an MXArray of shape {self._shape} is ambiguous; "
+                        "MX arrays have at least one dimension")
+
     def __repr__(self) -> str:
         details = [
             f"shape={self._shape}",
@@ -271,6 +329,65 @@ class MXArray:
         if self._seed is not None:
             details.append(f"seed={self._seed}")
         return f"MXArray({', '.join(details)})"
+
+
+def _ns() -> Any:
+    """The array API namespace (imported on first use: it imports this module)."""
+    from . import _namespace
+
+    return _namespace
+
+
+def _forward(func: str, reflected: bool = False) -> Any:
+    def method(self: MXArray, other: Any) -> Any:
+        f = getattr(_ns(), func)
+        return f(other, self) if reflected else f(self, other)
+
+    method.__name__ = func
+    method.__doc__ = f"``mxarray.{func}`` on the dequantized float32 values."
+    return method
+
+
+def _forward_inplace(func: str) -> Any:
+    def method(self: MXArray, other: Any) -> MXArray:
+        result = getattr(_ns(), func)(self, other)
+        if result.shape != self._shape:
+            raise ValueError(f"in-place {func} would change the shape from {self._shape} to "
+                             f"{result.shape}")
+        self[...] = result
+        return self
+
+    method.__name__ = f"i{func}"
+    method.__doc__ = f"In-place ``{func}``: computes in float32, requantizes every block."
+    return method
+
+
+def _forward_unary(func: str) -> Any:
+    def method(self: MXArray) -> Any:
+        return getattr(_ns(), func)(self)
+
+    method.__name__ = func
+    method.__doc__ = f"``mxarray.{func}`` on the dequantized float32 values."
+    return method
+
+
+for _name, _func in [("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
+                     ("truediv", "divide"), ("floordiv", "floor_divide"), ("mod", "remainder"),
+                     ("pow", "pow"), ("matmul", "matmul")]:
+    setattr(MXArray, f"__{_name}__", _forward(_func))
+    setattr(MXArray, f"__r{_name}__", _forward(_func, reflected=True))
+    setattr(MXArray, f"__i{_name}__", _forward_inplace(_func))
+for _name, _func in [("eq", "equal"), ("ne", "not_equal"), ("lt", "less"),
+                     ("le", "less_equal"), ("gt", "greater"), ("ge", "greater_equal"),
+                     ("and", "bitwise_and"), ("or", "bitwise_or"), ("xor", "bitwise_xor"),
+                     ("lshift", "bitwise_left_shift"), ("rshift", "bitwise_right_shift")]:
+    setattr(MXArray, f"__{_name}__", _forward(_func))
+for _name, _func in [("neg", "negative"), ("pos", "positive"), ("abs", "abs"),
+                     ("invert", "bitwise_invert")]:
+    setattr(MXArray, f"__{_name}__", _forward_unary(_func))
+MXArray.__array_ufunc__ = None  # NumPy operators defer to MXArray (and then refuse)
+MXArray.__hash__ = None  # type: ignore[assignment] - arrays compare element-wise
+del _name, _func
 
 
 def _check_shape(shape: object) -> tuple[int, ...]:

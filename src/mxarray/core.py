@@ -104,9 +104,13 @@ def quantize(
     if arr.shape[ax] == 0:
         raise ValueError(f"the block axis ({ax}) of x with shape {arr.shape} is empty")
     rows = blocks.to_blocks(arr, ax, fmt.block_size, be.xp)
-    codes, scales = be.quantize_blocks(rows, fmt, rounding, scale_mode, seed)
     lead = blocks.lead_shape(arr.shape, ax)
-    packed = be.pack(codes.reshape(lead + (-1,)), fmt)
+    if hasattr(be, "quantize_packed"):  # optional fused path: codes never materialised
+        packed, scales = be.quantize_packed(rows, fmt, rounding, scale_mode, seed)
+        packed = packed.reshape(lead + (-1,))
+    else:
+        codes, scales = be.quantize_blocks(rows, fmt, rounding, scale_mode, seed)
+        packed = be.pack(codes.reshape(lead + (-1,)), fmt)
     return MXArray._wrap(
         packed, scales.reshape(lead + (-1,)), fmt, arr.shape, ax, rounding, scale_mode, seed
     )
@@ -163,8 +167,13 @@ def dequantize(a: MXArray, dtype: Any = np.float32, *, backend: str | None = Non
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
     be = get_backend(backend)
     fmt = a.format
-    codes = _unpacked_rows(a, be).reshape(-1, fmt.block_size)
-    values = be.dequantize_blocks(codes, be.xp.asarray(a._scales).reshape(-1), fmt, dt)
+    scales = be.xp.asarray(a._scales).reshape(-1)
+    if hasattr(be, "dequantize_packed"):  # optional fused path straight from the bytes
+        packed = be.xp.asarray(a.packed).reshape(scales.shape[0], -1)
+        values = be.dequantize_packed(packed, scales, fmt, dt)
+    else:
+        codes = _unpacked_rows(a, be).reshape(-1, fmt.block_size)
+        values = be.dequantize_blocks(codes, scales, fmt, dt)
     return blocks.from_blocks(values, a.shape, a.block_axis, be.xp)
 
 
@@ -189,7 +198,7 @@ def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:
     >>> import numpy as np, mxarray
     >>> a = mxarray.quantize(np.ones((2, 64)), "mxfp8_e4m3")
     >>> b = mxarray.quantize(np.full((64, 3), 0.5), "mxfp8_e4m3", axis=0)
-    >>> mxarray.matmul(a, b)
+    >>> mxarray.core.matmul(a, b)
     array([[32., 32., 32.],
            [32., 32., 32.]], dtype=float32)
     """
@@ -214,21 +223,28 @@ def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:
         )
     be = get_backend(backend)
     xp = be.xp
-    a_rows, b_rows = _unpacked_rows(a, be), _unpacked_rows(b, be)
+    fused = hasattr(be, "matmul_packed")  # optional path that decodes packed tiles itself
+    if fused:
+        a_rows, b_rows = xp.asarray(a.packed), xp.asarray(b.packed)
+    else:
+        a_rows, b_rows = _unpacked_rows(a, be), _unpacked_rows(b, be)
     a_scales, b_scales = xp.asarray(a._scales), xp.asarray(b._scales)
+    row_dims = 2 if fused else 3  # (rows, bytes) or (rows, blocks, block_size)
     if a.ndim == 1:
         a_rows, a_scales = a_rows[None], a_scales[None]
     if b.ndim == 1:
         b_rows, b_scales = b_rows[None], b_scales[None]
-    batch = np.broadcast_shapes(a_rows.shape[:-3], b_rows.shape[:-3])
-    m, n = a_rows.shape[-3], b_rows.shape[-3]
+    batch = np.broadcast_shapes(a_rows.shape[:-row_dims], b_rows.shape[:-row_dims])
+    m, n = a_rows.shape[-row_dims], b_rows.shape[-row_dims]
 
     def flat(rows: Any, scales: Any) -> tuple[Any, Any]:
-        rows = xp.broadcast_to(rows, batch + rows.shape[-3:]).reshape((-1,) + rows.shape[-3:])
+        tail = rows.shape[-row_dims:]
+        rows = xp.broadcast_to(rows, batch + tail).reshape((-1,) + tail)
         scales = xp.broadcast_to(scales, batch + scales.shape[-2:])
         return rows, scales.reshape((-1,) + scales.shape[-2:])
 
-    out = be.matmul_blocks(*flat(a_rows, a_scales), a.format, *flat(b_rows, b_scales), b.format)
+    operation = be.matmul_packed if fused else be.matmul_blocks
+    out = operation(*flat(a_rows, a_scales), a.format, *flat(b_rows, b_scales), b.format)
     out = out.reshape(batch + (m, n))
     if b.ndim == 1:
         out = out[..., 0]

@@ -85,10 +85,14 @@ def scales_shape(shape: tuple[int, ...], axis: int, block_size: int) -> tuple[in
 def to_blocks(x: Any, axis: int, block_size: int, xp: Any = np) -> Any:
     """Return ``x`` in the canonical layout as C-contiguous ``(n, block_size)`` rows.
 
-    The block axis is moved last and zero-padded to a multiple of ``block_size``.
+    The block axis is moved last and zero-padded to a multiple of ``block_size``.  When
+    the block axis is already last and needs no padding, a C-contiguous ``x`` is
+    returned as a view, without a copy.
     """
     moved = xp.moveaxis(x, axis, -1)
     length = moved.shape[-1]
+    if length % block_size == 0:
+        return xp.ascontiguousarray(moved).reshape(-1, block_size)
     padded = n_blocks(length, block_size) * block_size
     out = xp.zeros(moved.shape[:-1] + (padded,), dtype=x.dtype)
     out[..., :length] = moved

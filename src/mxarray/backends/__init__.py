@@ -15,6 +15,7 @@ import contextvars
 import dataclasses
 import importlib
 import threading
+import warnings
 from importlib import metadata
 from typing import Any, Callable, Iterator
 
@@ -48,6 +49,7 @@ class _Entry:
     name: str
     loader: Callable[[], Any]
     priority: int
+    fallback_warning: bool = False
     instance: Any = None
     error: str | None = None
     loaded: bool = False
@@ -62,7 +64,9 @@ _global_choice: str | None = None
 _entry_points_loaded = False
 
 
-def register_backend(name: str, loader: Callable[[], Any], *, priority: int = 0) -> None:
+def register_backend(
+    name: str, loader: Callable[[], Any], *, priority: int = 0, fallback_warning: bool = False
+) -> None:
     """Register a backend under ``name``.
 
     Parameters
@@ -73,10 +77,15 @@ def register_backend(name: str, loader: Callable[[], Any], *, priority: int = 0)
         Called once, on first use, with no arguments; returns the backend object.  It may
         raise ``ImportError`` or ``RuntimeError`` to say the backend is unusable here.
     priority : int, optional
-        Higher priorities are preferred by the default selection.
+        Higher priorities are preferred by the default selection; negative ones are used
+        only when named.
+    fallback_warning : bool, optional
+        Emit a :class:`RuntimeWarning` (once) when the backend turns out unusable, e.g. an
+        optional dependency is missing or its kernels fail to compile, so that users
+        learn why a slower backend runs instead.
     """
     with _lock:
-        _registry[name] = _Entry(name, loader, priority)
+        _registry[name] = _Entry(name, loader, priority, fallback_warning)
 
 
 def _load_entry_points() -> None:
@@ -90,6 +99,7 @@ def _load_entry_points() -> None:
 
 
 def _instantiate(entry: _Entry) -> Any:
+    failed = False
     with _lock:
         if not entry.loaded:
             try:
@@ -104,7 +114,15 @@ def _instantiate(entry: _Entry) -> Any:
             except Exception as exc:  # a broken optional backend must never break import
                 entry.error = f"{type(exc).__name__}: {exc}"
             entry.loaded = True
-        return entry.instance
+            failed = entry.instance is None and entry.fallback_warning
+    if failed:
+        warnings.warn(
+            f"mxarray backend {entry.name!r} is unusable ({entry.error}); "
+            "falling back to the next available backend",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return entry.instance
 
 
 def backends() -> list[BackendInfo]:
@@ -197,4 +215,9 @@ def _builtin(module: str, cls: str) -> Callable[[], Any]:
 
 
 register_backend("numpy", _builtin("numpy_backend", "NumpyBackend"), priority=0)
+register_backend(
+    "numba", _builtin("numba_backend", "NumbaBackend"), priority=10, fallback_warning=True
+)
 
+# Until MXArray storage can live on the GPU end to end, CuPy runs only when named.
+register_backend("cupy", _builtin("cupy_backend", "CupyBackend"), priority=-1)

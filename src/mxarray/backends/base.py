@@ -19,6 +19,15 @@ Contracts (every backend is tested against the NumPy reference, bit for bit):
     bound of the spec.
 ``available() -> (bool, str)``
     Whether the backend is usable on this machine, and why (not).
+
+Optional fused paths, used by the core when a backend defines them (same results):
+
+``quantize_packed(blocks, fmt, rounding, scale_mode, seed) -> (packed, scales)``
+    As ``quantize_blocks`` followed by ``pack`` of each row.
+``dequantize_packed(packed, scales, fmt, dtype) -> values``
+    As ``unpack`` followed by ``dequantize_blocks``; ``packed`` holds one block's bytes per row.
+``matmul_packed(a_packed, a_scales, a_fmt, b_packed, b_scales, b_fmt) -> c``
+    As ``matmul_blocks`` on ``(B, M, packed K)`` and ``(B, N, packed K)`` bytes.
 """
 
 from __future__ import annotations

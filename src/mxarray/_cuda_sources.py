@@ -1,0 +1,159 @@
+"""Locate the CUDA C++ sources and derive their compile-time definitions from the spec.
+
+The sources ship inside the wheel as ``mxarray/_data/cuda/``; in a source checkout (an
+editable install) they are read from the repository's top-level ``backends/cuda/``.
+
+Nothing numeric about a format is written in the CUDA sources: every kernel is compiled
+with ``-D`` definitions made here from :mod:`mxarray.formats` (and so from ``spec/mx.toml``)
+and from the generator constants of :mod:`mxarray._random`.  The same definitions build
+the host-compiled test library, so the GPU and host builds read one source of truth.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from pathlib import Path
+
+from . import _random
+from .formats import BLOCK_SIZE, ROUNDING_MODES, SCALE, SCALE_MODES, Format
+
+__all__ = [
+    "KERNEL_SOURCES",
+    "cuda_dir",
+    "read_source",
+    "spec_definitions",
+    "format_fields",
+    "format_initializer",
+    "compile_definitions",
+]
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_CANDIDATES = (
+    _PACKAGE_DIR / "_data" / "cuda",  # installed wheel
+    _PACKAGE_DIR.parent.parent / "backends" / "cuda",  # source checkout
+)
+
+KERNEL_SOURCES: dict[str, tuple[str, ...]] = {
+    "mx_quantize.cu": ("MX_FORMAT",),
+    "mx_dequantize.cu": ("MX_FORMAT",),
+    "mx_pack.cu": ("MX_FORMAT",),
+    "mx_matmul_simple.cu": ("MX_FORMAT_A", "MX_FORMAT_B"),
+}
+"""Every kernel source and the format macros it must be compiled with."""
+
+_INCLUDE = re.compile(r'^#include "([^"]+)"[ \t]*$', re.MULTILINE)
+
+
+def cuda_dir() -> Path:
+    """Return the directory that holds the CUDA sources (``mx_arith.cuh`` and the kernels).
+
+    Raises
+    ------
+    FileNotFoundError
+        If neither the packaged copy nor a source checkout's ``backends/cuda`` exists.
+    """
+    for candidate in _CANDIDATES:
+        if (candidate / "mx_arith.cuh").is_file():
+            return candidate
+    raise FileNotFoundError(
+        "mxarray cannot find its CUDA sources; looked in " + ", ".join(str(c) for c in _CANDIDATES)
+    )
+
+
+@functools.cache
+def read_source(name: str) -> str:
+    """Return the text of source ``name`` with its local ``#include "..."`` lines inlined.
+
+    Inlining makes the text self-contained, so a compiler cache keyed on the source text
+    (CuPy's) sees every change to a shared header.  Each header is inlined once.
+    """
+    seen: set[str] = set()
+
+    def expand(file_name: str) -> str:
+        path = cuda_dir() / file_name
+        if not path.is_file():
+            raise FileNotFoundError(f"no CUDA source {file_name!r} in {cuda_dir()}")
+
+        def include(match: re.Match[str]) -> str:
+            header = match.group(1)
+            if header in seen:
+                return f"// {header} already included"
+            seen.add(header)
+            return expand(header)
+
+        return _INCLUDE.sub(include, path.read_text(encoding="utf-8"))
+
+    return expand(name)
+
+
+def spec_definitions() -> dict[str, str]:
+    """Spec-wide constants the sources need: block size, E8M0, generator, mode numbers."""
+    defs = {
+        "MX_BLOCK_SIZE": str(BLOCK_SIZE),
+        "MX_SCALE_BIAS": str(SCALE.bias),
+        "MX_SCALE_NAN_CODE": str(SCALE.nan_code),
+        "MX_SCALE_MIN_EXP": str(SCALE.min_exponent),
+        "MX_SCALE_MAX_EXP": str(SCALE.max_exponent),
+        "MX_RNG_GAMMA": f"{int(_random.GAMMA):#x}ull",
+        "MX_RNG_MIX1": f"{int(_random._MIX1):#x}ull",
+        "MX_RNG_MIX2": f"{int(_random._MIX2):#x}ull",
+    }
+    for i, mode in enumerate(SCALE_MODES):
+        defs[f"MX_SCALE_MODE_{mode.upper()}"] = str(i)
+    for i, mode in enumerate(ROUNDING_MODES):
+        defs[f"MX_ROUNDING_{mode.upper()}"] = str(i)
+    return defs
+
+
+def format_fields(fmt: Format) -> dict[str, int]:
+    """The fields of the C struct ``MxFormat`` for ``fmt``, in declaration order.
+
+    Raises
+    ------
+    ValueError
+        If the format breaks an assumption of the CUDA arithmetic: NaN codes other than
+        the magnitudes above ``max_code``, or a value that float32 cannot hold exactly
+        at the smallest scale.
+    """
+    sign = fmt.sign_bit
+    above = set(range(fmt.max_code + 1, sign))
+    inf = {c & (sign - 1) for c in fmt.inf_codes}
+    nan = set(fmt.nan_codes)
+    expected_nan = {c | s for c in above - inf for s in (0, sign)}
+    if fmt.kind == "float" and (len(inf) > 1 or nan != expected_nan):
+        raise ValueError(f"{fmt.name}: NaN codes are not the magnitudes above max_code")
+    if math.frexp(fmt.min_subnormal)[1] - 1 + SCALE.min_exponent < -149:
+        raise ValueError(f"{fmt.name}: the smallest value times 2^-127 is not a float32")
+    mant, exp = math.frexp(fmt.max_normal)
+    return {
+        "is_int": int(fmt.kind == "int"),
+        "bits": fmt.bits,
+        "mantissa_bits": fmt.mantissa_bits,
+        "bias": fmt.bias,
+        "emax": fmt.emax,
+        "emin": fmt.emin,
+        "max_code": fmt.max_code,
+        "inf_code": next(iter(inf), -1),
+        "max_normal_exp": exp - 1,
+        "pack_elements": fmt.layout.elements,
+        "pack_bytes": fmt.layout.bytes,
+        "reserved": 0,
+        "max_normal_sig": int(math.ldexp(mant, 53)),
+    }
+
+
+def format_initializer(fmt: Format) -> str:
+    """A C brace initializer of ``MxFormat`` for ``fmt``, e.g. ``{0,4,1,...}``."""
+    values = format_fields(fmt)
+    parts = [str(v) for k, v in values.items() if k != "max_normal_sig"]
+    return "{" + ",".join(parts + [f"{values['max_normal_sig']:#x}ull"]) + "}"
+
+
+def compile_definitions(formats: dict[str, Format]) -> list[str]:
+    """``-D`` options for a source: the spec constants plus ``{macro: format}`` structs."""
+    defs = dict(spec_definitions())
+    for macro, fmt in formats.items():
+        defs[macro] = format_initializer(fmt)
+    return [f"-D{name}={value}" for name, value in defs.items()]

@@ -1,0 +1,360 @@
+"""Creation functions.  Any of them makes an MX array when given an MX ``dtype``.
+
+For an MX dtype the values are built in float64 and quantized along ``block_axis``
+(default the last axis) with the default rounding ("even") and scale mode ("floor");
+``asarray`` and ``astype`` also take ``rounding``, ``scale_mode`` and ``seed``.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy as np
+
+from ..array import MXArray
+from ..formats import Format
+from . import _dtypes as dt
+from ._array import Array
+from ._device import check_device
+from ._mx_convert import to_mx
+from ._operands import SCALARS, dense
+
+__all__ = [
+    "asarray", "astype", "arange", "empty", "empty_like", "eye", "from_dlpack", "full",
+    "full_like", "linspace", "meshgrid", "ones", "ones_like", "tril", "triu", "zeros",
+    "zeros_like",
+]
+
+
+def _finish(values: np.ndarray, dtype: Any, block_axis: int) -> Any:
+    """Cast backend values to ``dtype`` (a standard dtype, or an MX one by quantizing)."""
+    if isinstance(dtype, Format):
+        return to_mx(values, dtype, block_axis=block_axis)
+    return Array._new(np.asarray(values, dtype=dtype))
+
+
+def _dtype_or(dtype: Any, default: np.dtype) -> Any:
+    return default if dtype is None else dt.check_dtype(dtype)
+
+
+def _infer_scalar_dtype(obj: Any) -> np.dtype:
+    if isinstance(obj, builtins.bool):
+        return dt.bool
+    if isinstance(obj, int):
+        return dt.uint64 if 2**63 <= obj < 2**64 else dt.int64
+    if isinstance(obj, float):
+        return dt.float64
+    return dt.complex128
+
+
+def _from_sequence(obj: Any) -> np.ndarray:
+    """A nested Python sequence (or a buffer) as a NumPy array of a standard dtype."""
+    if isinstance(obj, (list, tuple)):
+        flat = list(_leaves(obj))
+        if any(isinstance(v, MXArray) for v in flat):
+            obj = _replace_mx(obj)
+        elif flat and all(isinstance(v, SCALARS) for v in flat):
+            kinds = [_infer_scalar_dtype(v) for v in flat]
+            target = max(kinds, key=lambda d: "biufc".index(d.kind))
+            if target.kind in "iu":
+                big = [v for v in flat if not -2**63 <= v < 2**63]
+                if big:
+                    raise OverflowError(f"Python int {big[0]} does not fit int64")
+            return np.asarray(obj, dtype=target)
+    arr = np.asarray(obj)
+    if arr.dtype not in dt.STANDARD_DTYPES.values():
+        raise TypeError(f"cannot make an array of dtype {arr.dtype} (not a standard dtype)")
+    return arr
+
+
+def _leaves(obj: Any) -> Any:
+    for v in obj:
+        if isinstance(v, (list, tuple)):
+            yield from _leaves(v)
+        else:
+            yield v
+
+
+def _replace_mx(obj: Any) -> Any:
+    if isinstance(obj, (list, tuple)):
+        return [_replace_mx(v) for v in obj]
+    return obj.dequantize(np.float32) if isinstance(obj, MXArray) else obj
+
+
+def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None,
+            block_axis: int | None = None, rounding: str = "even", scale_mode: str = "floor",
+            seed: int | None = None) -> Any:
+    """Convert ``obj`` to an array of the namespace.
+
+    Parameters
+    ----------
+    obj : Array, MXArray, Python scalar, nested sequence or buffer
+    dtype : dtype, optional
+        A standard dtype, or an MX dtype (``mxarray.mxfp8_e4m3`` ...) to quantize.
+    device : Device, optional
+    copy : bool, optional
+        True always copies; False never copies (ValueError if it must); None copies
+        only when needed.
+    block_axis, rounding, scale_mode, seed
+        MX extension: how to quantize when ``dtype`` is an MX dtype (see
+        :func:`mxarray.quantize`).  ``block_axis`` defaults to the block axis of an MX
+        ``obj`` and to the last axis otherwise.
+
+    Returns
+    -------
+    Array or MXArray
+
+    Raises
+    ------
+    TypeError
+        For an unsupported ``obj`` or ``dtype``.
+    ValueError
+        If ``copy=False`` but a copy (or a quantization) is needed.
+    OverflowError
+        If a Python int does not fit the dtype.
+
+    Examples
+    --------
+    >>> import mxarray as mx
+    >>> mx.asarray([[1.0, -2.0, 3.5]], dtype=mx.mxfp4_e2m1)
+    MXArray(shape=(1, 3), format=mxfp4_e2m1, block_axis=1, nbytes=17, rounding='even', scale_mode='floor')
+    """
+    check_device(device)
+    target = None if dtype is None else dt.check_dtype(dtype)
+    if isinstance(obj, MXArray):
+        target = obj.format if target is None else target
+        block_axis = obj.block_axis if block_axis is None else block_axis
+    block_axis = -1 if block_axis is None else block_axis
+    if isinstance(obj, MXArray) and target is obj.format and (
+            block_axis % obj.ndim == obj.block_axis):
+        return MXArray._wrap(obj._packed.copy(), obj._scales.copy(), obj.format, obj.shape,
+                             obj.block_axis, obj.rounding, obj.scale_mode, obj.seed) \
+            if copy else obj
+    if isinstance(target, Format):
+        if copy is False:
+            raise ValueError("quantizing into an MX dtype always makes new storage; copy=False "
+                             "cannot be honoured")
+        values = dense(obj)._x if isinstance(obj, (Array, MXArray)) else _from_sequence(obj)
+        return to_mx(values, target, block_axis=block_axis, rounding=rounding,
+                     scale_mode=scale_mode, seed=seed)
+    if isinstance(obj, (Array, MXArray)):
+        x = dense(obj)._x
+        copied = isinstance(obj, MXArray)
+    elif isinstance(obj, SCALARS):
+        want = target or _infer_scalar_dtype(obj)
+        if isinstance(obj, int) and not isinstance(obj, builtins.bool) and want.kind in "iu":
+            info = np.iinfo(want)
+            if not info.min <= obj <= info.max:
+                raise OverflowError(f"Python int {obj} is out of bounds for {want}")
+        return Array._new(np.asarray(obj, dtype=want))
+    else:
+        if copy is False:
+            x = np.asarray(obj, copy=False)
+            if x.dtype not in dt.STANDARD_DTYPES.values():
+                raise TypeError(f"cannot make an array of dtype {x.dtype}")
+        else:
+            x = _from_sequence(obj)
+        copied = x is not obj and not hasattr(obj, "__array__") and not hasattr(
+            obj, "__dlpack__")
+    if target is not None and target != x.dtype:
+        if copy is False:
+            raise ValueError(f"converting {x.dtype} to {target} needs a copy, but copy=False")
+        return Array._new(x.astype(target))
+    if copy and not copied:
+        return Array._new(x.copy())
+    if copy is False and isinstance(obj, MXArray):
+        raise ValueError("dequantizing an MX array always makes a copy; copy=False "
+                         "cannot be honoured")
+    return Array._new(x)
+
+
+def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None,
+           block_axis: int | None = None, rounding: str = "even", scale_mode: str = "floor",
+           seed: int | None = None) -> Any:
+    """Cast ``x`` to ``dtype``.
+
+    Casting to an MX dtype quantizes (along ``block_axis``; by default the block axis of an
+    MX input, else the last axis); casting an MX array to a standard dtype dequantizes
+    (float32 exactly, then the standard cast).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is complex and ``dtype`` real (the standard forbids that cast), or the
+        values cannot be quantized.
+    """
+    check_device(device)
+    target = dt.check_dtype(dtype)
+    if isinstance(target, Format):
+        if block_axis is None:
+            block_axis = x.block_axis if isinstance(x, MXArray) else -1
+        out = to_mx(x, target, block_axis=block_axis, rounding=rounding,
+                    scale_mode=scale_mode, seed=seed)
+        return asarray(out, copy=True) if out is x and copy else out
+    a = dense(x)
+    if a.dtype.kind == "c" and target.kind != "c":
+        raise TypeError(f"casting complex {a.dtype} to real {target} is not allowed; "
+                        "use real(), imag() or abs()")
+    if not copy and target == a.dtype:
+        return a
+    return Array._new(a._x.astype(target, copy=True))
+
+
+def arange(start: int | float, /, stop: int | float | None = None, step: int | float = 1, *,
+           dtype: Any = None, device: Any = None) -> Any:
+    """Evenly spaced values in ``[start, stop)`` (default dtype from the arguments)."""
+    check_device(device)
+    if stop is None:
+        start, stop = 0, start
+    args = (start, stop, step)
+    default = dt.float64 if any(isinstance(v, float) for v in args) else dt.int64
+    target = _dtype_or(dtype, default)
+    work = np.float64 if isinstance(target, Format) else target
+    return _finish(np.arange(start, stop, step, dtype=work), target, -1)
+
+
+def _filled(shape: Any, value: Any, dtype: Any, device: Any) -> Any:
+    check_device(device)
+    target = _dtype_or(dtype, _infer_scalar_dtype(value))
+    if isinstance(target, Format):
+        return to_mx(np.full(shape, value, dtype=np.float64), target)
+    if isinstance(value, int) and not isinstance(value, builtins.bool) and target.kind in "iu":
+        info = np.iinfo(target)
+        if not info.min <= value <= info.max:
+            raise OverflowError(f"fill value {value} is out of bounds for {target}")
+    return Array._new(np.full(shape, value, dtype=target))
+
+
+def empty(shape: int | tuple[int, ...], *, dtype: Any = None, device: Any = None) -> Any:
+    """An array of ``shape`` (zero-filled; default float64)."""
+    return _filled(shape, 0.0 if dtype is None else 0, dtype, device)
+
+
+def zeros(shape: int | tuple[int, ...], *, dtype: Any = None, device: Any = None) -> Any:
+    """An array of zeros (default float64)."""
+    return _filled(shape, 0.0 if dtype is None else 0, dtype, device)
+
+
+def ones(shape: int | tuple[int, ...], *, dtype: Any = None, device: Any = None) -> Any:
+    """An array of ones (default float64)."""
+    return _filled(shape, 1.0 if dtype is None else 1, dtype, device)
+
+
+def full(shape: int | tuple[int, ...], fill_value: bool | int | float | complex, *,
+         dtype: Any = None, device: Any = None) -> Any:
+    """An array filled with ``fill_value`` (dtype inferred from it by default).
+
+    Raises
+    ------
+    TypeError
+        If ``fill_value`` is not a Python scalar.
+    """
+    if not isinstance(fill_value, SCALARS):
+        raise TypeError("fill_value must be a Python bool, int, float or complex")
+    return _filled(shape, fill_value, dtype, device)
+
+
+def _like(x: Any, value: Any, dtype: Any, device: Any) -> Any:
+    check_device(device)
+    target = x.dtype if dtype is None else dt.check_dtype(dtype)
+    if isinstance(target, Format):
+        axis = x.block_axis if isinstance(x, MXArray) and dtype is None else -1
+        return to_mx(np.full(x.shape, value, dtype=np.float64), target, block_axis=axis)
+    return Array._new(np.full(x.shape, value, dtype=target))
+
+
+def empty_like(x: Any, /, *, dtype: Any = None, device: Any = None) -> Any:
+    """An array shaped like ``x`` (zero-filled; an MX ``x`` gives MX, same block axis)."""
+    return _like(x, 0, dtype, device)
+
+
+def zeros_like(x: Any, /, *, dtype: Any = None, device: Any = None) -> Any:
+    """Zeros shaped like ``x`` (an MX ``x`` gives MX, same block axis)."""
+    return _like(x, 0, dtype, device)
+
+
+def ones_like(x: Any, /, *, dtype: Any = None, device: Any = None) -> Any:
+    """Ones shaped like ``x`` (an MX ``x`` gives MX, same block axis)."""
+    return _like(x, 1, dtype, device)
+
+
+def full_like(x: Any, /, fill_value: bool | int | float | complex, *, dtype: Any = None,
+              device: Any = None) -> Any:
+    """``fill_value`` shaped like ``x``."""
+    if not isinstance(fill_value, SCALARS):
+        raise TypeError("fill_value must be a Python bool, int, float or complex")
+    return _like(x, fill_value, dtype, device)
+
+
+def eye(n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = None,
+        device: Any = None) -> Any:
+    """A 2-D array with ones on the ``k``-th diagonal."""
+    check_device(device)
+    target = _dtype_or(dtype, dt.float64)
+    work = np.float64 if isinstance(target, Format) else target
+    return _finish(np.eye(n_rows, n_cols, k=k, dtype=work), target, -1)
+
+
+def linspace(start: int | float | complex, stop: int | float | complex, /, num: int, *,
+             dtype: Any = None, device: Any = None, endpoint: bool = True) -> Any:
+    """``num`` evenly spaced values from ``start`` to ``stop``."""
+    check_device(device)
+    default = dt.complex128 if any(isinstance(v, complex) for v in (start, stop)) else dt.float64
+    target = _dtype_or(dtype, default)
+    if not isinstance(target, Format) and target.kind not in "fc":
+        raise TypeError(f"linspace needs a floating-point dtype, got {target}")
+    work = np.float64 if isinstance(target, Format) else target
+    return _finish(np.linspace(start, stop, num, endpoint=endpoint, dtype=work), target, -1)
+
+
+def meshgrid(*arrays: Any, indexing: str = "xy") -> list[Array]:
+    """Coordinate matrices from 1-D arrays (MX inputs give float32).
+
+    Raises
+    ------
+    ValueError
+        If ``indexing`` is not "xy" or "ij", or an input is not 1-D.
+    TypeError
+        If the dtypes differ.
+    """
+    if indexing not in ("xy", "ij"):
+        raise ValueError(f"indexing must be 'xy' or 'ij', got {indexing!r}")
+    parts = [dense(a) for a in arrays]
+    if any(p.ndim != 1 for p in parts):
+        raise ValueError("meshgrid needs 1-D arrays")
+    if len({p.dtype for p in parts}) > 1:
+        raise TypeError("meshgrid needs arrays of one dtype")
+    return [Array._new(g) for g in np.meshgrid(*(p._x for p in parts), indexing=indexing)]
+
+
+def _triangle(x: Any, k: int, np_func: Any, name: str) -> Array:
+    a = dense(x)
+    if a.ndim < 2:
+        raise ValueError(f"{name} needs at least 2 dimensions")
+    return Array._new(np_func(a._x, k=k))
+
+
+def tril(x: Any, /, *, k: int = 0) -> Array:
+    """Lower triangle of the matrices in ``x`` (float32 for MX input)."""
+    return _triangle(x, k, np.tril, "tril")
+
+
+def triu(x: Any, /, *, k: int = 0) -> Array:
+    """Upper triangle of the matrices in ``x`` (float32 for MX input)."""
+    return _triangle(x, k, np.triu, "triu")
+
+
+def from_dlpack(x: Any, /, *, device: Any = None, copy: bool | None = None) -> Array:
+    """An array from any object with ``__dlpack__`` (standard dtypes only).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is an MX array (DLPack has no MX dtypes; use ``astype`` to a float dtype).
+    """
+    if isinstance(x, MXArray):
+        raise TypeError("MX arrays cannot be exchanged through DLPack; cast with astype first")
+    check_device(device)
+    kwargs = {} if copy is None else {"copy": copy}
+    return Array._new(np.from_dlpack(x, **kwargs))

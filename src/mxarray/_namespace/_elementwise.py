@@ -1,0 +1,243 @@
+"""Element-wise functions of the standard.
+
+Each function is described once in a table (its backend ufunc, the dtype category the
+standard allows, and what dtype it returns) and built by one factory, so every
+function checks its input and promotes the same way.  MX arrays enter as their
+dequantized float32 values (see :mod:`._operands`).
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _dtypes as dt
+from ._array import Array
+from ._operands import SCALARS, binary_operands, check_category, dense
+
+# The outputs: "same" (the promoted input dtype), "bool", or "real" (the real dtype
+# matching a complex input, else the input dtype).
+_UNARY: dict[str, tuple[str, str, str]] = {
+    "abs": ("absolute", "numeric", "real"),
+    "acos": ("arccos", "floating-point", "same"),
+    "acosh": ("arccosh", "floating-point", "same"),
+    "asin": ("arcsin", "floating-point", "same"),
+    "asinh": ("arcsinh", "floating-point", "same"),
+    "atan": ("arctan", "floating-point", "same"),
+    "atanh": ("arctanh", "floating-point", "same"),
+    "bitwise_invert": ("invert", "integer or boolean", "same"),
+    "ceil": ("ceil", "real numeric", "same"),
+    "conj": ("conj", "numeric", "same"),
+    "cos": ("cos", "floating-point", "same"),
+    "cosh": ("cosh", "floating-point", "same"),
+    "exp": ("exp", "floating-point", "same"),
+    "expm1": ("expm1", "floating-point", "same"),
+    "floor": ("floor", "real numeric", "same"),
+    "imag": ("imag", "complex floating-point", "real"),
+    "isfinite": ("isfinite", "numeric", "bool"),
+    "isinf": ("isinf", "numeric", "bool"),
+    "isnan": ("isnan", "numeric", "bool"),
+    "log": ("log", "floating-point", "same"),
+    "log10": ("log10", "floating-point", "same"),
+    "log1p": ("log1p", "floating-point", "same"),
+    "log2": ("log2", "floating-point", "same"),
+    "logical_not": ("logical_not", "boolean", "same"),
+    "negative": ("negative", "numeric", "same"),
+    "positive": ("positive", "numeric", "same"),
+    "real": ("real", "numeric", "real"),
+    "reciprocal": ("reciprocal", "floating-point", "same"),
+    "round": ("round", "numeric", "same"),
+    "sign": ("sign", "numeric", "same"),
+    "signbit": ("signbit", "real floating-point", "bool"),
+    "sin": ("sin", "floating-point", "same"),
+    "sinh": ("sinh", "floating-point", "same"),
+    "sqrt": ("sqrt", "floating-point", "same"),
+    "square": ("square", "numeric", "same"),
+    "tan": ("tan", "floating-point", "same"),
+    "tanh": ("tanh", "floating-point", "same"),
+    "trunc": ("trunc", "real numeric", "same"),
+}
+
+_BINARY: dict[str, tuple[str, str, str]] = {
+    "add": ("add", "numeric", "same"),
+    "atan2": ("arctan2", "real floating-point", "same"),
+    "bitwise_and": ("bitwise_and", "integer or boolean", "same"),
+    "bitwise_or": ("bitwise_or", "integer or boolean", "same"),
+    "bitwise_xor": ("bitwise_xor", "integer or boolean", "same"),
+    "bitwise_left_shift": ("left_shift", "integer", "same"),
+    "bitwise_right_shift": ("right_shift", "integer", "same"),
+    "copysign": ("copysign", "real floating-point", "same"),
+    "divide": ("divide", "floating-point", "same"),
+    "equal": ("equal", "all", "bool"),
+    "floor_divide": ("floor_divide", "real numeric", "same"),
+    "greater": ("greater", "real numeric", "bool"),
+    "greater_equal": ("greater_equal", "real numeric", "bool"),
+    "hypot": ("hypot", "real floating-point", "same"),
+    "less": ("less", "real numeric", "bool"),
+    "less_equal": ("less_equal", "real numeric", "bool"),
+    "logaddexp": ("logaddexp", "real floating-point", "same"),
+    "logical_and": ("logical_and", "boolean", "same"),
+    "logical_or": ("logical_or", "boolean", "same"),
+    "logical_xor": ("logical_xor", "boolean", "same"),
+    "maximum": ("maximum", "real numeric", "same"),
+    "minimum": ("minimum", "real numeric", "same"),
+    "multiply": ("multiply", "numeric", "same"),
+    "nextafter": ("nextafter", "real floating-point", "same"),
+    "not_equal": ("not_equal", "all", "bool"),
+    "pow": ("power", "numeric", "same"),
+    "remainder": ("remainder", "real numeric", "same"),
+    "subtract": ("subtract", "numeric", "same"),
+}
+
+# Rounding functions return integer input unchanged (the backend may give floats).
+_IDENTITY_ON_INTEGERS = {"ceil", "floor", "trunc", "round"}
+
+
+def _out_dtype(rule: str, dtype: np.dtype) -> np.dtype:
+    if rule == "bool":
+        return dt.bool
+    if rule == "real" and dtype.kind == "c":
+        return dt.float32 if dtype == dt.complex64 else dt.float64
+    return dtype
+
+
+def _make_unary(name: str, ufunc: Callable[..., Any], category: str, rule: str) -> Any:
+    def func(x: Any, /) -> Array:
+        a = dense(x)
+        check_category(a.dtype, category, name)
+        if name in _IDENTITY_ON_INTEGERS and a.dtype.kind in "iu":
+            return Array._new(a._x.copy())
+        with np.errstate(all="ignore"):
+            out = ufunc(a._x)
+        return Array._new(np.asarray(out).astype(_out_dtype(rule, a.dtype), copy=False))
+
+    func.__name__ = func.__qualname__ = name
+    func.__doc__ = (
+        f"Element-wise ``{name}`` of the array API standard ({category} input).\n\n"
+        "MX arrays are dequantized to float32 first.\n\n"
+        "Raises\n------\nTypeError\n    If the dtype is not " + category + "."
+    )
+    return func
+
+
+def _make_binary(name: str, ufunc: Callable[..., Any], category: str, rule: str) -> Any:
+    def func(x1: Any, x2: Any, /) -> Array:
+        a, b, promoted = binary_operands(x1, x2, category, name)
+        with np.errstate(all="ignore"):
+            out = ufunc(a, b)
+        return Array._new(np.asarray(out).astype(_out_dtype(rule, promoted), copy=False))
+
+    func.__name__ = func.__qualname__ = name
+    func.__doc__ = (
+        f"Element-wise ``{name}`` of the array API standard ({category} input).\n\n"
+        "One argument may be a Python scalar; MX arrays are dequantized to float32 "
+        "first.\n\nRaises\n------\nTypeError\n    If a dtype is not " + category
+        + " or the dtypes cannot be promoted together.\nValueError\n    If the shapes do "
+        "not broadcast or the arrays are on different devices."
+    )
+    return func
+
+
+_FUNCS = {
+    **{n: _make_unary(n, getattr(np, u), c, r) for n, (u, c, r) in _UNARY.items()},
+    **{n: _make_binary(n, getattr(np, u), c, r) for n, (u, c, r) in _BINARY.items()},
+}
+globals().update(_FUNCS)
+
+__all__ = sorted(_FUNCS)
+
+_sign = _FUNCS["sign"]
+
+
+def sign(x: Any, /) -> Array:
+    """Sign of each element: -1, 0 or 1 for real input, ``x / abs(x)`` (0 at 0) for complex,
+    the standard's definition.
+
+    Raises
+    ------
+    TypeError
+        If the dtype is not numeric.
+    """
+    a = dense(x)
+    if a.dtype.kind != "c":
+        return _sign(a)
+    with np.errstate(all="ignore"):
+        out = np.where(a._x == 0, 0, a._x / np.abs(a._x))
+    return Array._new(out.astype(a.dtype, copy=False))
+
+
+_FUNCS["sign"] = sign
+
+_shift_left, _shift_right = _FUNCS["bitwise_left_shift"], _FUNCS["bitwise_right_shift"]
+
+
+def _check_shift(x2: Any) -> None:
+    negative = np.any(x2._x < 0) if isinstance(x2, Array) else (
+        isinstance(x2, int) and x2 < 0)
+    if negative:
+        raise ValueError("bitwise shifts are only defined for non-negative shift counts")
+
+
+def bitwise_left_shift(x1: Any, x2: Any, /) -> Array:
+    """``x1 << x2`` element-wise (integer input; ``x2`` must be non-negative).
+
+    Raises
+    ------
+    ValueError
+        If a shift count is negative.
+    """
+    _check_shift(x2)
+    return _shift_left(x1, x2)
+
+
+def bitwise_right_shift(x1: Any, x2: Any, /) -> Array:
+    """``x1 >> x2`` element-wise (integer input; ``x2`` must be non-negative).
+
+    Raises
+    ------
+    ValueError
+        If a shift count is negative.
+    """
+    _check_shift(x2)
+    return _shift_right(x1, x2)
+
+
+def clip(x: Any, /, min: Any = None, max: Any = None) -> Array:  # noqa: A002
+    """Clamp ``x`` to ``[min, max]``; the result keeps the dtype of ``x``.
+
+    Raises
+    ------
+    TypeError
+        If a dtype is not real numeric, or an integer ``x`` meets float bounds.
+    ValueError
+        If the shapes of ``x``, ``min`` and ``max`` do not broadcast together.
+    """
+    a = dense(x)
+    check_category(a.dtype, "real numeric", "clip")
+    out = a._x.copy()
+    bounds = []
+    for name, bound in (("min", min), ("max", max)):
+        if bound is None:
+            bounds.append(None)
+            continue
+        if isinstance(bound, SCALARS) and not isinstance(bound, (builtins.bool, complex)):
+            if isinstance(bound, int) and a.dtype.kind in "iu":
+                info = np.iinfo(a.dtype)
+                bound = builtins.min(builtins.max(bound, int(info.min)), int(info.max))
+            value = np.asarray(bound, dtype=dt.scalar_dtype(bound, a.dtype))
+        else:
+            b = dense(bound, name)
+            check_category(b.dtype, "real numeric", "clip")
+            dt.promote(a.dtype, b.dtype)
+            value = b._x
+        bounds.append(value)
+    shape = np.broadcast_shapes(out.shape, *(b.shape for b in bounds if b is not None))
+    out = np.array(np.broadcast_to(out, shape))
+    with np.errstate(all="ignore"):
+        if bounds[0] is not None:
+            out = np.where(out < bounds[0], bounds[0], out).astype(a.dtype, copy=False)
+        if bounds[1] is not None:
+            out = np.where(out > bounds[1], bounds[1], out).astype(a.dtype, copy=False)
+    return Array._new(out.astype(a.dtype, copy=False))

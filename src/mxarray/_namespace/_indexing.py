@@ -1,0 +1,120 @@
+"""Indexing: the keys the standard allows, assignment values, ``take``/``take_along_axis``."""
+
+from __future__ import annotations
+
+import builtins
+import operator
+from typing import Any
+
+import numpy as np
+
+from ..array import MXArray
+from . import _dtypes as dt
+from ._array import Array
+from ._operands import SCALARS, check_category, dense
+
+__all__ = ["backend_key", "backend_value", "take", "take_along_axis"]
+
+
+def _component(k: Any) -> Any:
+    if k is None or k is Ellipsis or isinstance(k, (builtins.bool, int)):
+        return k
+    if isinstance(k, slice):
+        return slice(*(None if v is None else operator.index(v) for v in (k.start, k.stop, k.step)))
+    if isinstance(k, Array):
+        if k.dtype.kind not in "biu":
+            raise IndexError(f"array indices must be integer or boolean, got {k.dtype}")
+        return k._x
+    if isinstance(k, MXArray):
+        raise IndexError("an MX array cannot be used as an index")
+    if hasattr(k, "__index__") and not isinstance(k, (np.ndarray, float)):
+        return operator.index(k)
+    raise IndexError(
+        f"unsupported index {type(k).__name__}: use integers, slices, None, Ellipsis, "
+        "or integer/boolean mxarray arrays"
+    )
+
+
+def backend_key(key: Any, shape: tuple[int, ...]) -> Any:
+    """Translate an index into one for the backend array.
+
+    Raises
+    ------
+    IndexError
+        For index types the standard does not allow (lists, floats, foreign arrays,
+        MX arrays) and for more than one Ellipsis.
+    """
+    parts = key if isinstance(key, tuple) else (key,)
+    if sum(p is Ellipsis for p in parts) > 1:
+        raise IndexError("an index can only have a single Ellipsis")
+    out = tuple(_component(p) for p in parts)
+    return out if isinstance(key, tuple) else out[0]
+
+
+def backend_value(value: Any, dtype: np.dtype) -> Any:
+    """The backend value to assign into an array of ``dtype``.
+
+    Raises
+    ------
+    TypeError
+        If the value's dtype (or a scalar's kind) would need a cast the promotion
+        rules do not allow.
+    """
+    if isinstance(value, SCALARS):
+        return np.asarray(value, dtype=dt.scalar_dtype(value, dtype))
+    v = dense(value, "value")
+    if dt.promote(v.dtype, dtype) != dtype:
+        raise TypeError(f"cannot assign a {v.dtype} value into a {dtype} array")
+    return v._x
+
+
+def _axis(axis: Any, ndim: int) -> int:
+    ax = operator.index(axis)
+    if not -ndim <= ax < ndim:
+        raise IndexError(f"axis {ax} is out of bounds for an array of {ndim} dimension(s)")
+    return ax % ndim
+
+
+def take(x: Any, indices: Any, /, *, axis: int | None = None) -> Any:
+    """Elements of ``x`` at integer ``indices`` along ``axis``.
+
+    On an MX array, ``take`` along an axis other than the block axis keeps MX storage
+    (see :func:`mxarray._namespace._mx_index.getitem`); along the block axis it
+    returns the float32 values.
+
+    Raises
+    ------
+    TypeError
+        If ``indices`` is not a 1-D integer array.
+    ValueError
+        If ``axis`` is omitted for an array of more than one dimension.
+    """
+    if not isinstance(indices, Array) or indices.dtype.kind not in "iu" or indices.ndim != 1:
+        raise TypeError("indices must be a 1-D integer mxarray array")
+    if axis is None:
+        if x.ndim != 1:
+            raise ValueError("take needs an axis for arrays of more than one dimension")
+        axis = 0
+    ax = _axis(axis, x.ndim)
+    if np.any(indices._x >= x.shape[ax]) or np.any(indices._x < -x.shape[ax]):
+        raise IndexError(f"an index is out of bounds for axis {ax} of size {x.shape[ax]}")
+    return x[(slice(None),) * ax + (indices,)]
+
+
+def take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Array:
+    """Values of ``x`` at ``indices`` matched along ``axis`` (float32 for MX input).
+
+    Raises
+    ------
+    TypeError
+        If ``indices`` is not an integer array.
+    ValueError
+        If the dimensions of ``x`` and ``indices`` differ.
+    """
+    a = dense(x)
+    if not isinstance(indices, Array):
+        raise TypeError("indices must be an mxarray integer array")
+    check_category(indices.dtype, "integer", "take_along_axis")
+    if indices.ndim != a.ndim:
+        raise ValueError("x and indices must have the same number of dimensions")
+    return Array._new(np.take_along_axis(a._x, indices._x, axis=_axis(axis, a.ndim)))

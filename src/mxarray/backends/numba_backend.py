@@ -1,0 +1,368 @@
+"""The Numba backend: fused, parallel, exact kernels on NumPy arrays.
+
+Quantize is one pass per block (find the largest magnitude, choose the shared exponent,
+round and pack every element) in exact integer arithmetic on the input's bit pattern,
+so it gives the NumPy reference's bits for every format, scale mode and rounding mode,
+and for stochastic rounding the same SplitMix64 draws for the same seed.  The kernels
+live in :mod:`mxarray.backends._numba_kernels`; this module turns a
+:class:`~mxarray.formats.Format` into their integer parameters, and runs MX matmul as
+tiles of float32 BLAS products.
+
+Besides the backend interface of :mod:`mxarray.backends.base`, this backend offers
+``quantize_packed``, ``dequantize_packed`` and ``matmul_packed``, which fuse the packing
+step into the kernels and read or write packed bytes directly.
+
+Why the matmul tiles may fold the scale into float32
+----------------------------------------------------
+A decoded element ``decode(P) * 2**X`` has at most ``mantissa_bits + 1`` significant
+bits (8 for MXINT8) and its lowest set bit is at least ``min_subnormal * 2**X``.  For
+``X >= -127`` that is at least ``2**-16 * 2**-127 = 2**-143`` in the worst format
+(E5M2), above float32's smallest subnormal ``2**-149``, so the value is exact in
+float32 unless it overflows, i.e. unless ``X + emax + 1 > 128``.  A product of two such
+values has at most 16 significant bits and is exact in float32 when its lowest bit,
+``min_subnormal_a * min_subnormal_b * 2**(Xa + Xb)``, is at least ``2**-149``.  A sum
+of K products stays below ``2**(Xa + emax_a + 1 + Xb + emax_b + 1 + log2 K)``.  When
+these stay inside float32's range (checked on the operands' smallest and largest
+scales) BLAS sums exact products in float32 without overflow, within the spec's bound
+``(K + 2) * 2**-24 * sum |A| |B|``.  Otherwise (extreme scales) the tiles are decoded
+to float64 instead, which holds every such value and product exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..formats import BLOCK_SIZE, FORMATS, SCALE, Format
+
+__all__ = ["NumbaBackend"]
+
+# The float32 tiles of both operands together stay within this fraction of the size
+# of the operands decoded to float32 (but at least _MIN_TILE_BYTES).
+_TILE_FRACTION = 0.08
+_MIN_TILE_BYTES = 1 << 20
+_FLOAT32 = np.finfo(np.float32)
+
+
+def _input_params(dtype: np.dtype) -> tuple[Any, ...]:
+    """Bit-field parameters of an IEEE input dtype, read from ``numpy.finfo``."""
+    info = np.finfo(dtype)
+    mant, width = int(info.nmant), 8 * dtype.itemsize
+    exp_ones = (1 << int(info.nexp)) - 1
+    bias = exp_ones >> 1
+    return (
+        mant,
+        bias,
+        np.uint64((1 << mant) - 1),
+        np.uint64(exp_ones),
+        np.uint64((1 << (width - 1)) - 1),
+        np.uint64(exp_ones << mant),
+        np.uint64(width - 1),
+    )
+
+
+_UINT_OF = {4: np.uint32, 8: np.uint64}
+# Widen float16 (exactly) to float32 before the kernels: the float32 fast path then
+# covers it, and no float16 subnormal needs the slow path.
+_KERNEL_FLOAT = {np.dtype(np.float16): np.dtype(np.float32)}
+
+
+def _format_params(fmt: Format) -> tuple[Any, ...]:
+    """Integer parameters of an element format for the quantize kernel."""
+    mant, expo = np.frexp(fmt.max_normal)
+    rceil_emax = int(expo) - 1  # floor(log2(max_normal))
+    rceil_sig53 = int(np.ldexp(mant, 53))  # max_normal's significand on 53 bits
+    return (
+        fmt.kind == "float",
+        fmt.mantissa_bits,
+        fmt.emax,
+        fmt.emin,
+        fmt.max_code,
+        fmt.sign_bit,
+        fmt.n_codes - 1,
+        rceil_emax,
+        rceil_sig53,
+        SCALE.min_exponent,
+        SCALE.max_exponent,
+        SCALE.bias,
+        SCALE.nan_code,
+    )
+
+
+def _layout(fmt: Format, packed: bool) -> tuple[int, int, int]:
+    """(codes per group, bytes per group, bits per code) of packed or one-per-byte codes."""
+    if packed:
+        return fmt.layout.elements, fmt.layout.bytes, fmt.bits
+    return 1, 1, 8
+
+
+def _tables(fmt: Format, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Decode table and the 256 scale values (NaN for the NaN byte) in ``dtype``.
+
+    Both tables and their products are exact in ``dtype`` (see the module docstring);
+    a value beyond float32's range becomes +-inf, as the reference's cast gives.
+    """
+    with np.errstate(over="ignore"):
+        table = fmt.decode_table.astype(dtype)
+        pow2 = SCALE.decode(np.arange(256, dtype=np.uint8)).astype(dtype)
+    return table, pow2
+
+
+def _rows(a: np.ndarray, width: int) -> np.ndarray:
+    return np.ascontiguousarray(a).reshape(-1, width)
+
+
+class NumbaBackend:
+    """Exact parallel CPU kernels compiled by Numba (cached on disk)."""
+
+    name = "numba"
+    xp = np
+
+    def __init__(self) -> None:
+        # Numba's OpenMP workers spin after each parallel kernel and steal the cores from
+        # the BLAS threads that run next (measured: 40x slower MX matmul on 2 cores).
+        # Passive waiting must be chosen before the OpenMP runtime starts; a user's
+        # explicit setting wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from . import _numba_kernels as kernels
+
+        self._k = kernels
+
+    def available(self) -> tuple[bool, str]:
+        """Usable when the kernels compile (or load from the cache) and run."""
+        try:
+            probe = np.linspace(-3.0, 3.0, BLOCK_SIZE, dtype=np.float32)[None]
+            self.quantize_blocks(probe, next(iter(FORMATS.values())), "even", "floor", None)
+        except Exception as exc:  # a compile failure must not break the package
+            return False, f"Numba kernels failed to compile: {type(exc).__name__}: {exc}"
+        import numba
+
+        return True, f"numba {numba.__version__}, {numba.get_num_threads()} threads"
+
+    # -- quantize ---------------------------------------------------------------------
+
+    def _quantize(
+        self,
+        blocks: np.ndarray,
+        fmt: Format,
+        rounding: str,
+        scale_mode: str,
+        seed: int | None,
+        packed: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        k = self._k
+        blocks = np.asarray(blocks)
+        if blocks.dtype not in (np.float16, np.float32, np.float64):
+            raise TypeError(f"blocks must be float16, float32 or float64, not {blocks.dtype}")
+        if blocks.ndim != 2:
+            raise ValueError(f"blocks must be 2-D (n, block_size), got shape {blocks.shape}")
+        if rounding == "stochastic" and seed is None:
+            raise ValueError("stochastic rounding needs a seed")
+        try:
+            mode, rmode = k.SCALE_MODE_CODES[scale_mode], k.ROUNDING_CODES[rounding]
+        except KeyError:
+            raise ValueError(f"unknown scale mode {scale_mode!r} or rounding {rounding!r}") from None
+        if blocks.dtype in _KERNEL_FLOAT:
+            blocks = blocks.astype(_KERNEL_FLOAT[blocks.dtype])
+        bits = np.ascontiguousarray(blocks).view(_UINT_OF[blocks.dtype.itemsize])
+        per_group, group_bytes, code_bits = _layout(fmt, packed)
+        n, bs = bits.shape
+        out = np.empty((n, bs // per_group * group_bytes), dtype=np.uint8)
+        scales = np.empty(n, dtype=np.uint8)
+        params = (*_input_params(blocks.dtype), *_format_params(fmt), mode, rmode)
+        if rounding == "stochastic":
+            k.quantize_rows(bits, *params, np.uint64(seed), per_group, group_bytes, code_bits,
+                            out, scales)
+        else:
+            k.quantize_rows_nearest(bits, *params, per_group, group_bytes, code_bits, out, scales)
+        return out, scales
+
+    def quantize_blocks(
+        self,
+        blocks: np.ndarray,
+        fmt: Format,
+        rounding: str,
+        scale_mode: str,
+        seed: int | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Quantize ``(n, block_size)`` floats; return ``(codes, scale_bytes)``."""
+        return self._quantize(blocks, fmt, rounding, scale_mode, seed, packed=False)
+
+    def quantize_packed(
+        self,
+        blocks: np.ndarray,
+        fmt: Format,
+        rounding: str,
+        scale_mode: str,
+        seed: int | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`quantize_blocks`, but return the codes packed: ``pack(codes)`` rows."""
+        return self._quantize(blocks, fmt, rounding, scale_mode, seed, packed=True)
+
+    # -- dequantize -------------------------------------------------------------------
+
+    def _dequantize(
+        self, data: np.ndarray, scales: np.ndarray, fmt: Format, dtype: Any, packed: bool
+    ) -> np.ndarray:
+        dt = np.dtype(dtype)
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        per_group, group_bytes, code_bits = _layout(fmt, packed)
+        scales = np.ascontiguousarray(scales, dtype=np.uint8).reshape(-1)
+        rows = _rows(np.asarray(data, dtype=np.uint8), fmt.block_size // per_group * group_bytes)
+        out = np.empty((scales.size, fmt.block_size), dtype=dt)
+        table, pow2 = _tables(fmt, dt)
+        self._k.dequantize_rows(rows, scales, table, pow2, per_group, group_bytes, code_bits, out)
+        return out
+
+    def dequantize_blocks(
+        self, codes: np.ndarray, scales: np.ndarray, fmt: Format, dtype: Any
+    ) -> np.ndarray:
+        """Return ``decode(codes) * 2**(scale - bias)`` for ``(n, block_size)`` codes."""
+        return self._dequantize(codes, scales, fmt, dtype, packed=False)
+
+    def dequantize_packed(
+        self, packed: np.ndarray, scales: np.ndarray, fmt: Format, dtype: Any
+    ) -> np.ndarray:
+        """As :meth:`dequantize_blocks`, reading packed bytes (one block's bytes per scale)."""
+        return self._dequantize(packed, scales, fmt, dtype, packed=True)
+
+    # -- pack / unpack ----------------------------------------------------------------
+
+    def pack(self, codes: np.ndarray, fmt: Format) -> np.ndarray:
+        """Pack uint8 codes along the last axis into the format's byte layout."""
+        codes = np.asarray(codes, dtype=np.uint8)
+        layout = fmt.layout
+        width = codes.shape[-1]
+        out = np.empty(codes.shape[:-1] + (width // layout.elements * layout.bytes,), np.uint8)
+        if codes.size:
+            self._k.pack_rows(
+                _rows(codes, width), layout.elements, layout.bytes, fmt.bits,
+                out.reshape(-1, out.shape[-1]),
+            )
+        return out
+
+    def unpack(self, packed: np.ndarray, fmt: Format) -> np.ndarray:
+        """Inverse of :meth:`pack`: one uint8 code per element along the last axis."""
+        packed = np.asarray(packed, dtype=np.uint8)
+        layout = fmt.layout
+        width = packed.shape[-1]
+        out = np.empty(packed.shape[:-1] + (width // layout.bytes * layout.elements,), np.uint8)
+        if packed.size:
+            self._k.unpack_rows(
+                _rows(packed, width), layout.elements, layout.bytes, fmt.bits,
+                out.reshape(-1, out.shape[-1]),
+            )
+        return out
+
+    # -- matmul -----------------------------------------------------------------------
+
+    def matmul_blocks(
+        self,
+        a_codes: np.ndarray,
+        a_scales: np.ndarray,
+        a_fmt: Format,
+        b_codes: np.ndarray,
+        b_scales: np.ndarray,
+        b_fmt: Format,
+    ) -> np.ndarray:
+        """MX matmul of canonical operands (see :mod:`mxarray.backends.base`)."""
+        return self._matmul(a_codes, a_scales, a_fmt, b_codes, b_scales, b_fmt, packed=False)
+
+    def matmul_packed(
+        self,
+        a_packed: np.ndarray,
+        a_scales: np.ndarray,
+        a_fmt: Format,
+        b_packed: np.ndarray,
+        b_scales: np.ndarray,
+        b_fmt: Format,
+    ) -> np.ndarray:
+        """As :meth:`matmul_blocks`, reading packed operands.
+
+        ``a_packed`` is ``(B, M, packed K)`` with scales ``(B, M, KB)``; ``b_packed`` is
+        ``(B, N, packed K)`` with scales ``(B, N, KB)`` (B stored blocked along K).
+        """
+        return self._matmul(a_packed, a_scales, a_fmt, b_packed, b_scales, b_fmt, packed=True)
+
+    def _matmul(
+        self,
+        a: np.ndarray,
+        a_scales: np.ndarray,
+        a_fmt: Format,
+        b: np.ndarray,
+        b_scales: np.ndarray,
+        b_fmt: Format,
+        packed: bool,
+    ) -> np.ndarray:
+        a_scales = np.ascontiguousarray(a_scales, dtype=np.uint8)
+        b_scales = np.ascontiguousarray(b_scales, dtype=np.uint8)
+        batch, m, kb = a_scales.shape
+        n = b_scales.shape[1]
+        k = kb * a_fmt.block_size
+        a = np.ascontiguousarray(a, dtype=np.uint8).reshape(batch, m, -1)
+        b = np.ascontiguousarray(b, dtype=np.uint8).reshape(batch, n, -1)
+        dt = _tile_dtype(a_scales, a_fmt, b_scales, b_fmt, k)
+        a_table, a_pow2 = _tables(a_fmt, dt)
+        b_table, b_pow2 = _tables(b_fmt, dt)
+        a_lay, b_lay = _layout(a_fmt, packed), _layout(b_fmt, packed)
+        tm, tn = _tile_shape(m, n, k, dt.itemsize)
+        out = np.empty((batch, m, n), dtype=np.float32)
+        if m == 0 or n == 0:
+            return out
+        if k == 0:
+            out[...] = 0
+            return out
+        a_tile = np.empty((tm, k), dtype=dt)
+        b_tile = np.empty((tn, k), dtype=dt)
+        c_tile = np.empty((tm, tn), dtype=dt) if dt != np.float32 else None
+        decode = self._k.decode_tile
+        with np.errstate(over="ignore", invalid="ignore"):
+            for p in range(batch):
+                for j in range(0, n, tn):
+                    bj = b_tile[: min(tn, n - j)]
+                    decode(b[p], b_scales[p], j, b_table, b_pow2, *b_lay, bj)
+                    for i in range(0, m, tm):
+                        ai = a_tile[: min(tm, m - i)]
+                        decode(a[p], a_scales[p], i, a_table, a_pow2, *a_lay, ai)
+                        target = out[p, i : i + ai.shape[0], j : j + bj.shape[0]]
+                        if c_tile is None:
+                            np.matmul(ai, bj.T, out=target)
+                        else:
+                            c = c_tile[: ai.shape[0], : bj.shape[0]]
+                            np.matmul(ai, bj.T, out=c)
+                            target[...] = c
+        return out
+
+
+def _tile_dtype(
+    a_scales: np.ndarray, a_fmt: Format, b_scales: np.ndarray, b_fmt: Format, k: int
+) -> np.dtype:
+    """float32 when decoded values and their products are exact in it, else float64."""
+
+    def x_range(scales: np.ndarray) -> tuple[int, int]:
+        valid = scales[scales != SCALE.nan_code]
+        if valid.size == 0:
+            return 0, 0
+        return int(valid.min()) - SCALE.bias, int(valid.max()) - SCALE.bias
+
+    (a_lo, a_hi), (b_lo, b_hi) = x_range(a_scales), x_range(b_scales)
+    # every |value| < 2**(X + emax + 1); every partial sum of K products stays below
+    # 2**(a_top + b_top + log2 K), so no decoded value, product or sum overflows
+    a_top, b_top = a_hi + a_fmt.emax + 1, b_hi + b_fmt.emax + 1
+    terms = int(np.ceil(np.log2(max(k, 1))))
+    fits = max(a_top, b_top, a_top + b_top + terms) <= _FLOAT32.maxexp
+    lowest = np.log2(a_fmt.min_subnormal) + a_lo + np.log2(b_fmt.min_subnormal) + b_lo
+    exact = lowest >= np.log2(_FLOAT32.smallest_subnormal)
+    return np.dtype(np.float32) if fits and exact else np.dtype(np.float64)
+
+
+def _tile_shape(m: int, n: int, k: int, itemsize: int) -> tuple[int, int]:
+    """Rows of A and of B decoded at a time: B tiles large (decoded once), A tiles small."""
+    budget = max(_MIN_TILE_BYTES, int(_TILE_FRACTION * 4 * (m + n) * k))
+    rows = max(2, budget // max(1, itemsize * k))
+    tm = max(1, min(m, rows // 6))
+    tn = max(1, min(n, rows - tm))
+    return tm, tn

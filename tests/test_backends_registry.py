@@ -1,0 +1,212 @@
+"""The backend registry: listing, selection, context-locality, entry points, fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+import threading
+import warnings
+from importlib import metadata
+
+import numpy as np
+import pytest
+
+import mxarray
+
+# ``mxarray.backends`` is the listing function; the registry is the module of that name.
+registry = importlib.import_module("mxarray.backends")
+
+
+@pytest.fixture
+def clean_registry(monkeypatch: pytest.MonkeyPatch):
+    """Let a test add or replace backends; the registry is restored afterwards."""
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
+    monkeypatch.setattr(registry, "_global_choice", None)
+    return registry
+
+
+class _Dummy:
+    """A minimal third-party backend: the reference under another name."""
+
+    name = "dummy"
+    xp = np
+
+    def __init__(self) -> None:
+        from mxarray.backends.numpy_backend import NumpyBackend
+
+        self._ref = NumpyBackend()
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        return True, "test double"
+
+    def __getattr__(self, attr: str):
+        return getattr(self._ref, attr)
+
+
+def test_listing_names_every_builtin_with_status() -> None:
+    rows = {b.name: b for b in mxarray.backends()}
+    assert rows["numpy"].available and rows["numpy"].reason
+    assert "numba" in rows
+    if not rows["numba"].available:
+        assert rows["numba"].reason  # says why not
+    priorities = [b.priority for b in mxarray.backends()]
+    assert priorities == sorted(priorities, reverse=True)
+
+
+def test_default_is_best_available() -> None:
+    rows = [b for b in mxarray.backends() if b.available and b.priority >= 0]
+    assert mxarray.get_backend().name == rows[0].name
+
+
+def test_numba_outranks_numpy() -> None:
+    rows = {b.name: b for b in mxarray.backends()}
+    assert rows["numba"].priority > rows["numpy"].priority
+
+
+def test_set_backend_and_reset(clean_registry) -> None:
+    mxarray.set_backend("numpy")
+    assert mxarray.get_backend().name == "numpy"
+    mxarray.set_backend(None)
+    assert mxarray.get_backend().name == registry._default().name
+
+
+@pytest.mark.parametrize("bad", ["nope", "", 3, None.__class__])
+def test_unknown_names_raise_value_error(bad) -> None:
+    with pytest.raises(ValueError, match="unknown backend"):
+        mxarray.set_backend(bad)
+    with pytest.raises(ValueError, match="unknown backend"):
+        with mxarray.use_backend(bad):
+            pass  # pragma: no cover
+    with pytest.raises(ValueError, match="unknown backend"):
+        mxarray.quantize(np.ones(4), "mxint8", backend=bad)
+
+
+def test_backend_argument_beats_context_and_global(clean_registry) -> None:
+    clean_registry.register_backend("dummy", _Dummy, priority=-5)
+    mxarray.set_backend("numpy")
+    with mxarray.use_backend("dummy"):
+        assert mxarray.get_backend().name == "dummy"
+        assert mxarray.get_backend("numpy").name == "numpy"
+    assert mxarray.get_backend().name == "numpy"
+
+
+def test_use_backend_is_local_to_threads(clean_registry) -> None:
+    clean_registry.register_backend("dummy", _Dummy, priority=-5)
+    seen: dict[str, str] = {}
+    inside = threading.Event()
+    checked = threading.Event()
+
+    def other_thread() -> None:
+        inside.wait()
+        seen["other"] = mxarray.get_backend().name
+        checked.set()
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    with mxarray.use_backend("dummy"):
+        inside.set()
+        checked.wait()
+        seen["self"] = mxarray.get_backend().name
+    t.join()
+    assert seen["self"] == "dummy"
+    assert seen["other"] == registry._default().name
+
+
+def test_use_backend_is_local_to_asyncio_tasks(clean_registry) -> None:
+    clean_registry.register_backend("dummy", _Dummy, priority=-5)
+
+    async def main() -> tuple[str, str]:
+        entered = asyncio.Event()
+        release = asyncio.Event()
+
+        async def holder() -> str:
+            with mxarray.use_backend("dummy"):
+                entered.set()
+                await release.wait()
+                return mxarray.get_backend().name
+
+        async def observer() -> str:
+            await entered.wait()
+            name = mxarray.get_backend().name
+            release.set()
+            return name
+
+        return tuple(await asyncio.gather(holder(), observer()))  # type: ignore[return-value]
+
+    held, observed = asyncio.run(main())
+    assert held == "dummy"
+    assert observed == registry._default().name
+
+
+def test_entry_point_registration(clean_registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    ep = metadata.EntryPoint(
+        name="thirdparty", value=f"{__name__}:_Dummy", group=registry.ENTRY_POINT_GROUP
+    )
+    calls = []
+
+    def fake_entry_points(**kwargs):
+        calls.append(kwargs)
+        return [ep] if kwargs.get("group") == registry.ENTRY_POINT_GROUP else []
+
+    monkeypatch.setattr(registry.metadata, "entry_points", fake_entry_points)
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    rows = {b.name: b for b in mxarray.backends()}
+    assert calls and rows["thirdparty"].available
+    assert rows["thirdparty"].priority < 0
+    assert mxarray.get_backend().name != "thirdparty"  # used only when named
+    a = mxarray.quantize(np.linspace(-1, 1, 40), "mxfp6_e2m3", backend="thirdparty")
+    ref = mxarray.quantize(np.linspace(-1, 1, 40), "mxfp6_e2m3", backend="numpy")
+    assert np.array_equal(a.packed, ref.packed) and np.array_equal(a.scales, ref.scales)
+
+
+def test_unusable_backend_is_listed_with_reason(clean_registry) -> None:
+    def broken():
+        raise ImportError("libfoo is missing")
+
+    clean_registry.register_backend("broken", broken, priority=-3)
+    row = {b.name: b for b in mxarray.backends()}["broken"]
+    assert not row.available and "libfoo is missing" in row.reason
+    with pytest.raises(RuntimeError, match="not usable"):
+        mxarray.set_backend("broken")
+
+
+def test_missing_numba_falls_back_with_warning(clean_registry, monkeypatch) -> None:
+    # Simulate an environment without numba: its import fails.
+    monkeypatch.setitem(sys.modules, "numba", None)
+    for mod in ("mxarray.backends._numba_kernels", "mxarray.backends.numba_backend"):
+        monkeypatch.delitem(sys.modules, mod, raising=False)
+    clean_registry.register_backend(
+        "numba",
+        clean_registry._builtin("numba_backend", "NumbaBackend"),
+        priority=10,
+        fallback_warning=True,
+    )
+    with pytest.warns(RuntimeWarning, match="'numba' is unusable.*falling back"):
+        chosen = mxarray.get_backend()
+    assert chosen.name == "numpy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once, not on every call
+        assert mxarray.get_backend().name == "numpy"
+        a = mxarray.quantize(np.arange(5.0), "mxint8")
+    assert a.dequantize().shape == (5,)
+    row = {b.name: b for b in mxarray.backends()}["numba"]
+    assert not row.available and "numba" in row.reason
+
+
+def test_import_never_fails_without_numba(tmp_path) -> None:
+    import subprocess
+
+    code = (
+        "import sys, warnings; sys.modules['numba'] = None\n"
+        "import mxarray, numpy as np\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    name = mxarray.get_backend().name\n"
+        "print(name, any(issubclass(x.category, RuntimeWarning) for x in w))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    ).stdout.split()
+    assert out == ["numpy", "True"]

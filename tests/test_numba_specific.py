@@ -1,0 +1,148 @@
+"""Numba-only concerns: the on-disk kernel cache, compile-failure fallback, and the
+packed fast paths that only this backend offers (checked against the NumPy reference).
+
+The backend interface itself is checked against the reference by the shared
+conformance suite (``fast_backend`` fixture)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import mxarray
+from mxarray.backends.numpy_backend import NumpyBackend
+from mxarray.formats import FORMATS
+
+numba = pytest.importorskip("numba", reason="needs the optional numba package (numba extra)")
+from mxarray.backends import numba_backend  # noqa: E402  (after the importorskip)
+
+registry = importlib.import_module("mxarray.backends")
+REF = NumpyBackend()
+FAST = numba_backend.NumbaBackend()
+
+
+def _sample(rng: np.random.Generator, dtype, n_blocks: int = 64) -> np.ndarray:
+    spread = np.exp2(rng.integers(-40, 40, (n_blocks, 1)))
+    with np.errstate(over="ignore"):  # float16 overflows to inf: a non-finite block
+        x = (rng.standard_normal((n_blocks, 32)) * spread).astype(dtype)
+    x[0, 1] = np.nan
+    x[1, :] = -0.0
+    x[2, 3] = -np.inf
+    x[3, :] = np.finfo(dtype).smallest_subnormal * np.arange(-16, 16)
+    return x
+
+
+def test_kernels_load_from_disk_cache_in_fresh_process(tmp_path) -> None:
+    """A second new process finds every kernel it runs in the on-disk cache."""
+    script = textwrap.dedent(
+        """
+        import json, numpy as np, mxarray
+        from mxarray.backends import _numba_kernels as k
+        x = np.linspace(-5, 5, 96, dtype=np.float32).reshape(3, 32)
+        a = mxarray.quantize(x, "mxfp4_e2m1", backend="numba")
+        mxarray.dequantize(a, backend="numba")
+        used = [k.quantize_rows_nearest, k.dequantize_rows, k.unpack_rows]
+        print(json.dumps([[f.stats.cache_hits.total(), f.stats.cache_misses.total()]
+                          for f in used]))
+        """
+    )
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", script],
+                capture_output=True, text=True, check=True, cwd=tmp_path,
+            ).stdout
+        )
+        for _ in range(2)
+    ]
+    for hits, misses in runs[1]:
+        assert hits >= 1 and misses == 0, runs
+
+
+def test_compile_failure_falls_back_with_warning(monkeypatch) -> None:
+    def fail(*args, **kwargs):
+        raise numba.core.errors.TypingError("simulated compile failure")
+
+    monkeypatch.setattr(FAST._k, "quantize_rows_nearest", fail)
+    ok, why = FAST.available()
+    assert not ok and "simulated compile failure" in why
+
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
+    monkeypatch.setattr(registry, "_global_choice", None)
+    registry.register_backend(
+        "numba", numba_backend.NumbaBackend, priority=10, fallback_warning=True
+    )
+    monkeypatch.setattr(numba_backend.NumbaBackend, "available", lambda self: (False, why))
+    with pytest.warns(RuntimeWarning, match="simulated compile failure"):
+        assert mxarray.get_backend().name == "numpy"
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("rounding", ["even", "stochastic"])
+@pytest.mark.parametrize("fmt", list(FORMATS.values()), ids=str)
+def test_quantize_packed_matches_reference(fmt, rounding, dtype) -> None:
+    x = _sample(np.random.default_rng(7), dtype)
+    seed = 2**63 + 12345 if rounding == "stochastic" else None
+    codes, scales = REF.quantize_blocks(x, fmt, rounding, "floor", seed)
+    packed, fast_scales = FAST.quantize_packed(x, fmt, rounding, "floor", seed)
+    assert np.array_equal(fast_scales, scales)
+    assert np.array_equal(packed, REF.pack(codes, fmt))
+    for dt in (np.float32, np.float64):
+        want = REF.dequantize_blocks(codes, scales, fmt, dt)
+        got = FAST.dequantize_packed(packed, scales, fmt, dt)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0**-60, 2.0**60], ids=["unit", "tiny", "huge"])
+@pytest.mark.parametrize(
+    "fa,fb", [("mxfp8_e4m3", "mxfp4_e2m1"), ("mxfp8_e5m2", "mxfp8_e5m2"), ("mxint8", "mxfp6_e2m3")]
+)
+def test_matmul_packed_within_bound(fa, fb, scale) -> None:
+    """Tiles in float32 or (for extreme scales) float64 both keep the spec's bound."""
+    fa, fb = FORMATS[fa], FORMATS[fb]
+    rng = np.random.default_rng(3)
+    batch, m, n, kb = 2, 19, 11, 3
+    a = rng.standard_normal((batch * m, kb * 32)) * scale
+    b = rng.standard_normal((batch * n, kb * 32)) * scale
+    ac, as_ = REF.quantize_blocks(a.reshape(-1, 32), fa, "even", "floor", None)
+    bc, bs_ = REF.quantize_blocks(b.reshape(-1, 32), fb, "even", "floor", None)
+    as_, bs_ = as_.reshape(batch, m, kb), bs_.reshape(batch, n, kb)
+    ac, bc = ac.reshape(batch, m, kb, 32), bc.reshape(batch, n, kb, 32)
+    got = FAST.matmul_packed(
+        REF.pack(ac.reshape(batch, m, -1), fa), as_, fa, REF.pack(bc.reshape(batch, n, -1), fb),
+        bs_, fb,
+    )
+    np.testing.assert_array_equal(got, FAST.matmul_blocks(ac, as_, fa, bc, bs_, fb))
+    wide = numba_backend._tile_dtype(as_, fa, bs_, fb, kb * 32) == np.float64
+    if scale == 1.0:
+        assert not wide  # the float32 path
+    elif fa.name == fb.name == "mxfp8_e5m2":
+        assert wide  # products below 2**-149 or sums beyond 2**128 need float64 tiles
+    da, db = REF._decode_rows(ac, as_, fa), REF._decode_rows(bc, bs_, fb)
+    exact = np.matmul(da, np.swapaxes(db, -1, -2))
+    bound = (kb * 32 + 2) * 2.0**-24 * np.matmul(np.abs(da), np.swapaxes(np.abs(db), -1, -2))
+    assert got.dtype == np.float32
+    assert np.all(np.abs(got - exact) <= bound)
+
+
+def test_matmul_many_small_tiles(monkeypatch) -> None:
+    """Ragged tiles (edges included) cover the result exactly once, within the bound."""
+    fmt = FORMATS["mxfp8_e4m3"]
+    rng = np.random.default_rng(5)
+    ac, as_ = REF.quantize_blocks(rng.standard_normal((300 * 2, 32)), fmt, "even", "floor", None)
+    bc, bs_ = REF.quantize_blocks(rng.standard_normal((70 * 2, 32)), fmt, "even", "floor", None)
+    args = (ac.reshape(1, 300, 2, 32), as_.reshape(1, 300, 2), fmt,
+            bc.reshape(1, 70, 2, 32), bs_.reshape(1, 70, 2), fmt)
+    monkeypatch.setattr(numba_backend, "_tile_shape", lambda m, n, k, size: (7, 13))
+    got = FAST.matmul_blocks(*args)
+    da, db = REF._decode_rows(*args[:3]), REF._decode_rows(*args[3:])
+    exact = da @ np.swapaxes(db, -1, -2)
+    bound = (64 + 2) * 2.0**-24 * (np.abs(da) @ np.swapaxes(np.abs(db), -1, -2))
+    assert np.all(np.abs(got - exact) <= bound)
