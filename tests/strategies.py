@@ -91,12 +91,23 @@ def blocks(
     return np.array(rows, dtype=np.float64)
 
 
-def shapes_and_axes(max_dims: int = 3, max_side: int = 70) -> st.SearchStrategy:
+def _cap(shape: list[int], max_elements: int) -> tuple[int, ...]:
+    """Halve the largest dimension until the shape holds at most ``max_elements``."""
+    shape = list(shape)
+    while math.prod(shape) > max_elements:
+        i = shape.index(max(shape))
+        shape[i] = max(1, shape[i] // 2)
+    return tuple(shape)
+
+
+def shapes_and_axes(
+    max_dims: int = 3, max_side: int = 70, max_elements: int = 20_000
+) -> st.SearchStrategy:
     """``(shape, axis)`` pairs: 1..max_dims dims, partial blocks, negative axes."""
-    return st.lists(st.integers(1, max_side), min_size=1, max_size=max_dims).flatmap(
-        lambda shape: st.tuples(
-            st.just(tuple(shape)), st.integers(-len(shape), len(shape) - 1)
-        )
+    return st.lists(st.integers(1, max_side), min_size=1, max_size=max_dims).map(
+        lambda shape: _cap(shape, max_elements)
+    ).flatmap(
+        lambda shape: st.tuples(st.just(shape), st.integers(-len(shape), len(shape) - 1))
     )
 
 

@@ -16,14 +16,6 @@ BLOCK = mxarray.BLOCK_SIZE
 NAMES = mxst.FORMAT_NAMES
 REF = mxarray.get_backend("numpy")
 
-# Arrays with an empty non-block axis (shape (0, 40) ...) fail today: several reshapes in
-# src use -1 on size-0 arrays (core.quantize and _unpacked_rows, layout.from_blocks,
-# MXArray.from_parts, NumpyBackend.pack/unpack).  The fix (explicit lengths) is in the
-# conformance-suite report; remove this marker when it is applied.
-_EMPTY_AXES_BUG = pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="src bug: reshape(-1) of size-0 arrays; waits for the explicit-length fix")
-
 
 def q_numpy(x, name, **kw) -> mxarray.MXArray:
     return mxarray.quantize(x, name, backend="numpy", **kw)
@@ -166,7 +158,6 @@ def test_small_and_unit_lengths(shape, axis) -> None:
         assert np.array_equal(q.codes(), codes) and np.array_equal(q.scales, scales)
 
 
-@_EMPTY_AXES_BUG
 @pytest.mark.parametrize("shape, axis", [((0, 40), -1), ((3, 0, 5), 2), ((0,) * 2 + (7,), -1),
                                          ((4, 0), 0)])
 def test_empty_non_block_axes(shape, axis) -> None:
@@ -217,7 +208,6 @@ def test_mxfp4_costs_4_25_bits_per_element() -> None:
     assert q.nbytes * 8 / q.size == 4.25
 
 
-@_EMPTY_AXES_BUG
 @pytest.mark.parametrize("shape, axis", [((0, 40), -1), ((3, 0, 65), 0)])
 def test_from_parts_with_empty_non_block_axes(shape, axis) -> None:
     q = q_numpy(np.zeros(shape), "mxfp6_e3m2", axis=axis)

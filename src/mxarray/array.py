@@ -169,7 +169,8 @@ class MXArray:
                     f"({fmt.bits}-bit codes must be < {fmt.n_codes}); first: {first}"
                 )
             codes = blocks.to_blocks(data, ax, fmt.block_size)
-            codes = codes.reshape(blocks.lead_shape(shape, ax) + (-1,))
+            padded = blocks.n_blocks(shape[ax], fmt.block_size) * fmt.block_size
+            codes = codes.reshape(want_packed[:-1] + (padded,))
         want_scales = blocks.scales_shape(shape, ax, fmt.block_size)
         if scales.shape != want_scales:
             raise ValueError(f"scales must have shape {want_scales}, got {scales.shape}")

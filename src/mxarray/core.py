@@ -105,14 +105,15 @@ def quantize(
         raise ValueError(f"the block axis ({ax}) of x with shape {arr.shape} is empty")
     rows = blocks.to_blocks(arr, ax, fmt.block_size, be.xp)
     lead = blocks.lead_shape(arr.shape, ax)
+    nb = blocks.n_blocks(arr.shape[ax], fmt.block_size)
     if hasattr(be, "quantize_packed"):  # optional fused path: codes never materialised
         packed, scales = be.quantize_packed(rows, fmt, rounding, scale_mode, seed)
-        packed = packed.reshape(lead + (-1,))
+        packed = packed.reshape(blocks.packed_shape(arr.shape, ax, fmt))
     else:
         codes, scales = be.quantize_blocks(rows, fmt, rounding, scale_mode, seed)
-        packed = be.pack(codes.reshape(lead + (-1,)), fmt)
+        packed = be.pack(codes.reshape(lead + (nb * fmt.block_size,)), fmt)
     return MXArray._wrap(
-        packed, scales.reshape(lead + (-1,)), fmt, arr.shape, ax, rounding, scale_mode, seed
+        packed, scales.reshape(lead + (nb,)), fmt, arr.shape, ax, rounding, scale_mode, seed
     )
 
 
@@ -127,7 +128,7 @@ def _check_mx(a: object, name: str) -> MXArray:
 def _unpacked_rows(a: MXArray, be: Any) -> Any:
     """Element codes of ``a`` in the canonical layout: ``lead + (n_blocks, block_size)``."""
     codes = be.unpack(a.packed, a.format)
-    return codes.reshape(a.packed.shape[:-1] + (-1, a.format.block_size))
+    return codes.reshape(a._scales.shape + (a.format.block_size,))
 
 
 def dequantize(a: MXArray, dtype: Any = np.float32, *, backend: str | None = None) -> Any:
@@ -169,7 +170,8 @@ def dequantize(a: MXArray, dtype: Any = np.float32, *, backend: str | None = Non
     fmt = a.format
     scales = be.xp.asarray(a._scales).reshape(-1)
     if hasattr(be, "dequantize_packed"):  # optional fused path straight from the bytes
-        packed = be.xp.asarray(a.packed).reshape(scales.shape[0], -1)
+        bytes_per_block = fmt.block_size // fmt.layout.elements * fmt.layout.bytes
+        packed = be.xp.asarray(a.packed).reshape(scales.shape[0], bytes_per_block)
         values = be.dequantize_packed(packed, scales, fmt, dt)
     else:
         codes = _unpacked_rows(a, be).reshape(-1, fmt.block_size)
@@ -237,14 +239,20 @@ def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:
     batch = np.broadcast_shapes(a_rows.shape[:-row_dims], b_rows.shape[:-row_dims])
     m, n = a_rows.shape[-row_dims], b_rows.shape[-row_dims]
 
+    n_batch = int(np.prod(batch, dtype=np.int64))
+
     def flat(rows: Any, scales: Any) -> tuple[Any, Any]:
         tail = rows.shape[-row_dims:]
-        rows = xp.broadcast_to(rows, batch + tail).reshape((-1,) + tail)
+        rows = xp.broadcast_to(rows, batch + tail).reshape((n_batch,) + tail)
         scales = xp.broadcast_to(scales, batch + scales.shape[-2:])
-        return rows, scales.reshape((-1,) + scales.shape[-2:])
+        return rows, scales.reshape((n_batch,) + scales.shape[-2:])
 
-    operation = be.matmul_packed if fused else be.matmul_blocks
-    out = operation(*flat(a_rows, a_scales), a.format, *flat(b_rows, b_scales), b.format)
+    if n_batch == 0 or m == 0 or n == 0:  # nothing to compute: an empty float32 result
+        out = xp.zeros(batch + (m, n), dtype=np.float32)
+    else:
+        operation = be.matmul_packed if fused else be.matmul_blocks
+        out = operation(*flat(a_rows, a_scales), a.format, *flat(b_rows, b_scales), b.format)
+
     out = out.reshape(batch + (m, n))
     if b.ndim == 1:
         out = out[..., 0]

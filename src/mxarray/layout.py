@@ -101,6 +101,6 @@ def to_blocks(x: Any, axis: int, block_size: int, xp: Any = np) -> Any:
 
 def from_blocks(rows: Any, shape: tuple[int, ...], axis: int, xp: Any = np) -> Any:
     """Inverse of :func:`to_blocks`: drop the padding and put the block axis back."""
-    lead = lead_shape(shape, axis)
-    canonical = rows.reshape(lead + (-1,))[..., : shape[axis]]
+    padded = n_blocks(shape[axis], rows.shape[-1]) * rows.shape[-1]
+    canonical = rows.reshape(lead_shape(shape, axis) + (padded,))[..., : shape[axis]]
     return xp.ascontiguousarray(xp.moveaxis(canonical, -1, axis))

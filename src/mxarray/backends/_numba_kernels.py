@@ -302,8 +302,8 @@ def quantize_rows(
 ):
     """Quantize ``(n, bs)`` float bit patterns into packed codes ``out`` and ``scales``.
 
-    ``bits`` holds the raw IEEE bits (uint16/32/64) of the input floats.  ``out`` is
-    ``(n, bs // per_group * group_bytes)`` uint8: ``per_group`` codes of ``code_bits``
+    ``bits`` holds the raw IEEE bits (uint32 or uint64) of float32 or float64 inputs.
+    ``out`` is ``(n, bs // per_group * group_bytes)`` uint8: ``per_group`` codes of ``code_bits``
     bits each are packed little-endian into ``group_bytes`` bytes (1, 1, 8 for one
     code per byte).  Every rounding mode, stochastic included.
     """

@@ -151,19 +151,21 @@ class NumpyBackend:
         layout = fmt.layout
         if layout.elements == 1:
             return np.array(codes, dtype=np.uint8, copy=True)
-        groups = codes.reshape(codes.shape[:-1] + (-1, layout.elements)).astype(np.uint32)
+        n_groups = codes.shape[-1] // layout.elements
+        groups = codes.reshape(codes.shape[:-1] + (n_groups, layout.elements)).astype(np.uint32)
         word = np.zeros(groups.shape[:-1], dtype=np.uint32)
         for i in range(layout.elements):
             word |= groups[..., i] << np.uint32(fmt.bits * i)
         out = np.stack([(word >> np.uint32(8 * j)) & 0xFF for j in range(layout.bytes)], axis=-1)
-        return out.astype(np.uint8).reshape(codes.shape[:-1] + (-1,))
+        return out.astype(np.uint8).reshape(codes.shape[:-1] + (n_groups * layout.bytes,))
 
     def unpack(self, packed: np.ndarray, fmt: Format) -> np.ndarray:
         """Inverse of :meth:`pack`: one uint8 code per element along the last axis."""
         layout = fmt.layout
         if layout.elements == 1:
             return np.array(packed, dtype=np.uint8, copy=True)
-        groups = packed.reshape(packed.shape[:-1] + (-1, layout.bytes)).astype(np.uint32)
+        n_groups = packed.shape[-1] // layout.bytes
+        groups = packed.reshape(packed.shape[:-1] + (n_groups, layout.bytes)).astype(np.uint32)
         word = np.zeros(groups.shape[:-1], dtype=np.uint32)
         for j in range(layout.bytes):
             word |= groups[..., j] << np.uint32(8 * j)
@@ -171,7 +173,7 @@ class NumpyBackend:
         out = np.stack(
             [(word >> np.uint32(fmt.bits * i)) & mask for i in range(layout.elements)], axis=-1
         )
-        return out.astype(np.uint8).reshape(packed.shape[:-1] + (-1,))
+        return out.astype(np.uint8).reshape(packed.shape[:-1] + (n_groups * layout.elements,))
 
     def matmul_blocks(
         self,
@@ -199,4 +201,4 @@ class NumpyBackend:
         flat = self.dequantize_blocks(
             codes.reshape(-1, codes.shape[-1]), scales.reshape(-1), fmt, np.float64
         )
-        return flat.reshape(lead + (-1,))
+        return flat.reshape(lead + (codes.shape[-2] * codes.shape[-1],))
