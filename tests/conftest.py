@@ -39,8 +39,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 def fast_backend(request: pytest.FixtureRequest) -> str:
     """Name of a non-reference backend, for differential tests against NumPy."""
     if request.param is None:
-        pytest.skip("no backend besides the NumPy reference is registered")
+        pytest.skip("no backend besides the NumPy reference is registered: waits for numba or cupy")
     info = {b.name: b for b in mxarray.backends()}[request.param]
     if not info.available:
-        pytest.skip(f"backend {info.name!r} unusable here: {info.reason}")
+        pytest.skip(f"backend {info.name!r} (numba, or cupy with a GPU) unusable here: {info.reason}")
     return request.param
