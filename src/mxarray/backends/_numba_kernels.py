@@ -29,8 +29,7 @@ __all__ = [
     "ROUNDING_CODES",
     "quantize_rows",
     "dequantize_rows",
-    "pack_rows",
-    "unpack_rows",
+    "regroup_rows",
     "decode_tile",
 ]
 
@@ -175,35 +174,23 @@ def dequantize_rows(packed, scales, table, pow2, per_group, group_bytes, code_bi
 
 
 @nb.njit(cache=True, parallel=True)
-def pack_rows(codes, per_group, group_bytes, code_bits, out):
-    """Pack ``(n, L)`` codes into ``(n, L // per_group * group_bytes)`` bytes."""
-    n = codes.shape[0]
-    mask = (1 << code_bits) - 1
-    for r in prange(n):
-        byte = 0
-        for g in range(0, codes.shape[1], per_group):
-            word = 0
-            for i in range(per_group):
-                word |= (np.int64(codes[r, g + i]) & mask) << (code_bits * i)
-            for j in range(group_bytes):
-                out[r, byte + j] = (word >> (8 * j)) & 0xFF
-            byte += group_bytes
+def regroup_rows(src, in_count, in_bits, out_count, out_bits, out):
+    """Re-cut little-endian bit fields: each group of ``in_count`` fields of ``in_bits``
+    bits in a row of ``src`` becomes ``out_count`` fields of ``out_bits`` bits in ``out``.
 
-
-@nb.njit(cache=True, parallel=True)
-def unpack_rows(packed, per_group, group_bytes, code_bits, out):
-    """Inverse of :func:`pack_rows`: one code per byte of ``out``."""
-    n = packed.shape[0]
-    mask = (1 << code_bits) - 1
+    Packing is ``(elements, code bits) -> (bytes, 8)``; unpacking is the reverse.
+    """
+    n = src.shape[0]
+    in_mask = (1 << in_bits) - 1
+    out_mask = (1 << out_bits) - 1
+    n_groups = src.shape[1] // in_count
     for r in prange(n):
-        lane = 0
-        for g in range(0, packed.shape[1], group_bytes):
+        for g in range(n_groups):
             word = 0
-            for j in range(group_bytes):
-                word |= np.int64(packed[r, g + j]) << (8 * j)
-            for i in range(per_group):
-                out[r, lane] = (word >> (code_bits * i)) & mask
-                lane += 1
+            for i in range(in_count):
+                word |= (np.int64(src[r, g * in_count + i]) & in_mask) << (in_bits * i)
+            for j in range(out_count):
+                out[r, g * out_count + j] = (word >> (out_bits * j)) & out_mask
 
 
 @nb.njit(cache=True, parallel=True)

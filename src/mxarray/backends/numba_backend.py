@@ -233,26 +233,23 @@ class NumbaBackend:
 
     def pack(self, codes: np.ndarray, fmt: Format) -> np.ndarray:
         """Pack uint8 codes along the last axis into the format's byte layout."""
-        codes = np.asarray(codes, dtype=np.uint8)
         layout = fmt.layout
-        width = codes.shape[-1]
-        out = np.empty(codes.shape[:-1] + (width // layout.elements * layout.bytes,), np.uint8)
-        if codes.size:
-            self._k.pack_rows(
-                _rows(codes, width), layout.elements, layout.bytes, fmt.bits,
-                out.reshape(-1, out.shape[-1]),
-            )
-        return out
+        return self._regroup(codes, layout.elements, fmt.bits, layout.bytes, 8)
 
     def unpack(self, packed: np.ndarray, fmt: Format) -> np.ndarray:
         """Inverse of :meth:`pack`: one uint8 code per element along the last axis."""
-        packed = np.asarray(packed, dtype=np.uint8)
         layout = fmt.layout
-        width = packed.shape[-1]
-        out = np.empty(packed.shape[:-1] + (width // layout.bytes * layout.elements,), np.uint8)
-        if packed.size:
-            self._k.unpack_rows(
-                _rows(packed, width), layout.elements, layout.bytes, fmt.bits,
+        return self._regroup(packed, layout.bytes, 8, layout.elements, fmt.bits)
+
+    def _regroup(
+        self, data: np.ndarray, in_count: int, in_bits: int, out_count: int, out_bits: int
+    ) -> np.ndarray:
+        data = np.asarray(data, dtype=np.uint8)
+        width = data.shape[-1]
+        out = np.empty(data.shape[:-1] + (width // in_count * out_count,), np.uint8)
+        if data.size:
+            self._k.regroup_rows(
+                _rows(data, width), in_count, in_bits, out_count, out_bits,
                 out.reshape(-1, out.shape[-1]),
             )
         return out
