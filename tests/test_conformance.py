@@ -139,6 +139,21 @@ def test_dequantize_every_code_and_scale(backend, name, data, n_blocks) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape, axis", [((3, 64), -1), ((3, 70), -1), ((64, 3), 0),
+                                         ((2, 5, 96), 1)])
+def test_dequantize_into_out(backend, name, shape, axis) -> None:
+    """``out=`` gives the same bits as a fresh result, on the fused and the copying path."""
+    x = np.random.default_rng(7).standard_normal(shape).astype(np.float32) * 100
+    a = mxarray.quantize(x, name, axis=axis, backend="numpy")
+    xp = mxarray.get_backend(backend).xp
+    for dtype in (np.float32, np.float64):
+        out = xp.full(shape, np.nan, dtype=dtype)
+        got = mxarray.dequantize(a, out=out, backend=backend)
+        assert got is out
+        assert_bitwise_equal(out, mxarray.dequantize(a, dtype, backend="numpy"))
+
+
+@pytest.mark.parametrize("name", NAMES)
 @fixture_ok
 @given(data=st.data())
 def test_pack_and_unpack(backend, name, data) -> None:

@@ -116,3 +116,28 @@ def test_valid_edge_inputs_are_accepted() -> None:
     assert mxarray.dequantize(Q, "float64").dtype == np.float64
     assert from_parts(np.zeros((32, 32), np.uint8), np.zeros((1, 32), np.uint8), "mxint8",
                       (32, 32), axis=0, layout="codes").shape == (32, 32)
+
+
+# --- dequantize(out=...) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "out, error, message",
+    [
+        (np.zeros((4, 64), np.float16), TypeError, "float32 or float64"),
+        (np.zeros((4, 32), np.float32), ValueError, "shape"),
+        ([[0.0] * 64] * 4, TypeError, "ndarray"),
+    ],
+)
+def test_dequantize_out_is_validated(out, error, message) -> None:
+    q = mxarray.quantize(np.ones((4, 64), np.float32), "mxfp8_e4m3", backend="numpy")
+    with pytest.raises(error, match=message):
+        mxarray.dequantize(q, out=out, backend="numpy")
+
+
+def test_dequantize_out_must_be_writeable() -> None:
+    q = mxarray.quantize(np.ones((4, 64), np.float32), "mxfp8_e4m3", backend="numpy")
+    out = np.zeros((4, 64), np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        mxarray.dequantize(q, out=out)

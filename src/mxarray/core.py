@@ -131,7 +131,9 @@ def _unpacked_rows(a: MXArray, be: Any) -> Any:
     return codes.reshape(a._scales.shape + (a.format.block_size,))
 
 
-def dequantize(a: MXArray, dtype: Any = np.float32, *, backend: str | None = None) -> Any:
+def dequantize(
+    a: MXArray, dtype: Any = np.float32, *, out: Any = None, backend: str | None = None
+) -> Any:
     """Return the values of an MXArray as a dense array of the backend's kind.
 
     Each element is ``decode(code) * 2**(scale - 127)``, computed exactly; blocks whose
@@ -143,12 +145,25 @@ def dequantize(a: MXArray, dtype: Any = np.float32, *, backend: str | None = Non
     ----------
     a : MXArray
     dtype : {numpy.float32, numpy.float64}, optional
+        Ignored when ``out`` is given: its dtype is used.
+    out : ndarray, optional
+        A writeable array of ``a.shape`` and dtype float32 or float64, of the backend's
+        kind, to fill (and return).  Reusing one saves the allocation: with the block
+        axis last, a length that is a multiple of the block size and a C-contiguous
+        ``out``, backends with a fused path write straight into it.
     backend : str, optional
 
     Returns
     -------
     ndarray
-        Of ``a.shape`` and ``dtype``.
+        Of ``a.shape`` and ``dtype`` (``out`` itself when given).
+
+    Raises
+    ------
+    TypeError
+        If ``a`` is not an MXArray, or ``dtype``/``out`` has an unsupported dtype.
+    ValueError
+        If ``out`` has the wrong shape or is read-only.
 
     Examples
     --------
@@ -160,23 +175,54 @@ def dequantize(a: MXArray, dtype: Any = np.float32, *, backend: str | None = Non
     array([ 0., -0.,  8., 96.], dtype=float32)
     """
     _check_mx(a, "a")
+    be = get_backend(backend)
+    if out is not None:
+        dtype = _check_out(out, a.shape, be)
     try:
         dt = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
     if dt not in _OUTPUT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    be = get_backend(backend)
     fmt = a.format
     scales = be.xp.asarray(a._scales).reshape(-1)
     if hasattr(be, "dequantize_packed"):  # optional fused path straight from the bytes
         bytes_per_block = fmt.block_size // fmt.layout.elements * fmt.layout.bytes
         packed = be.xp.asarray(a.packed).reshape(scales.shape[0], bytes_per_block)
+        direct = (
+            out is not None
+            and a.block_axis == a.ndim - 1
+            and a.shape[-1] % fmt.block_size == 0
+            and out.flags.c_contiguous
+        )
+        if direct:  # the output's rows are exactly the blocks: no copy at all
+            be.dequantize_packed(packed, scales, fmt, dt, out=out.reshape(-1, fmt.block_size))
+            return out
         values = be.dequantize_packed(packed, scales, fmt, dt)
     else:
         codes = _unpacked_rows(a, be).reshape(-1, fmt.block_size)
         values = be.dequantize_blocks(codes, scales, fmt, dt)
-    return blocks.from_blocks(values, a.shape, a.block_axis, be.xp)
+    result = blocks.from_blocks(values, a.shape, a.block_axis, be.xp)
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def _check_out(out: Any, shape: tuple[int, ...], be: Any) -> Any:
+    """Validate a dequantize ``out`` array for backend ``be``; return its dtype."""
+    if not isinstance(out, be.xp.ndarray):
+        raise TypeError(
+            f"out must be a {be.xp.__name__}.ndarray for backend {be.name!r}, "
+            f"not {type(out).__module__}.{type(out).__name__}"
+        )
+    if out.dtype not in _OUTPUT_DTYPES:
+        raise TypeError(f"out must have dtype float32 or float64, got {out.dtype}")
+    if tuple(out.shape) != shape:
+        raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise ValueError("out must be writeable")
+    return out.dtype
 
 
 def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:

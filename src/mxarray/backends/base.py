@@ -24,8 +24,10 @@ Optional fused paths, used by the core when a backend defines them (same results
 
 ``quantize_packed(blocks, fmt, rounding, scale_mode, seed) -> (packed, scales)``
     As ``quantize_blocks`` followed by ``pack`` of each row.
-``dequantize_packed(packed, scales, fmt, dtype) -> values``
+``dequantize_packed(packed, scales, fmt, dtype, out=None) -> values``
     As ``unpack`` followed by ``dequantize_blocks``; ``packed`` holds one block's bytes per row.
+    With ``out`` (a C-contiguous ``(n, block_size)`` array of ``dtype``) it writes there
+    and returns ``out``.
 ``matmul_packed(a_packed, a_scales, a_fmt, b_packed, b_scales, b_fmt) -> c``
     As ``matmul_blocks`` on ``(B, M, packed K)`` and ``(B, N, packed K)`` bytes.
 """

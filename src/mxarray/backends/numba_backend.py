@@ -204,7 +204,13 @@ class NumbaBackend:
     # -- dequantize -------------------------------------------------------------------
 
     def _dequantize(
-        self, data: np.ndarray, scales: np.ndarray, fmt: Format, dtype: Any, packed: bool
+        self,
+        data: np.ndarray,
+        scales: np.ndarray,
+        fmt: Format,
+        dtype: Any,
+        packed: bool,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         dt = np.dtype(dtype)
         if dt not in (np.float32, np.float64):
@@ -212,7 +218,11 @@ class NumbaBackend:
         per_group, group_bytes, code_bits = _layout(fmt, packed)
         scales = np.ascontiguousarray(scales, dtype=np.uint8).reshape(-1)
         rows = _rows(np.asarray(data, dtype=np.uint8), fmt.block_size // per_group * group_bytes)
-        out = np.empty((scales.size, fmt.block_size), dtype=dt)
+        shape = (scales.size, fmt.block_size)
+        if out is None:
+            out = np.empty(shape, dtype=dt)
+        elif out.shape != shape or out.dtype != dt or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous {dt} array of shape {shape}")
         table, pow2 = _tables(fmt, dt)
         self._k.dequantize_rows(rows, scales, table, pow2, per_group, group_bytes, code_bits, out)
         return out
@@ -224,10 +234,16 @@ class NumbaBackend:
         return self._dequantize(codes, scales, fmt, dtype, packed=False)
 
     def dequantize_packed(
-        self, packed: np.ndarray, scales: np.ndarray, fmt: Format, dtype: Any
+        self,
+        packed: np.ndarray,
+        scales: np.ndarray,
+        fmt: Format,
+        dtype: Any,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """As :meth:`dequantize_blocks`, reading packed bytes (one block's bytes per scale)."""
-        return self._dequantize(packed, scales, fmt, dtype, packed=True)
+        """As :meth:`dequantize_blocks`, reading packed bytes (one block's bytes per scale);
+        writes into ``out`` (C-contiguous ``(n, block_size)``) when given."""
+        return self._dequantize(packed, scales, fmt, dtype, packed=True, out=out)
 
     # -- pack / unpack ----------------------------------------------------------------
 
