@@ -5,7 +5,8 @@ Run on a machine with a CUDA GPU and ``pip install -e .[cuda,test]``::
     python benchmarks/gpu_check.py            # the full check, well under 5 minutes
     python benchmarks/gpu_check.py --dry-run  # no GPU needed: checks the plumbing only
 
-Steps: (1) ``pytest -m gpu tests/test_gpu.py``; (2) bit-equality with the NumPy reference
+Steps: (1) the GPU tests (tests/test_gpu.py, test_device_storage.py and the CuPy rows
+of test_conformance.py); (2) bit-equality with the NumPy reference
 on fresh random and adversarial data (a new seed each run, printed); (3) quantize and
 dequantize bandwidth against a device-to-device copy measured in the same run; (4) MX matmul
 TFLOP/s against ``cupy.matmul`` in bf16 (fp16 where CuPy lacks bf16) and fp32, same shape:
@@ -40,11 +41,17 @@ MATMUL_SIZES = (8192, 4096, 2048)
 MATMUL_BUDGET_S = 10.0  # the largest shape whose estimated single run fits is used
 
 
+GPU_TEST_FILES = ("test_gpu.py", "test_device_storage.py", "test_conformance.py")
+
+
 def run_gpu_tests() -> str:
-    """Run tests/test_gpu.py; return pytest's summary line."""
+    """Run the GPU tests, the device-storage tests and the CuPy rows of the conformance
+    suite; return pytest's summary line."""
+    files = [str(ROOT / "tests" / name) for name in GPU_TEST_FILES]
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", str(ROOT / "tests" / "test_gpu.py")],
-        capture_output=True, text=True, timeout=150, cwd=ROOT,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files,
+         "-k", "gpu or device or cupy"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     print(proc.stdout[-3000:])
@@ -188,10 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             rows.append(("nvrtc", "skipped: CuPy not importable", ""))
         rows.append(("bit-equality", check_bits(None, seed), ""))
-        rows += [(name, "-", "GPU only") for name in ("tests/test_gpu.py", "bandwidth", "matmul")]
+        rows += [(name, "-", "GPU only") for name in ("GPU tests", "bandwidth", "matmul")]
     else:
         gpu = cupy_backend.CupyBackend()
-        rows.append(("tests/test_gpu.py", run_gpu_tests(), ""))
+        rows.append(("GPU tests", run_gpu_tests(), ""))
         rows.append(("bit-equality", check_bits(gpu, seed), ""))
         rows += bandwidth(gpu)
         rows += matmul_rates(gpu)

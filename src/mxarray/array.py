@@ -7,13 +7,17 @@ from typing import Any
 import numpy as np
 
 from . import layout as blocks
+from ._device_arrays import device_name, is_device_array, move, parse_device
 from .backends import get_backend
 from .formats import Format, check_rounding, check_scale_mode, get_format
 
 __all__ = ["MXArray"]
 
 
-def _read_only(a: np.ndarray) -> np.ndarray:
+def _read_only(a: Any) -> Any:
+    """Freeze host storage; device (CuPy) storage has no read-only flag and is kept as is."""
+    if is_device_array(a):
+        return a
     a = np.ascontiguousarray(a)
     if a.flags.writeable:
         a.flags.writeable = False
@@ -26,7 +30,8 @@ class MXArray:
     Create one with :func:`mxarray.quantize` or :meth:`MXArray.from_parts`.  The element
     codes are stored packed (``packed``), in the canonical layout: the block axis
     innermost and zero-padded to a multiple of the block size.  ``scales`` holds one E8M0
-    byte per block.  Both arrays are read-only.
+    byte per block.  Both arrays are read-only.  Storage lives on the host (NumPy) or,
+    when quantized with the CuPy backend or moved with :meth:`to_device`, on a GPU.
 
     Examples
     --------
@@ -221,7 +226,7 @@ class MXArray:
     def scales(self) -> np.ndarray:
         """E8M0 scale bytes, shaped like the array with the block axis replaced by its
         block count (read-only view)."""
-        return np.moveaxis(self._scales, -1, self._axis)
+        return self._xp().moveaxis(self._scales, -1, self._axis)
 
     @property
     def nbytes(self) -> int:
@@ -243,11 +248,16 @@ class MXArray:
         """The stochastic-rounding seed (None for deterministic rounding)."""
         return self._seed
 
-    def codes(self) -> np.ndarray:
-        """Return the element codes, one uint8 per element, in the logical shape."""
-        backend = get_backend("numpy")
+    def codes(self) -> Any:
+        """Return the element codes, one uint8 per element, in the logical shape (on the
+        array's device)."""
+        backend = get_backend("cupy" if is_device_array(self._packed) else "numpy")
         rows = backend.unpack(self._packed, self._format).reshape(-1, self._format.block_size)
-        return blocks.from_blocks(rows, self._shape, self._axis)
+        return blocks.from_blocks(rows, self._shape, self._axis, backend.xp)
+
+    def _xp(self) -> Any:
+        """The array module of the storage (numpy, or cupy for GPU storage)."""
+        return get_backend("cupy").xp if is_device_array(self._packed) else np
 
     def dequantize(self, dtype: Any = np.float32, *, backend: str | None = None) -> np.ndarray:
         """Return the values as a dense array; see :func:`mxarray.dequantize`."""
@@ -269,8 +279,9 @@ class MXArray:
 
     @property
     def device(self) -> Any:
-        """The device the storage lives on."""
-        return _ns()._device.CPU
+        """The device the storage lives on: ``Device('cpu')`` or ``Device('cuda:N')``."""
+        name = device_name(self._packed)
+        return _ns()._device.CPU if name == "cpu" else _ns()._device.Device(name)
 
     @property
     def T(self) -> Any:  # noqa: N802 - the standard's name
@@ -289,16 +300,37 @@ class MXArray:
         return _ns().Array.__array_namespace__(self, api_version=api_version)  # type: ignore
 
     def to_device(self, device: Any, /, *, stream: Any = None) -> MXArray:
-        """Return the array on ``device`` (only the CPU exists today)."""
-        _ns()._device.check_device(device)
+        """Return the array with its storage on ``device``, copying the bytes if needed.
+
+        ``device`` is ``"cpu"``, ``"cuda"``, ``"cuda:N"``, an ``mxarray.Device`` or a
+        ``cupy.cuda.Device``.  The packed bytes and scales move unchanged (no requantizing).
+
+        Raises
+        ------
+        ValueError
+            If ``device`` is unknown or ``stream`` is given.
+        RuntimeError
+            If a GPU is asked for and CuPy is not installed.
+        """
+        target = parse_device(device)
         if stream is not None:
-            raise ValueError("stream is not supported for CPU arrays")
-        return self
+            raise ValueError("stream is not supported; synchronise before moving arrays")
+        if target == device_name(self._packed):
+            return self
+        return MXArray._wrap(
+            move(self._packed, target), move(self._scales, target), self._format,
+            self._shape, self._axis, self._rounding, self._scale_mode, self._seed,
+        )
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         """The dequantized float32 values (so ``numpy.asarray(a)`` works); always a copy."""
         if copy is False:
             raise ValueError("dequantizing an MXArray always makes a copy")
+        if is_device_array(self._packed):
+            raise TypeError(
+                f"this MXArray lives on {device_name(self._packed)}; implicit conversion to a "
+                "NumPy array is not allowed: use .to_device('cpu') first"
+            )
         values = self.dequantize(np.float32)
         return values if dtype is None else values.astype(dtype)
 
@@ -399,6 +431,11 @@ def _check_shape(shape: object) -> tuple[int, ...]:
 
 
 def _as_uint8(a: Any, name: str) -> np.ndarray:
+    if is_device_array(a):
+        raise TypeError(
+            f"{name} must be a host array; copy it with .get() and move the result with "
+            "MXArray.to_device"
+        )
     arr = np.asarray(a)
     if arr.dtype != np.uint8:
         raise TypeError(f"{name} must be a uint8 array, got dtype {arr.dtype}")

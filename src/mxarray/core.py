@@ -11,15 +11,35 @@ from typing import Any
 import numpy as np
 
 from . import layout as blocks
+from ._device_arrays import device_name, is_device_array
 from ._random import check_seed, new_seed
 from .array import MXArray
-from .backends import get_backend
+from .backends import Backend, get_backend
 from .formats import Format, check_rounding, check_scale_mode, get_format
 
 __all__ = ["quantize", "dequantize", "matmul"]
 
 _INPUT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _OUTPUT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _resolve_backend(name: str | None, *arrays: Any) -> Backend:
+    """The backend for a call on ``arrays``: GPU data goes to the CuPy backend.
+
+    Host data follows the usual selection (argument, context, global, default).  Data on
+    a GPU picks ``"cupy"`` unless ``name`` says otherwise; a host-only backend asked to
+    work on GPU data is refused rather than silently copying across the bus.
+    """
+    on_device = [a for a in arrays if is_device_array(a)]
+    if not on_device:
+        return get_backend(name)
+    be = get_backend(name if name is not None else "cupy")
+    if be.xp is np:
+        raise TypeError(
+            f"backend {be.name!r} works on host arrays, but the data live on "
+            f"{device_name(on_device[0])}; use backend='cupy' or move the data to the host"
+        )
+    return be
 
 
 def _as_float_array(x: Any, xp: Any) -> Any:
@@ -98,7 +118,7 @@ def quantize(
         seed = new_seed()
     if rounding != "stochastic":
         seed = None
-    be = get_backend(backend)
+    be = _resolve_backend(backend, x)
     arr = _as_float_array(x, be.xp)
     ax = blocks.normalize_axis(axis, arr.ndim)
     if arr.shape[ax] == 0:
@@ -175,7 +195,7 @@ def dequantize(
     array([ 0., -0.,  8., 96.], dtype=float32)
     """
     _check_mx(a, "a")
-    be = get_backend(backend)
+    be = _resolve_backend(backend, a.packed, out)
     if out is not None:
         dtype = _check_out(out, a.shape, be)
     try:
@@ -263,13 +283,18 @@ def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:
             f"b must be blocked along axis {b_contracted} (its second-to-last), but its block "
             f"axis is {b.block_axis}; quantize it with axis={-min(b.ndim, 2)}"
         )
+    if device_name(a.packed) != device_name(b.packed):
+        raise ValueError(
+            f"a lives on {device_name(a.packed)} and b on {device_name(b.packed)}; move one "
+            "with MXArray.to_device"
+        )
     k = a.shape[-1]
     if b.shape[b_contracted] != k:
         raise ValueError(
             f"matmul: a has {k} columns but b has {b.shape[b_contracted]} rows "
             f"(shapes {a.shape} and {b.shape})"
         )
-    be = get_backend(backend)
+    be = _resolve_backend(backend, a.packed, b.packed)
     xp = be.xp
     fused = hasattr(be, "matmul_packed")  # optional path that decodes packed tiles itself
     if fused:

@@ -20,7 +20,7 @@ import numpy as np
 from ..array import MXArray
 from . import _dtypes as dt
 from ._array import Array
-from ._device import same_device
+from ._device import CPU, same_device
 
 __all__ = ["dense", "unwrap", "check_category", "binary_operands", "wrap", "SCALARS"]
 
@@ -38,6 +38,11 @@ def dense(x: Any, name: str = "x") -> Array:
     if isinstance(x, Array):
         return x
     if isinstance(x, MXArray):
+        if x.device != CPU:
+            raise TypeError(
+                f"{name} is an MXArray on {x.device.name}; dense arrays of this namespace live on "
+                "the host, so move it first with .to_device('cpu')"
+            )
         return Array._new(x.dequantize(np.float32))
     raise TypeError(
         f"{name} must be an mxarray array (Array or MXArray), got {type(x).__module__}."

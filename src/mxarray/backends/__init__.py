@@ -219,5 +219,5 @@ register_backend(
     "numba", _builtin("numba_backend", "NumbaBackend"), priority=10, fallback_warning=True
 )
 
-# Until MXArray storage can live on the GPU end to end, CuPy runs only when named.
+# CuPy is never the default for host data; the core picks it for data that live on a GPU.
 register_backend("cupy", _builtin("cupy_backend", "CupyBackend"), priority=-1)
