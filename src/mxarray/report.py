@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ._device_arrays import move
 from .core import dequantize, quantize
 from .formats import FORMATS, SCALE, get_format
 
@@ -98,7 +99,7 @@ def evaluate(
             repeats,
         )
         t_d, y = _best_time(lambda: dequantize(q, backend=backend), repeats)
-        y = np.asarray(y)
+        y, q = move(y, "cpu"), q.to_device("cpu")  # statistics run on the host
         nonzero = (x != 0) & np.isfinite(x)
         rel = np.abs(x[nonzero].astype(np.float64) - y[nonzero]) / np.abs(x[nonzero])
         rows.append(
