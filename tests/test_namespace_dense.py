@@ -29,6 +29,19 @@ def _strict_values(r):
     return np.asarray(r._array)
 
 
+def _check_close_complex(ours, want):
+    """Complex products and quotients are not correctly rounded, and NumPy's result depends on
+    its inner loop (a broadcast 0-d operand may take a fused multiply-add path, while
+    array_api_strict lifts 0-d operands to 1-d): allow a few ulp of the largest magnitude.
+    Non-finite values must still match exactly."""
+    assert ours.dtype == want.dtype
+    finite = np.isfinite(want)
+    np.testing.assert_array_equal(ours[~finite], want[~finite])
+    scale = float(np.max(np.abs(want[finite]), initial=0.0))
+    np.testing.assert_allclose(ours[finite], want[finite], rtol=0,
+                               atol=4 * np.finfo(want.dtype).eps * scale)
+
+
 def _check_same(r_ours, r_strict):
     if isinstance(r_strict, (tuple, list)):
         assert isinstance(r_ours, (tuple, list)) and len(r_ours) == len(r_strict)
@@ -45,6 +58,9 @@ def _check_same(r_ours, r_strict):
     assert str(r_ours.dtype) == str(r_strict.dtype).removeprefix("array_api_strict.")
     assert r_ours.shape == r_strict.shape
     ours, want = np.asarray(r_ours), _strict_values(r_strict)
+    if ours.dtype.kind == "c" and not np.array_equal(ours, want, equal_nan=True):
+        _check_close_complex(ours, want)
+        return
     np.testing.assert_array_equal(ours, want, strict=True)
     if ours.dtype.kind == "f":  # signed zeros (the sign of a NaN means nothing)
         real = ~np.isnan(want)
@@ -165,6 +181,12 @@ def test_cumulative(name, data):
     compare(lambda ns, a: getattr(ns, name)(a, axis=axis, include_initial=incl), x)
 
 
+def _zeros_unsigned(ns, u):
+    """Which signed zero ``unique_*`` keeps of -0.0 and 0.0 is unspecified."""
+    zero = ns.zeros_like(u)
+    return ns.where(u == zero, zero, u)
+
+
 MANIPULATIONS = {
     "flip": lambda ns, a: ns.flip(a, axis=0),
     "flip_all": lambda ns, a: ns.flip(a),
@@ -188,8 +210,9 @@ MANIPULATIONS = {
     "argmax": lambda ns, a: ns.argmax(a, axis=0),
     "argmin": lambda ns, a: ns.argmin(a),
     "nonzero": lambda ns, a: ns.nonzero(a),
-    "unique_values": lambda ns, a: ns.sort(ns.unique_values(a)),
-    "unique_counts": lambda ns, a: ns.unique_counts(a),
+    "unique_values": lambda ns, a: _zeros_unsigned(ns, ns.sort(ns.unique_values(a))),
+    "unique_counts": lambda ns, a: [_zeros_unsigned(ns, r) if i == 0 else r
+                                    for i, r in enumerate(ns.unique_counts(a))],
     "diff": lambda ns, a: ns.diff(a, axis=0),
     "getitem_step": lambda ns, a: a[::-2, ...],
     "getitem_ellipsis": lambda ns, a: a[..., None, :1],
@@ -304,8 +327,8 @@ def test_dlpack_round_trip():
     z = np.from_dlpack(x)
     assert z.dtype == np.float32
     assert x.to_device(mx.__array_namespace_info__().default_device()) is x
-    with pytest.raises(ValueError):
-        x.to_device("cuda:0")
+    with pytest.raises(ValueError, match="unsupported device"):
+        x.to_device("tpu:0")
 
 
 def test_foreign_arrays_are_refused():

@@ -1,8 +1,9 @@
 """Array: a dense array of a standard dtype, with the array API's object semantics.
 
-It wraps one backend array (NumPy today) and adds only what the standard asks of an
-array object: strict promotion in operators, the standard's indexing rules, in-place
-operators that keep the dtype, 0-d conversions, ``device``/``to_device``, DLPack and
+It wraps one backend array (a NumPy array on the CPU, a CuPy array on a GPU; see
+:mod:`._device`) and adds only what the standard asks of an array object: strict
+promotion in operators, the standard's indexing rules, in-place operators that keep the
+dtype, 0-d conversions, ``device``/``to_device``, DLPack and
 ``__array_namespace__``.  Arithmetic lives in :mod:`._elementwise`; the operators here
 call it, so operator and function always agree.
 """
@@ -15,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from . import _device as devices
 from . import _dtypes as dt
-from ._device import CPU, Device, check_device
+from ._device import Device
 
 __all__ = ["Array"]
 
@@ -75,7 +77,7 @@ class Array:
     Array([2., 4., 6.], dtype=float32)
     """
 
-    __slots__ = ("_x",)
+    __slots__ = ("_device", "_x")
     __array_ufunc__ = None  # NumPy ufuncs and operators defer to us (and then refuse)
     __hash__ = None  # type: ignore[assignment]
 
@@ -84,13 +86,20 @@ class Array:
 
     @classmethod
     def _new(cls, x: Any) -> Array:
-        """Wrap a backend array (NumPy scalars become 0-d arrays)."""
-        arr = np.asarray(x)
+        """Wrap a backend array of any device (NumPy scalars become 0-d arrays)."""
+        device = devices.locate(x)
+        arr = np.asarray(x) if device == devices.CPU else x
         if arr.dtype not in dt.STANDARD_DTYPES.values():
             raise TypeError(f"the backend produced dtype {arr.dtype}, not a standard dtype")
         self = object.__new__(cls)
         self._x = arr
+        self._device = device
         return self
+
+    @property
+    def _xp(self) -> Any:
+        """The array module that computes on this array's device."""
+        return devices.module(self._device)
 
     # -- attributes --------------------------------------------------------------------
 
@@ -101,8 +110,8 @@ class Array:
 
     @property
     def device(self) -> Device:
-        """The device the data live on."""
-        return CPU
+        """The device the data live on (``Device("cpu")`` or ``Device("cuda:N")``)."""
+        return self._device
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -143,7 +152,7 @@ class Array:
         """
         if self.ndim < 2:
             raise ValueError(f"x.mT needs at least 2 dimensions, got {self.ndim}")
-        return Array._new(np.swapaxes(self._x, -1, -2))
+        return Array._new(self._xp.swapaxes(self._x, -1, -2))
 
     def __array_namespace__(self, *, api_version: str | None = None) -> Any:
         """Return the ``mxarray`` namespace.
@@ -161,11 +170,22 @@ class Array:
         return mxarray
 
     def to_device(self, device: Any, /, *, stream: Any = None) -> Array:
-        """Return the array on ``device`` (only the CPU exists today)."""
-        check_device(device)
+        """Return the array on ``device`` (itself if it is there already, else a copy).
+
+        Raises
+        ------
+        ValueError
+            If ``device`` is not a device of this namespace, or ``stream`` is given.
+        RuntimeError
+            If ``device`` is a GPU and no usable GPU and CuPy are present (the reason
+            is named).
+        """
+        target = devices.check_device(device)
         if stream is not None:
-            raise ValueError("stream is not supported for CPU arrays")
-        return self
+            raise ValueError("stream is not supported; synchronise before moving arrays")
+        if target == self._device:
+            return self
+        return Array._new(devices.move(self._x, self._device, target))
 
     def __dlpack__(self, *, stream: Any = None, max_version: Any = None,
                    dl_device: Any = None, copy: bool | None = None) -> Any:
@@ -184,7 +204,16 @@ class Array:
         return self._x.__dlpack_device__()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        """The data as a NumPy array (for ``numpy.asarray``)."""
+        """The data as a NumPy array (for ``numpy.asarray``; host arrays only).
+
+        Raises
+        ------
+        TypeError
+            If the array lives on a GPU (move it with ``.to_device("cpu")`` first).
+        """
+        if self._device != devices.CPU:
+            raise TypeError(f"this array lives on {self._device.name}; implicit conversion to "
+                            "a NumPy array is not allowed: use .to_device('cpu') first")
         if copy:
             return np.array(self._x, dtype=dtype, copy=True)
         return np.asarray(self._x, dtype=dtype)
@@ -223,20 +252,23 @@ class Array:
         return (self[i] for i in range(self.shape[0]))
 
     def __repr__(self) -> str:
-        body = np.array2string(self._x, separator=", ", prefix="Array(")
-        return f"Array({body}, dtype={self.dtype})"
+        host = devices.KINDS[self._device.kind].to_host(self._x)
+        body = np.array2string(np.asarray(host), separator=", ", prefix="Array(")
+        where = "" if self._device == devices.CPU else f", device={self._device.name}"
+        return f"Array({body}, dtype={self.dtype}{where})"
 
     # -- indexing ----------------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Array:
         from ._indexing import backend_key
 
-        return Array._new(self._x[backend_key(key, self.shape)])
+        return Array._new(self._x[backend_key(key, self.shape, self._device)])
 
     def __setitem__(self, key: Any, value: Any) -> None:
         from ._indexing import backend_key, backend_value
 
-        self._x[backend_key(key, self.shape)] = backend_value(value, self.dtype)
+        self._x[backend_key(key, self.shape, self._device)] = backend_value(
+            value, self.dtype, self._device)
 
     def _assign_inplace(self, result: Array, func: str) -> None:
         if result.dtype != self.dtype:

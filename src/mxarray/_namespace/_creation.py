@@ -3,6 +3,10 @@
 For an MX dtype the values are built in float64 and quantized along ``block_axis``
 (default the last axis) with the default rounding ("even") and scale mode ("floor");
 ``asarray`` and ``astype`` also take ``rounding``, ``scale_mode`` and ``seed``.
+
+``device=`` places the result: ``zeros``/``ones``/``full`` and the ``*_like`` functions
+fill on the device with its array module; the others (and every MX result) are built
+on the host and copied there.  A GPU device without a usable GPU raises RuntimeError.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from ..array import MXArray
 from ..formats import Format
 from . import _dtypes as dt
 from ._array import Array
-from ._device import check_device
+from ._device import CPU, Device, check_device, locate, module, same_device, usable
 from ._mx_convert import to_mx
 from ._operands import SCALARS, dense
 
@@ -27,11 +31,22 @@ __all__ = [
 ]
 
 
-def _finish(values: np.ndarray, dtype: Any, block_axis: int) -> Any:
-    """Cast backend values to ``dtype`` (a standard dtype, or an MX one by quantizing)."""
+def _target(device: Any) -> Device:
+    """The device to create on, checked to be usable."""
+    return usable(check_device(device))
+
+
+def _on(result: Any, device: Device) -> Any:
+    """``result`` (an Array or MXArray) moved to ``device`` if it is elsewhere."""
+    return result if result.device == device else result.to_device(device)
+
+
+def _finish(values: np.ndarray, dtype: Any, block_axis: int, device: Device) -> Any:
+    """Cast host values to ``dtype`` (a standard dtype, or an MX one by quantizing) and
+    place them on ``device``."""
     if isinstance(dtype, Format):
-        return to_mx(values, dtype, block_axis=block_axis)
-    return Array._new(np.asarray(values, dtype=dtype))
+        return _on(to_mx(values, dtype, block_axis=block_axis), device)
+    return _on(Array._new(np.asarray(values, dtype=dtype)), device)
 
 
 def _dtype_or(dtype: Any, default: np.dtype) -> Any:
@@ -93,6 +108,8 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
     dtype : dtype, optional
         A standard dtype, or an MX dtype (``mxarray.mxfp8_e4m3`` ...) to quantize.
     device : Device, optional
+        Where the result lives; by default the device of an array ``obj`` (a CuPy
+        array stays on its GPU), else the CPU.
     copy : bool, optional
         True always copies; False never copies (ValueError if it must); None copies
         only when needed.
@@ -110,7 +127,10 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
     TypeError
         For an unsupported ``obj`` or ``dtype``.
     ValueError
-        If ``copy=False`` but a copy (or a quantization) is needed.
+        If ``copy=False`` but a copy (or a quantization, or a move) is needed, or
+        ``device`` is unknown.
+    RuntimeError
+        If ``device`` is a GPU that is not usable here.
     OverflowError
         If a Python int does not fit the dtype.
 
@@ -120,7 +140,18 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
     >>> mx.asarray([[1.0, -2.0, 3.5]], dtype=mx.mxfp4_e2m1)
     MXArray(shape=(1, 3), format=mxfp4_e2m1, block_axis=1, nbytes=17, rounding='even', scale_mode='floor')
     """
-    check_device(device)
+    out = _asarray(obj, dtype, copy, block_axis, rounding, scale_mode, seed)
+    if device is None:
+        return out
+    where = _target(device)
+    if out.device != where and copy is False:
+        raise ValueError(f"moving to {where.name} needs a copy, but copy=False")
+    return _on(out, where)
+
+
+def _asarray(obj: Any, dtype: Any, copy: bool | None, block_axis: int | None, rounding: str,
+             scale_mode: str, seed: int | None) -> Any:
+    """:func:`asarray` where the data already are (a CuPy array stays on its GPU)."""
     target = None if dtype is None else dt.check_dtype(dtype)
     if isinstance(obj, MXArray):
         target = obj.format if target is None else target
@@ -148,6 +179,8 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
             if not info.min <= obj <= info.max:
                 raise OverflowError(f"Python int {obj} is out of bounds for {want}")
         return Array._new(np.asarray(obj, dtype=want))
+    elif locate(obj) != CPU:  # a backend array of a GPU: wrap it where it is
+        x, copied = obj, False
     else:
         if copy is False:
             x = np.asarray(obj, copy=False)
@@ -176,7 +209,7 @@ def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None,
 
     Casting to an MX dtype quantizes (along ``block_axis``; by default the block axis of an
     MX input, else the last axis); casting an MX array to a standard dtype dequantizes
-    (float32 exactly, then the standard cast).
+    (float32 exactly, then the standard cast).  ``device`` moves the result there.
 
     Raises
     ------
@@ -184,46 +217,49 @@ def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None,
         If ``x`` is complex and ``dtype`` real (the standard forbids that cast), or the
         values cannot be quantized.
     """
-    check_device(device)
+    where = None if device is None else _target(device)
     target = dt.check_dtype(dtype)
     if isinstance(target, Format):
         if block_axis is None:
             block_axis = x.block_axis if isinstance(x, MXArray) else -1
         out = to_mx(x, target, block_axis=block_axis, rounding=rounding,
                     scale_mode=scale_mode, seed=seed)
-        return asarray(out, copy=True) if out is x and copy else out
+        out = asarray(out, copy=True) if out is x and copy else out
+        return out if where is None else _on(out, where)
     a = dense(x)
     if a.dtype.kind == "c" and target.kind != "c":
         raise TypeError(f"casting complex {a.dtype} to real {target} is not allowed; "
                         "use real(), imag() or abs()")
     if not copy and target == a.dtype:
-        return a
-    return Array._new(a._x.astype(target, copy=True))
+        out = a
+    else:
+        out = Array._new(a._x.astype(target, copy=True))
+    return out if where is None else _on(out, where)
 
 
 def arange(start: int | float, /, stop: int | float | None = None, step: int | float = 1, *,
            dtype: Any = None, device: Any = None) -> Any:
     """Evenly spaced values in ``[start, stop)`` (default dtype from the arguments)."""
-    check_device(device)
+    where = _target(device)
     if stop is None:
         start, stop = 0, start
     args = (start, stop, step)
     default = dt.float64 if any(isinstance(v, float) for v in args) else dt.int64
     target = _dtype_or(dtype, default)
     work = np.float64 if isinstance(target, Format) else target
-    return _finish(np.arange(start, stop, step, dtype=work), target, -1)
+    return _finish(np.arange(start, stop, step, dtype=work), target, -1, where)
 
 
 def _filled(shape: Any, value: Any, dtype: Any, device: Any) -> Any:
-    check_device(device)
+    where = _target(device)
     target = _dtype_or(dtype, _infer_scalar_dtype(value))
     if isinstance(target, Format):
-        return to_mx(np.full(shape, value, dtype=np.float64), target)
+        return _on(to_mx(np.full(shape, value, dtype=np.float64), target), where)
     if isinstance(value, int) and not isinstance(value, builtins.bool) and target.kind in "iu":
         info = np.iinfo(target)
         if not info.min <= value <= info.max:
             raise OverflowError(f"fill value {value} is out of bounds for {target}")
-    return Array._new(np.full(shape, value, dtype=target))
+    return Array._new(module(where).full(shape, value, dtype=target))
 
 
 def empty(shape: int | tuple[int, ...], *, dtype: Any = None, device: Any = None) -> Any:
@@ -256,12 +292,13 @@ def full(shape: int | tuple[int, ...], fill_value: bool | int | float | complex,
 
 
 def _like(x: Any, value: Any, dtype: Any, device: Any) -> Any:
-    check_device(device)
+    where = usable(x.device if device is None else check_device(device))
     target = x.dtype if dtype is None else dt.check_dtype(dtype)
     if isinstance(target, Format):
         axis = x.block_axis if isinstance(x, MXArray) and dtype is None else -1
-        return to_mx(np.full(x.shape, value, dtype=np.float64), target, block_axis=axis)
-    return Array._new(np.full(x.shape, value, dtype=target))
+        return _on(to_mx(np.full(x.shape, value, dtype=np.float64), target, block_axis=axis),
+                   where)
+    return Array._new(module(where).full(x.shape, value, dtype=target))
 
 
 def empty_like(x: Any, /, *, dtype: Any = None, device: Any = None) -> Any:
@@ -290,22 +327,23 @@ def full_like(x: Any, /, fill_value: bool | int | float | complex, *, dtype: Any
 def eye(n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = None,
         device: Any = None) -> Any:
     """A 2-D array with ones on the ``k``-th diagonal."""
-    check_device(device)
+    where = _target(device)
     target = _dtype_or(dtype, dt.float64)
     work = np.float64 if isinstance(target, Format) else target
-    return _finish(np.eye(n_rows, n_cols, k=k, dtype=work), target, -1)
+    return _finish(np.eye(n_rows, n_cols, k=k, dtype=work), target, -1, where)
 
 
 def linspace(start: int | float | complex, stop: int | float | complex, /, num: int, *,
              dtype: Any = None, device: Any = None, endpoint: bool = True) -> Any:
     """``num`` evenly spaced values from ``start`` to ``stop``."""
-    check_device(device)
+    where = _target(device)
     default = dt.complex128 if any(isinstance(v, complex) for v in (start, stop)) else dt.float64
     target = _dtype_or(dtype, default)
     if not isinstance(target, Format) and target.kind not in "fc":
         raise TypeError(f"linspace needs a floating-point dtype, got {target}")
     work = np.float64 if isinstance(target, Format) else target
-    return _finish(np.linspace(start, stop, num, endpoint=endpoint, dtype=work), target, -1)
+    return _finish(np.linspace(start, stop, num, endpoint=endpoint, dtype=work), target, -1,
+                   where)
 
 
 def meshgrid(*arrays: Any, indexing: str = "xy") -> list[Array]:
@@ -317,6 +355,8 @@ def meshgrid(*arrays: Any, indexing: str = "xy") -> list[Array]:
         If ``indexing`` is not "xy" or "ij", or an input is not 1-D.
     TypeError
         If the dtypes differ.
+    ValueError
+        If the arrays live on different devices.
     """
     if indexing not in ("xy", "ij"):
         raise ValueError(f"indexing must be 'xy' or 'ij', got {indexing!r}")
@@ -325,36 +365,55 @@ def meshgrid(*arrays: Any, indexing: str = "xy") -> list[Array]:
         raise ValueError("meshgrid needs 1-D arrays")
     if len({p.dtype for p in parts}) > 1:
         raise TypeError("meshgrid needs arrays of one dtype")
-    return [Array._new(g) for g in np.meshgrid(*(p._x for p in parts), indexing=indexing)]
+    if not parts:
+        return []
+    same_device(*(p.device for p in parts))
+    grids = parts[0]._xp.meshgrid(*(p._x for p in parts), indexing=indexing)
+    return [Array._new(g) for g in grids]
 
 
-def _triangle(x: Any, k: int, np_func: Any, name: str) -> Array:
+def _triangle(x: Any, k: int, name: str) -> Array:
     a = dense(x)
     if a.ndim < 2:
         raise ValueError(f"{name} needs at least 2 dimensions")
-    return Array._new(np_func(a._x, k=k))
+    return Array._new(getattr(a._xp, name)(a._x, k=k))
 
 
 def tril(x: Any, /, *, k: int = 0) -> Array:
     """Lower triangle of the matrices in ``x`` (float32 for MX input)."""
-    return _triangle(x, k, np.tril, "tril")
+    return _triangle(x, k, "tril")
 
 
 def triu(x: Any, /, *, k: int = 0) -> Array:
     """Upper triangle of the matrices in ``x`` (float32 for MX input)."""
-    return _triangle(x, k, np.triu, "triu")
+    return _triangle(x, k, "triu")
 
 
 def from_dlpack(x: Any, /, *, device: Any = None, copy: bool | None = None) -> Array:
     """An array from any object with ``__dlpack__`` (standard dtypes only).
 
+    Host data give a NumPy-backed array, CUDA data (a CuPy or torch GPU tensor, ...) a
+    CuPy-backed one on the same GPU; ``device`` then moves the result.
+
     Raises
     ------
     TypeError
         If ``x`` is an MX array (DLPack has no MX dtypes; use ``astype`` to a float dtype).
+    RuntimeError
+        If ``x`` lives on a GPU and CuPy cannot use it.
     """
     if isinstance(x, MXArray):
         raise TypeError("MX arrays cannot be exchanged through DLPack; cast with astype first")
-    check_device(device)
+    where = None if device is None else _target(device)
     kwargs = {} if copy is None else {"copy": copy}
-    return Array._new(np.from_dlpack(x, **kwargs))
+    dl_type, dl_index = x.__dlpack_device__()
+    if int(dl_type) in _DLPACK_CUDA:
+        gpu = usable(Device(f"cuda:{int(dl_index)}"))
+        out = Array._new(module(gpu).from_dlpack(x, **kwargs))
+    else:
+        out = Array._new(np.from_dlpack(x, **kwargs))
+    return out if where is None else _on(out, where)
+
+
+# DLPack device types whose memory CuPy reads: kDLCUDA and kDLCUDAManaged.
+_DLPACK_CUDA = (2, 13)

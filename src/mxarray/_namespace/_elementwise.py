@@ -1,6 +1,7 @@
 """Element-wise functions of the standard.
 
-Each function is described once in a table (its backend ufunc, the dtype category the
+Each function is described once in a table (the name of its ufunc in the array module of
+the data's device, NumPy or CuPy; the dtype category the
 standard allows, and what dtype it returns) and built by one factory, so every
 function checks its input and promotes the same way.  MX arrays enter as their
 dequantized float32 values (see :mod:`._operands`).
@@ -9,13 +10,14 @@ dequantized float32 values (see :mod:`._operands`).
 from __future__ import annotations
 
 import builtins
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from . import _dtypes as dt
 from ._array import Array
-from ._operands import SCALARS, binary_operands, check_category, dense
+from ._device import quiet, same_device
+from ._operands import SCALARS, array_module, binary_operands, check_category, dense
 
 # The outputs: "same" (the promoted input dtype), "bool", or "real" (the real dtype
 # matching a complex input, else the input dtype).
@@ -103,15 +105,16 @@ def _out_dtype(rule: str, dtype: np.dtype) -> np.dtype:
     return dtype
 
 
-def _make_unary(name: str, ufunc: Callable[..., Any], category: str, rule: str) -> Any:
+def _make_unary(name: str, ufunc: str, category: str, rule: str) -> Any:
     def func(x: Any, /) -> Array:
         a = dense(x)
         check_category(a.dtype, category, name)
         if name in _IDENTITY_ON_INTEGERS and a.dtype.kind in "iu":
             return Array._new(a._x.copy())
-        with np.errstate(all="ignore"):
-            out = ufunc(a._x)
-        return Array._new(np.asarray(out).astype(_out_dtype(rule, a.dtype), copy=False))
+        xp = a._xp
+        with quiet(xp):
+            out = getattr(xp, ufunc)(a._x)
+        return Array._new(xp.asarray(out).astype(_out_dtype(rule, a.dtype), copy=False))
 
     func.__name__ = func.__qualname__ = name
     func.__doc__ = (
@@ -122,12 +125,13 @@ def _make_unary(name: str, ufunc: Callable[..., Any], category: str, rule: str) 
     return func
 
 
-def _make_binary(name: str, ufunc: Callable[..., Any], category: str, rule: str) -> Any:
+def _make_binary(name: str, ufunc: str, category: str, rule: str) -> Any:
     def func(x1: Any, x2: Any, /) -> Array:
         a, b, promoted = binary_operands(x1, x2, category, name)
-        with np.errstate(all="ignore"):
-            out = ufunc(a, b)
-        return Array._new(np.asarray(out).astype(_out_dtype(rule, promoted), copy=False))
+        xp = array_module(a)
+        with quiet(xp):
+            out = getattr(xp, ufunc)(a, b)
+        return Array._new(xp.asarray(out).astype(_out_dtype(rule, promoted), copy=False))
 
     func.__name__ = func.__qualname__ = name
     func.__doc__ = (
@@ -141,8 +145,8 @@ def _make_binary(name: str, ufunc: Callable[..., Any], category: str, rule: str)
 
 
 _FUNCS = {
-    **{n: _make_unary(n, getattr(np, u), c, r) for n, (u, c, r) in _UNARY.items()},
-    **{n: _make_binary(n, getattr(np, u), c, r) for n, (u, c, r) in _BINARY.items()},
+    **{n: _make_unary(n, u, c, r) for n, (u, c, r) in _UNARY.items()},
+    **{n: _make_binary(n, u, c, r) for n, (u, c, r) in _BINARY.items()},
 }
 globals().update(_FUNCS)
 
@@ -163,8 +167,9 @@ def sign(x: Any, /) -> Array:
     a = dense(x)
     if a.dtype.kind != "c":
         return _sign(a)
-    with np.errstate(all="ignore"):
-        out = np.where(a._x == 0, 0, a._x / np.abs(a._x))
+    xp = a._xp
+    with quiet(xp):
+        out = xp.where(a._x == 0, 0, a._x / xp.abs(a._x))
     return Array._new(out.astype(a.dtype, copy=False))
 
 
@@ -174,7 +179,7 @@ _shift_left, _shift_right = _FUNCS["bitwise_left_shift"], _FUNCS["bitwise_right_
 
 
 def _check_shift(x2: Any) -> None:
-    negative = np.any(x2._x < 0) if isinstance(x2, Array) else (
+    negative = bool(x2._xp.any(x2._x < 0)) if isinstance(x2, Array) else (
         isinstance(x2, int) and x2 < 0)
     if negative:
         raise ValueError("bitwise shifts are only defined for non-negative shift counts")
@@ -216,6 +221,7 @@ def clip(x: Any, /, min: Any = None, max: Any = None) -> Array:  # noqa: A002
     """
     a = dense(x)
     check_category(a.dtype, "real numeric", "clip")
+    xp = a._xp
     out = a._x.copy()
     bounds = []
     for name, bound in (("min", min), ("max", max)):
@@ -226,18 +232,19 @@ def clip(x: Any, /, min: Any = None, max: Any = None) -> Array:  # noqa: A002
             if isinstance(bound, int) and a.dtype.kind in "iu":
                 info = np.iinfo(a.dtype)
                 bound = builtins.min(builtins.max(bound, int(info.min)), int(info.max))
-            value = np.asarray(bound, dtype=dt.scalar_dtype(bound, a.dtype))
+            value = xp.asarray(bound, dtype=dt.scalar_dtype(bound, a.dtype))
         else:
             b = dense(bound, name)
             check_category(b.dtype, "real numeric", "clip")
+            same_device(a.device, b.device)
             dt.promote(a.dtype, b.dtype)
             value = b._x
         bounds.append(value)
     shape = np.broadcast_shapes(out.shape, *(b.shape for b in bounds if b is not None))
-    out = np.array(np.broadcast_to(out, shape))
-    with np.errstate(all="ignore"):
+    out = xp.broadcast_to(out, shape).copy()
+    with quiet(xp):
         if bounds[0] is not None:
-            out = np.where(out < bounds[0], bounds[0], out).astype(a.dtype, copy=False)
+            out = xp.where(out < bounds[0], bounds[0], out).astype(a.dtype, copy=False)
         if bounds[1] is not None:
-            out = np.where(out > bounds[1], bounds[1], out).astype(a.dtype, copy=False)
+            out = xp.where(out > bounds[1], bounds[1], out).astype(a.dtype, copy=False)
     return Array._new(out.astype(a.dtype, copy=False))

@@ -11,12 +11,13 @@ import numpy as np
 from ..array import MXArray
 from . import _dtypes as dt
 from ._array import Array
+from ._device import CPU, Device, module, same_device
 from ._operands import SCALARS, check_category, dense
 
 __all__ = ["backend_key", "backend_value", "take", "take_along_axis"]
 
 
-def _component(k: Any) -> Any:
+def _component(k: Any, device: Device) -> Any:
     if k is None or k is Ellipsis or isinstance(k, (builtins.bool, int)):
         return k
     if isinstance(k, slice):
@@ -24,6 +25,7 @@ def _component(k: Any) -> Any:
     if isinstance(k, Array):
         if k.dtype.kind not in "biu":
             raise IndexError(f"array indices must be integer or boolean, got {k.dtype}")
+        same_device(device, k.device)
         return k._x
     if isinstance(k, MXArray):
         raise IndexError("an MX array cannot be used as an index")
@@ -35,34 +37,39 @@ def _component(k: Any) -> Any:
     )
 
 
-def backend_key(key: Any, shape: tuple[int, ...]) -> Any:
-    """Translate an index into one for the backend array.
+def backend_key(key: Any, shape: tuple[int, ...], device: Device = CPU) -> Any:
+    """Translate an index into one for the backend array of an array on ``device``.
 
     Raises
     ------
     IndexError
         For index types the standard does not allow (lists, floats, foreign arrays,
         MX arrays) and for more than one Ellipsis.
+    ValueError
+        If an index array lives on another device.
     """
     parts = key if isinstance(key, tuple) else (key,)
     if sum(p is Ellipsis for p in parts) > 1:
         raise IndexError("an index can only have a single Ellipsis")
-    out = tuple(_component(p) for p in parts)
+    out = tuple(_component(p, device) for p in parts)
     return out if isinstance(key, tuple) else out[0]
 
 
-def backend_value(value: Any, dtype: np.dtype) -> Any:
-    """The backend value to assign into an array of ``dtype``.
+def backend_value(value: Any, dtype: np.dtype, device: Device = CPU) -> Any:
+    """The backend value to assign into an array of ``dtype`` on ``device``.
 
     Raises
     ------
     TypeError
         If the value's dtype (or a scalar's kind) would need a cast the promotion
         rules do not allow.
+    ValueError
+        If the value lives on another device.
     """
     if isinstance(value, SCALARS):
-        return np.asarray(value, dtype=dt.scalar_dtype(value, dtype))
+        return module(device).asarray(value, dtype=dt.scalar_dtype(value, dtype))
     v = dense(value, "value")
+    same_device(device, v.device)
     if dt.promote(v.dtype, dtype) != dtype:
         raise TypeError(f"cannot assign a {v.dtype} value into a {dtype} array")
     return v._x
@@ -96,7 +103,9 @@ def take(x: Any, indices: Any, /, *, axis: int | None = None) -> Any:
             raise ValueError("take needs an axis for arrays of more than one dimension")
         axis = 0
     ax = _axis(axis, x.ndim)
-    if np.any(indices._x >= x.shape[ax]) or np.any(indices._x < -x.shape[ax]):
+    same_device(x.device, indices.device)
+    xp = indices._xp
+    if bool(xp.any(indices._x >= x.shape[ax])) or bool(xp.any(indices._x < -x.shape[ax])):
         raise IndexError(f"an index is out of bounds for axis {ax} of size {x.shape[ax]}")
     return x[(slice(None),) * ax + (indices,)]
 
@@ -117,4 +126,5 @@ def take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Array:
     check_category(indices.dtype, "integer", "take_along_axis")
     if indices.ndim != a.ndim:
         raise ValueError("x and indices must have the same number of dimensions")
-    return Array._new(np.take_along_axis(a._x, indices._x, axis=_axis(axis, a.ndim)))
+    same_device(a.device, indices.device)
+    return Array._new(a._xp.take_along_axis(a._x, indices._x, axis=_axis(axis, a.ndim)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _dtypes as dt
-from ._device import CPU, Device, check_device
+from ._device import CPU, Device, check_device, usable_devices
 
 __all__ = ["__array_namespace_info__", "Info"]
 
@@ -22,8 +22,8 @@ class Info:
         return CPU
 
     def devices(self) -> list[Device]:
-        """The devices arrays can live on."""
-        return [CPU]
+        """The devices arrays can live on: the CPU, then every usable GPU."""
+        return usable_devices()
 
     def default_dtypes(self, *, device: Any = None) -> dict[str, Any]:
         """Default dtypes per kind (float64, complex128, int64, int64)."""

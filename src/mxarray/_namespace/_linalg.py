@@ -3,12 +3,12 @@
 MX operands blocked along the contracted axis go through :func:`mxarray.core.matmul`
 (the active backend's exact MX dot product, float32 result).  Every other MX operand
 is dequantized to float32 and the dense function runs (documented fallback).  The
-dense functions are array-api-compat's NumPy ones, after the standard's dtype checks.
+dense functions are those of the data's array module (NumPy or CuPy) and
+array-api-compat's ``linalg`` for it, after the standard's dtype checks.
 """
 
 from __future__ import annotations
 
-import importlib
 import operator
 from types import SimpleNamespace
 from typing import Any
@@ -20,19 +20,13 @@ from ..array import MXArray
 from . import _dtypes as dt
 from . import _manipulation as manip
 from ._array import Array
-from ._device import same_device
+from ._device import linalg_module, quiet, same_device
 from ._operands import check_category, dense, wrap
 
 __all__ = ["matmul", "vecdot", "tensordot", "linalg"]
 
 
-def _compat_linalg() -> Any:
-    """array-api-compat's NumPy linalg, imported on first use (``import mxarray`` does not
-    need it)."""
-    return importlib.import_module("array_api_compat.numpy.linalg")
-
-
-def _as(a: Array, target: np.dtype) -> np.ndarray:
+def _as(a: Array, target: np.dtype) -> Any:
     """The backend array of ``a`` in ``target`` (not copied when it already is)."""
     return a._x if a.dtype == target else a._x.astype(target)
 
@@ -63,8 +57,8 @@ def matmul(x1: Any, x2: Any, /, *, backend: str | None = None) -> Array:
     a, b, target = _pair(x1, x2, "numeric", "matmul")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul does not accept 0-d arrays")
-    with np.errstate(all="ignore"):
-        return Array._new(np.matmul(_as(a, target), _as(b, target)))
+    with quiet(a._xp):
+        return Array._new(a._xp.matmul(_as(a, target), _as(b, target)))
 
 
 def vecdot(x1: Any, x2: Any, /, *, axis: int = -1) -> Array:
@@ -89,9 +83,11 @@ def vecdot(x1: Any, x2: Any, /, *, axis: int = -1) -> Array:
     ax = manip.normalize_axes(axis, len(shape))[0] - len(shape)
     if a.shape[ax] != b.shape[ax]:
         raise ValueError(f"vecdot: lengths {a.shape[ax]} and {b.shape[ax]} along axis differ")
-    with np.errstate(all="ignore"):
-        out = np.vecdot(_as(a, target), _as(b, target), axis=ax)
-    return Array._new(np.asarray(out, dtype=target))
+    # CuPy has no vecdot; the array API linalg module of the device has one.
+    impl = getattr(a._xp, "vecdot", None) or linalg_module(a.device).vecdot
+    with quiet(a._xp):
+        out = impl(_as(a, target), _as(b, target), axis=ax)
+    return Array._new(a._xp.asarray(out, dtype=target))
 
 
 def _tensordot_axes(axes: Any, n1: int, n2: int) -> tuple[list[int], list[int]]:
@@ -128,15 +124,15 @@ def tensordot(x1: Any, x2: Any, /, *, axes: int | tuple[Any, Any] = 2) -> Array:
     c1, c2 = _tensordot_axes(axes, a.ndim, b.ndim)
     if any(a.shape[i] != b.shape[j] for i, j in zip(c1, c2)):
         raise ValueError("tensordot: contracted axes have different lengths")
-    with np.errstate(all="ignore"):
-        out = np.tensordot(_as(a, target), _as(b, target), axes=(c1, c2))
+    with quiet(a._xp):
+        out = a._xp.tensordot(_as(a, target), _as(b, target), axes=(c1, c2))
     return Array._new(out)
 
 
 def _unary(name: str, category: str, min_ndim: int = 2) -> Any:
     def func(x: Any, /, **kwargs: Any) -> Any:
-        impl = getattr(_compat_linalg(), name)
         a = dense(x)
+        impl = getattr(linalg_module(a.device), name)
         check_category(a.dtype, category, f"linalg.{name}")
         if a.ndim < min_ndim:
             raise ValueError(f"linalg.{name} needs at least {min_ndim} dimension(s)")
@@ -144,33 +140,35 @@ def _unary(name: str, category: str, min_ndim: int = 2) -> Any:
 
     func.__name__ = func.__qualname__ = name
     func.__doc__ = (f"``linalg.{name}`` of the array API standard ({category} input; MX "
-                    f"arrays as float32), computed by array-api-compat's NumPy linalg.")
+                    f"arrays as float32), computed by array-api-compat's linalg for the data's "
+                    "array module.")
     return func
 
 
 def _binary(name: str, category: str) -> Any:
     def func(x1: Any, x2: Any, /, **kwargs: Any) -> Any:
-        impl = getattr(_compat_linalg(), name)
         a, b, target = _pair(x1, x2, category, f"linalg.{name}")
+        impl = getattr(linalg_module(a.device), name)
         return wrap(impl(_as(a, target), _as(b, target), **kwargs))
 
     func.__name__ = func.__qualname__ = name
     func.__doc__ = (f"``linalg.{name}`` of the array API standard ({category} input; MX "
-                    f"arrays as float32), computed by array-api-compat's NumPy linalg.")
+                    f"arrays as float32), computed by array-api-compat's linalg for the data's "
+                    "array module.")
     return func
 
 
 def _matrix_power(x: Any, n: int, /) -> Array:
     a = dense(x)
     check_category(a.dtype, "floating-point", "linalg.matrix_power")
-    return Array._new(np.linalg.matrix_power(a._x, operator.index(n)))
+    return Array._new(a._xp.linalg.matrix_power(a._x, operator.index(n)))
 
 
 def _outer(x1: Any, x2: Any, /) -> Array:
     a, b, target = _pair(x1, x2, "numeric", "linalg.outer")
     if a.ndim != 1 or b.ndim != 1:
         raise ValueError("linalg.outer needs 1-D arrays")
-    return Array._new(np.outer(a._x, b._x).astype(target))
+    return Array._new(a._xp.outer(a._x, b._x).astype(target))
 
 
 def _cross(x1: Any, x2: Any, /, *, axis: int = -1) -> Array:
@@ -179,14 +177,15 @@ def _cross(x1: Any, x2: Any, /, *, axis: int = -1) -> Array:
         raise ValueError("linalg.cross needs arrays with the same number of dimensions")
     if a.shape[axis] != 3 or b.shape[axis] != 3:
         raise ValueError("linalg.cross needs length 3 along axis")
-    return Array._new(np.cross(a._x, b._x, axis=axis).astype(target))
+    return Array._new(a._xp.cross(a._x, b._x, axis=axis).astype(target))
 
 
 def _vector_norm(x: Any, /, *, axis: Any = None, keepdims: bool = False,
                  ord: int | float = 2) -> Array:  # noqa: A002
     a = dense(x)
     check_category(a.dtype, "floating-point", "linalg.vector_norm")
-    return wrap(_compat_linalg().vector_norm(a._x, axis=axis, keepdims=keepdims, ord=ord))
+    return wrap(linalg_module(a.device).vector_norm(a._x, axis=axis, keepdims=keepdims,
+                                                    ord=ord))
 
 
 def _trace(x: Any, /, *, offset: int = 0, dtype: Any = None) -> Array:
@@ -195,15 +194,15 @@ def _trace(x: Any, /, *, offset: int = 0, dtype: Any = None) -> Array:
     from ._statistics import _sum_dtype
 
     target = _sum_dtype(a.dtype, dtype)
-    return Array._new(np.asarray(np.trace(a._x, offset=offset, axis1=-2, axis2=-1,
-                                          dtype=target)))
+    return Array._new(a._xp.asarray(a._xp.trace(a._x, offset=offset, axis1=-2, axis2=-1,
+                                                dtype=target)))
 
 
 def _diagonal(x: Any, /, *, offset: int = 0) -> Array:
     a = dense(x)
     if a.ndim < 2:
         raise ValueError("linalg.diagonal needs at least 2 dimensions")
-    return Array._new(np.diagonal(a._x, offset=offset, axis1=-2, axis2=-1).copy())
+    return Array._new(a._xp.diagonal(a._x, offset=offset, axis1=-2, axis2=-1).copy())
 
 
 linalg = SimpleNamespace(

@@ -47,7 +47,7 @@ def normalize_axes(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
     return tuple(out)
 
 
-def _dense_result(values: np.ndarray) -> Array:
+def _dense_result(values: Any) -> Array:
     return Array._new(values)
 
 
@@ -69,7 +69,8 @@ def permute_dims(x: Any, /, axes: tuple[int, ...]) -> Any:
         raise ValueError(f"axes {axes} is not a permutation of {x.ndim} axes")
     if isinstance(x, MXArray):
         return mxs.permute_dims(x, order)
-    return _dense_result(np.transpose(dense(x)._x, order))
+    a = dense(x)
+    return _dense_result(a._xp.transpose(a._x, order))
 
 
 def matrix_transpose(x: Any, /) -> Any:
@@ -152,7 +153,8 @@ def expand_dims(x: Any, /, axis: int = 0) -> Any:
     new = x.shape[:ax] + (1,) + x.shape[ax:]
     if isinstance(x, MXArray):
         return mxs.reshape(x, new, x.block_axis + (ax <= x.block_axis))
-    return _dense_result(np.expand_dims(dense(x)._x, ax))
+    a = dense(x)
+    return _dense_result(a._xp.expand_dims(a._x, ax))
 
 
 def squeeze(x: Any, /, axis: int | tuple[int, ...]) -> Any:
@@ -170,7 +172,8 @@ def squeeze(x: Any, /, axis: int | tuple[int, ...]) -> Any:
     if isinstance(x, MXArray) and x.block_axis not in axes:
         pos = x.block_axis - sum(a < x.block_axis for a in axes)
         return mxs.reshape(x, new, pos)
-    return _dense_result(np.squeeze(dense(x)._x, axes))
+    a = dense(x)
+    return _dense_result(a._xp.squeeze(a._x, axes))
 
 
 def flip(x: Any, /, *, axis: int | tuple[int, ...] | None = None) -> Any:
@@ -181,7 +184,8 @@ def flip(x: Any, /, *, axis: int | tuple[int, ...] | None = None) -> Any:
         out = mxs.flip(x, axes)
         if out is not None:
             return out
-    return _dense_result(np.flip(dense(x)._x, axes))
+    a = dense(x)
+    return _dense_result(a._xp.flip(a._x, axes))
 
 
 def concat(arrays: tuple[Any, ...] | list[Any], /, *, axis: int | None = 0) -> Any:
@@ -211,12 +215,13 @@ def concat(arrays: tuple[Any, ...] | list[Any], /, *, axis: int | None = 0) -> A
             return out
     parts = [dense(a, "arrays") for a in arrays]
     target = _common_dtype(parts)
+    xp = parts[0]._xp
     if axis is None:
-        return _dense_result(np.concatenate([p._x.reshape(-1) for p in parts]).astype(target))
+        return _dense_result(xp.concatenate([p._x.reshape(-1) for p in parts]).astype(target))
     if any(p.ndim != parts[0].ndim or p.ndim == 0 for p in parts):
         raise ValueError("concat needs arrays with the same, non-zero number of dimensions")
     ax = normalize_axes(axis, parts[0].ndim)[0]
-    return _dense_result(np.concatenate([p._x for p in parts], axis=ax).astype(target))
+    return _dense_result(xp.concatenate([p._x for p in parts], axis=ax).astype(target))
 
 
 def _check_shapes_off(arrays: Sequence[Any], axis: int) -> None:
@@ -251,7 +256,7 @@ def stack(arrays: tuple[Any, ...] | list[Any], /, *, axis: int = 0) -> Any:
             return out
     parts = [dense(a, "arrays") for a in arrays]
     target = _common_dtype(parts)
-    return _dense_result(np.stack([p._x for p in parts], axis=ax).astype(target))
+    return _dense_result(parts[0]._xp.stack([p._x for p in parts], axis=ax).astype(target))
 
 
 def unstack(x: Any, /, *, axis: int = 0) -> tuple[Any, ...]:
@@ -279,7 +284,8 @@ def broadcast_to(x: Any, /, shape: tuple[int, ...]) -> Any:
         out = mxs.broadcast_to(x, shape)
         if out is not None:
             return out
-    return _dense_result(np.broadcast_to(dense(x)._x, shape).copy())
+    a = dense(x)
+    return _dense_result(a._xp.broadcast_to(a._x, shape).copy())
 
 
 def broadcast_arrays(*arrays: Any) -> list[Any]:
@@ -300,16 +306,19 @@ def repeat(x: Any, repeats: int | Array, /, *, axis: int | None = None) -> Array
     if isinstance(repeats, Array):
         if repeats.dtype.kind not in "iu":
             raise TypeError("repeats must have an integer dtype")
+        same_device(a.device, repeats.device)
         reps: Any = repeats._x
+        negative = bool(a._xp.any(reps < 0))
     elif isinstance(repeats, int) and not isinstance(repeats, bool):
         reps = repeats
+        negative = reps < 0
     else:
         raise TypeError("repeats must be an int or an integer array")
-    if np.any(np.asarray(reps) < 0):
+    if negative:
         raise ValueError("repeats must be non-negative")
     if axis is None:
-        return _dense_result(np.repeat(a._x.reshape(-1), reps))
-    return _dense_result(np.repeat(a._x, reps, axis=normalize_axes(axis, a.ndim)[0]))
+        return _dense_result(a._xp.repeat(a._x.reshape(-1), reps))
+    return _dense_result(a._xp.repeat(a._x, reps, axis=normalize_axes(axis, a.ndim)[0]))
 
 
 def roll(x: Any, /, shift: int | tuple[int, ...], *,
@@ -317,13 +326,14 @@ def roll(x: Any, /, shift: int | tuple[int, ...], *,
     """Roll elements along axes (float32 for MX input)."""
     a = dense(x)
     if axis is None:
-        return _dense_result(np.roll(a._x, shift))
+        return _dense_result(a._xp.roll(a._x, shift))
     axes = axis if isinstance(axis, tuple) else (axis,)
     for ax in axes:
         normalize_axes(ax, a.ndim)
-    return _dense_result(np.roll(a._x, shift, axis=axis))
+    return _dense_result(a._xp.roll(a._x, shift, axis=axis))
 
 
 def tile(x: Any, repetitions: tuple[int, ...], /) -> Array:
     """Tile ``x`` (float32 for MX input)."""
-    return _dense_result(np.tile(dense(x)._x, tuple(operator.index(r) for r in repetitions)))
+    a = dense(x)
+    return _dense_result(a._xp.tile(a._x, tuple(operator.index(r) for r in repetitions)))

@@ -11,6 +11,7 @@ from .._random import new_seed
 from ..array import MXArray
 from ..backends import get_backend
 from . import _dtypes as dt
+from ._device import CPU, same_device
 from ._indexing import backend_key
 from ._operands import SCALARS, dense
 
@@ -22,6 +23,7 @@ def _value(value: Any) -> Any:
         dt.scalar_dtype(value, dt.float32)
         return value
     v = dense(value, "value")
+    same_device(CPU, v.device)
     if dt.promote(v.dtype, dt.float32) != dt.float32:
         raise TypeError(f"cannot assign a {v.dtype} value into an MX array (it takes "
                         "float32, MX values or Python int/float scalars)")

@@ -5,7 +5,8 @@ Every namespace function goes through here, so the rules live once:
 * an :class:`~mxarray._namespace._array.Array` gives its dense backend array;
 * an :class:`~mxarray.MXArray` gives its dequantized float32 values (functions that
   keep MX storage handle MX arrays before they get here);
-* a Python scalar meets the dtype of the other operand (standard scalar rules);
+* a Python scalar meets the dtype of the other operand (standard scalar rules) and is
+  made on that operand's device, by its array module;
 * anything else (a raw NumPy array, another library's array) is a TypeError: mixing
   array libraries is never silently allowed.
 """
@@ -20,9 +21,10 @@ import numpy as np
 from ..array import MXArray
 from . import _dtypes as dt
 from ._array import Array
-from ._device import CPU, same_device
+from ._device import CPU, locate, module, same_device
 
-__all__ = ["dense", "unwrap", "check_category", "binary_operands", "wrap", "SCALARS"]
+__all__ = ["dense", "unwrap", "check_category", "binary_operands", "wrap", "array_module",
+           "SCALARS"]
 
 SCALARS = (builtins.bool, int, float, complex)
 
@@ -40,8 +42,8 @@ def dense(x: Any, name: str = "x") -> Array:
     if isinstance(x, MXArray):
         if x.device != CPU:
             raise TypeError(
-                f"{name} is an MXArray on {x.device.name}; dense arrays of this namespace live on "
-                "the host, so move it first with .to_device('cpu')"
+                f"{name} is an MXArray on {x.device.name}; namespace functions work on MX "
+                "arrays on the host only, so move it first with .to_device('cpu')"
             )
         return Array._new(x.dequantize(np.float32))
     raise TypeError(
@@ -50,7 +52,7 @@ def dense(x: Any, name: str = "x") -> Array:
     )
 
 
-def unwrap(x: Any, name: str = "x") -> np.ndarray:
+def unwrap(x: Any, name: str = "x") -> Any:
     """The backend array of ``x`` (see :func:`dense`)."""
     return dense(x, name)._x
 
@@ -63,10 +65,11 @@ def check_category(dtype: np.dtype, category: str, func: str) -> None:
 
 def binary_operands(
     x1: Any, x2: Any, category: str, func: str
-) -> tuple[np.ndarray, np.ndarray, np.dtype]:
+) -> tuple[Any, Any, np.dtype]:
     """Backend arrays for a binary function, with their promoted dtype.
 
-    One operand may be a Python scalar; it takes the kind of the array operand.
+    One operand may be a Python scalar; it takes the kind of the array operand and is
+    made on its device.
 
     Raises
     ------
@@ -83,13 +86,13 @@ def binary_operands(
     if s1:
         b = dense(x2, "x2")
         check_category(b.dtype, category, func)
-        a_np = np.asarray(x1, dtype=dt.scalar_dtype(x1, b.dtype))
-        return a_np, b._x, dt.promote(a_np.dtype, b.dtype)
+        a_x = b._xp.asarray(x1, dtype=dt.scalar_dtype(x1, b.dtype))
+        return a_x, b._x, dt.promote(a_x.dtype, b.dtype)
     a = dense(x1, "x1")
     if s2:
         check_category(a.dtype, category, func)
-        b_np = np.asarray(x2, dtype=dt.scalar_dtype(x2, a.dtype))
-        return a._x, b_np, dt.promote(a.dtype, b_np.dtype)
+        b_x = a._xp.asarray(x2, dtype=dt.scalar_dtype(x2, a.dtype))
+        return a._x, b_x, dt.promote(a.dtype, b_x.dtype)
     b = dense(x2, "x2")
     same_device(a.device, b.device)
     check_category(a.dtype, category, func)
@@ -105,3 +108,8 @@ def wrap(result: Any) -> Any:
     if isinstance(result, list):
         return [wrap(r) for r in result]
     return Array._new(result)
+
+
+def array_module(x: Any) -> Any:
+    """The array module of a backend array returned by :func:`binary_operands`."""
+    return module(locate(x))

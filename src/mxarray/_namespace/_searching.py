@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import numpy as np
-
+from ..array import MXArray
 from . import _dtypes as dt
 from ._array import Array
-from ._device import same_device
+from ._device import KINDS, same_device
 from ._manipulation import normalize_axes
 from ._operands import SCALARS, check_category, dense
 
@@ -17,28 +16,30 @@ __all__ = ["argmax", "argmin", "nonzero", "searchsorted", "where", "argsort", "s
            "UniqueAllResult", "UniqueCountsResult", "UniqueInverseResult"]
 
 
-def _arg_extreme(x: Any, axis: int | None, keepdims: bool, name: str, func: Any) -> Array:
+def _arg_extreme(x: Any, axis: int | None, keepdims: bool, name: str) -> Array:
     a = dense(x)
+    xp = a._xp
+    func = getattr(xp, name)
     check_category(a.dtype, "real numeric", name)
     if a.size == 0:
         raise ValueError(f"{name} of an empty array")
     if axis is None:
         out = func(a._x.reshape(-1))
         if keepdims:
-            out = np.reshape(out, (1,) * a.ndim)
+            out = xp.reshape(out, (1,) * a.ndim)
     else:
         out = func(a._x, axis=normalize_axes(axis, a.ndim)[0], keepdims=keepdims)
-    return Array._new(np.asarray(out, dtype=dt.int64))
+    return Array._new(xp.asarray(out, dtype=dt.int64))
 
 
 def argmax(x: Any, /, *, axis: int | None = None, keepdims: bool = False) -> Array:
     """Index of the first maximum (along ``axis``, or of the flattened array)."""
-    return _arg_extreme(x, axis, keepdims, "argmax", np.argmax)
+    return _arg_extreme(x, axis, keepdims, "argmax")
 
 
 def argmin(x: Any, /, *, axis: int | None = None, keepdims: bool = False) -> Array:
     """Index of the first minimum (along ``axis``, or of the flattened array)."""
-    return _arg_extreme(x, axis, keepdims, "argmin", np.argmin)
+    return _arg_extreme(x, axis, keepdims, "argmin")
 
 
 def nonzero(x: Any, /) -> tuple[Array, ...]:
@@ -52,7 +53,7 @@ def nonzero(x: Any, /) -> tuple[Array, ...]:
     a = dense(x)
     if a.ndim == 0:
         raise ValueError("nonzero of a 0-d array is not allowed")
-    return tuple(Array._new(i.astype(dt.int64)) for i in np.nonzero(a._x))
+    return tuple(Array._new(i.astype(dt.int64)) for i in a._xp.nonzero(a._x))
 
 
 def searchsorted(x1: Any, x2: Any, /, *, side: str = "left", sorter: Any = None) -> Array:
@@ -70,14 +71,19 @@ def searchsorted(x1: Any, x2: Any, /, *, side: str = "left", sorter: Any = None)
     if side not in ("left", "right"):
         raise ValueError("side must be 'left' or 'right'")
     if isinstance(x2, SCALARS):
-        v = np.asarray(x2, dtype=dt.scalar_dtype(x2, a.dtype))
+        v = a._xp.asarray(x2, dtype=dt.scalar_dtype(x2, a.dtype))
     else:
         b = dense(x2, "x2")
         same_device(a.device, b.device)
         dt.promote(a.dtype, b.dtype)
         v = b._x
-    sort_idx = None if sorter is None else dense(sorter, "sorter")._x
-    return Array._new(np.searchsorted(a._x, v, side=side, sorter=sort_idx).astype(dt.int64))
+    sort_idx = None
+    if sorter is not None:
+        s = dense(sorter, "sorter")
+        same_device(a.device, s.device)
+        sort_idx = s._x
+    return Array._new(a._xp.searchsorted(a._x, v, side=side, sorter=sort_idx)
+                      .astype(dt.int64))
 
 
 def where(condition: Any, x1: Any, x2: Any, /) -> Array:
@@ -93,8 +99,11 @@ def where(condition: Any, x1: Any, x2: Any, /) -> Array:
         raise TypeError(f"condition must be a boolean array, got {c.dtype}")
     from ._operands import binary_operands
 
+    for operand in (x1, x2):
+        if isinstance(operand, (Array, MXArray)):
+            same_device(c.device, operand.device)
     a, b, target = binary_operands(x1, x2, "all", "where")
-    return Array._new(np.where(c._x, a, b).astype(target, copy=False))
+    return Array._new(c._xp.where(c._x, a, b).astype(target, copy=False))
 
 
 def argsort(x: Any, /, *, axis: int = -1, descending: bool = False,
@@ -103,12 +112,13 @@ def argsort(x: Any, /, *, axis: int = -1, descending: bool = False,
     a = dense(x)
     check_category(a.dtype, "real numeric", "argsort")
     ax = normalize_axes(axis, a.ndim)[0]
+    xp, stable = a._xp, KINDS[a.device.kind].sort_options
     if descending:
-        flipped = np.flip(a._x, ax)
-        idx = np.flip(np.argsort(flipped, axis=ax, kind="stable"), ax)
+        flipped = xp.flip(a._x, ax)
+        idx = xp.flip(xp.argsort(flipped, axis=ax, **stable), ax)
         idx = a.shape[ax] - 1 - idx
     else:
-        idx = np.argsort(a._x, axis=ax, kind="stable")
+        idx = xp.argsort(a._x, axis=ax, **stable)
     return Array._new(idx.astype(dt.int64))
 
 
@@ -117,8 +127,9 @@ def sort(x: Any, /, *, axis: int = -1, descending: bool = False, stable: bool = 
     a = dense(x)
     check_category(a.dtype, "real numeric", "sort")
     ax = normalize_axes(axis, a.ndim)[0]
-    out = np.sort(a._x, axis=ax, kind="stable")
-    return Array._new(np.flip(out, ax) if descending else out)
+    xp = a._xp
+    out = xp.sort(a._x, axis=ax, **KINDS[a.device.kind].sort_options)
+    return Array._new(xp.flip(out, ax) if descending else out)
 
 
 class UniqueAllResult(NamedTuple):
@@ -144,15 +155,16 @@ class UniqueInverseResult(NamedTuple):
     inverse_indices: Array
 
 
-def _unique(x: Any) -> tuple[np.ndarray, ...]:
-    a = dense(x)._x
-    values, index, inverse, counts = np.unique(
+def _unique(x: Any) -> tuple[Any, ...]:
+    d = dense(x)
+    a = d._x
+    values, index, inverse, counts = d._xp.unique(
         a.reshape(-1), return_index=True, return_inverse=True, return_counts=True,
         equal_nan=False)
     return values, index, inverse.reshape(a.shape), counts
 
 
-def _i64(v: np.ndarray) -> Array:
+def _i64(v: Any) -> Array:
     return Array._new(v.astype(dt.int64))
 
 
