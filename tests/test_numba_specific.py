@@ -47,7 +47,7 @@ def test_kernels_load_from_disk_cache_in_fresh_process(tmp_path) -> None:
         x = np.linspace(-5, 5, 96, dtype=np.float32).reshape(3, 32)
         a = mxarray.quantize(x, "mxfp4_e2m1", backend="numba")
         mxarray.dequantize(a, backend="numba")
-        used = [k.quantize_rows_nearest, k.dequantize_rows]  # what the public API runs
+        used = [k.quantize_rows_f32, k.dequantize_rows]  # what the public API runs
         print(json.dumps([[f.stats.cache_hits.total(), f.stats.cache_misses.total()]
                           for f in used]))
         """
@@ -69,7 +69,7 @@ def test_compile_failure_falls_back_with_warning(monkeypatch) -> None:
     def fail(*args, **kwargs):
         raise numba.core.errors.TypingError("simulated compile failure")
 
-    monkeypatch.setattr(FAST._k, "quantize_rows_nearest", fail)
+    monkeypatch.setattr(FAST._k, "quantize_rows_f32", fail)
     ok, why = FAST.available()
     assert not ok and "simulated compile failure" in why
 
@@ -141,8 +141,100 @@ def test_matmul_many_small_tiles(monkeypatch) -> None:
     args = (ac.reshape(1, 300, 2, 32), as_.reshape(1, 300, 2), fmt,
             bc.reshape(1, 70, 2, 32), bs_.reshape(1, 70, 2), fmt)
     monkeypatch.setattr(numba_backend, "_tile_shape", lambda m, n, k, size: (7, 13))
+    monkeypatch.setattr(numba_backend, "sgemm_acc", None)  # the row-tile path
     got = FAST.matmul_blocks(*args)
     da, db = REF._decode_rows(*args[:3]), REF._decode_rows(*args[3:])
     exact = da @ np.swapaxes(db, -1, -2)
     bound = (64 + 2) * 2.0**-24 * (np.abs(da) @ np.swapaxes(np.abs(db), -1, -2))
     assert np.all(np.abs(got - exact) <= bound)
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS.values()), ids=str)
+def test_dequantize_every_code_and_scale(fmt) -> None:
+    """The bit-level element decode equals the reference for every (code, scale byte)
+    pair, both output dtypes, one code per byte or packed, fresh or into ``out``."""
+    every_code = np.tile(np.arange(fmt.n_codes, dtype=np.uint8), max(1, 32 // fmt.n_codes))
+    rows_per_scale = every_code.size // 32
+    codes = np.tile(every_code.reshape(rows_per_scale, 32), (256, 1))
+    scales = np.repeat(np.arange(256, dtype=np.uint8), rows_per_scale)
+    for dt in (np.float32, np.float64):
+        want = REF.dequantize_blocks(codes, scales, fmt, dt)
+        out = np.full(want.shape, 7.0, dtype=dt)
+        got = [
+            FAST.dequantize_blocks(codes, scales, fmt, dt),
+            FAST.dequantize_packed(REF.pack(codes, fmt), scales, fmt, dt),
+            FAST.dequantize_packed(REF.pack(codes, fmt), scales, fmt, dt, out=out),
+        ]
+        assert got[2] is out
+        for g in got:
+            assert g.dtype == want.dtype
+            np.testing.assert_array_equal(g.view(np.uint8), want.view(np.uint8))  # bitwise
+
+
+@pytest.mark.parametrize("rounding", ["even", "nearest", "toward_zero"])
+@pytest.mark.parametrize("scale_mode", ["floor", "ceil", "rceil", "even"])
+@pytest.mark.parametrize("fmt", list(FORMATS.values()), ids=str)
+def test_float32_kernel_matches_reference(fmt, scale_mode, rounding) -> None:
+    """The 32-bit-lane float32 kernel, on ties, exact grid points, saturation, blocks
+    below float32's normal range and NaN/Inf blocks, packed and not."""
+    rng = np.random.default_rng(11)
+    n = 600
+    x = rng.standard_normal((n, 32)) * np.exp2(rng.integers(-150, 128, (n, 1)))
+    ties = rng.integers(-600, 600, (n, 32)) * 0.125 * np.exp2(rng.integers(-130, 110, (n, 1)))
+    x = np.where(rng.random((n, 1)) < 0.5, ties, x)
+    with np.errstate(over="ignore"):
+        x = x.astype(np.float32)
+    tiny = np.finfo(np.float32).smallest_subnormal
+    x[:40] = tiny * rng.integers(-3000, 3000, (40, 32))
+    x[40:50] = np.finfo(np.float32).max * rng.uniform(-1, 1, (10, 32))
+    x[50:60, 4] = np.nan
+    x[60:70, 9] = -np.inf
+    codes, scales = REF.quantize_blocks(x, fmt, rounding, scale_mode, None)
+    fast_codes, fast_scales = FAST.quantize_blocks(x, fmt, rounding, scale_mode, None)
+    packed, packed_scales = FAST.quantize_packed(x, fmt, rounding, scale_mode, None)
+    np.testing.assert_array_equal(fast_scales, scales)
+    np.testing.assert_array_equal(packed_scales, scales)
+    np.testing.assert_array_equal(fast_codes, codes)
+    np.testing.assert_array_equal(packed, REF.pack(codes, fmt))
+
+
+def _mx_operands(rng, batch, m, n, kb, fa, fb):
+    a = rng.standard_normal((batch * m * kb, 32))
+    b = rng.standard_normal((batch * n * kb, 32))
+    ac, as_ = REF.quantize_blocks(a, fa, "even", "floor", None)
+    bc, bs_ = REF.quantize_blocks(b, fb, "even", "floor", None)
+    return (ac.reshape(batch, m, kb, 32), as_.reshape(batch, m, kb), fa,
+            bc.reshape(batch, n, kb, 32), bs_.reshape(batch, n, kb), fb)
+
+
+@pytest.mark.skipif(numba_backend.sgemm_acc is None,
+                    reason="needs NumPy's bundled OpenBLAS with CBLAS sgemm")
+@pytest.mark.parametrize("panel_blocks", [1, 3])
+def test_matmul_k_panels_within_bound(monkeypatch, panel_blocks) -> None:
+    """K-panels (a ragged last one included) accumulate into the result within the bound."""
+    fa, fb = FORMATS["mxfp6_e2m3"], FORMATS["mxfp4_e2m1"]
+    args = _mx_operands(np.random.default_rng(9), 2, 37, 23, 7, fa, fb)
+    monkeypatch.setattr(numba_backend, "_panel_blocks", lambda m, n, kb, bs: panel_blocks)
+    got = FAST.matmul_blocks(*args)
+    da, db = REF._decode_rows(*args[:3]), REF._decode_rows(*args[3:])
+    exact = da @ np.swapaxes(db, -1, -2)
+    bound = (7 * 32 + 2) * 2.0**-24 * (np.abs(da) @ np.swapaxes(np.abs(db), -1, -2))
+    assert got.dtype == np.float32 and got.shape == (2, 37, 23)
+    assert np.all(np.abs(got - exact) <= bound)
+
+
+@pytest.mark.skipif(numba_backend.sgemm_acc is None,
+                    reason="needs NumPy's bundled OpenBLAS with CBLAS sgemm")
+def test_sgemm_acc_overwrites_then_accumulates() -> None:
+    from mxarray.backends._blas import sgemm_acc
+
+    rng = np.random.default_rng(2)
+    a = rng.integers(-8, 8, (5, 6)).astype(np.float32)
+    b = rng.integers(-8, 8, (4, 6)).astype(np.float32)
+    c = np.full((5, 4), np.nan, dtype=np.float32)
+    sgemm_acc(a, b, c, False)
+    np.testing.assert_array_equal(c, a @ b.T)  # small integers: exact
+    sgemm_acc(a, b, c, True)
+    np.testing.assert_array_equal(c, 2 * (a @ b.T))
+    with pytest.raises(ValueError):
+        sgemm_acc(a, b, np.empty((4, 5), dtype=np.float32), False)

@@ -20,7 +20,9 @@ import math
 
 import numba as nb
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic
 
 from .._random import _MIX1, _MIX2, GAMMA
 
@@ -30,7 +32,7 @@ __all__ = [
     "quantize_rows",
     "dequantize_rows",
     "regroup_rows",
-    "decode_tile",
+    "decode_panel",
 ]
 
 SCALE_MODE_CODES = {"floor": 0, "ceil": 1, "rceil": 2, "even": 3}
@@ -46,6 +48,12 @@ _ONE = np.uint64(1)
 # would overflow int64 masks; they are handled as "everything shifted out".
 _WIDE = 60
 _CHUNK = 256  # blocks per parallel work item (one scratch buffer each)
+_ROW_CHUNK = 16  # operand rows per parallel work item of decode_panel
+_PACK_ROWS = 32  # blocks whose codes quantize_rows_f32 keeps (in L1) before packing them
+_F32_ONE_EXP = np.uint32(1 << 23)  # one in float32's exponent field
+_F32_SIGN = np.uint32(1 << 31)  # float32's sign bit
+_F32_INF = np.uint32(0x7F800000)  # float32 bits of +Inf and of a quiet NaN
+_F32_NAN = np.uint32(0x7FC00000)
 
 
 @nb.njit(cache=True, inline="always")
@@ -142,35 +150,185 @@ def _shared_exponent(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mo
     return min(max(x, min_x), max_x)
 
 
-@nb.njit(cache=True, parallel=True)
-def dequantize_rows(packed, scales, table, pow2, per_group, group_bytes, code_bits, out):
-    """``out[b, i] = table[code] * pow2[scales[b]]`` from packed ``(n, row_bytes)`` codes.
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """Reinterpret the low 32 bits of an integer as a float32 (a bitcast, no conversion)."""
+    if not isinstance(bits, types.Integer):
+        return None
 
-    ``table`` is the decode table and ``pow2`` the 256 scale values (NaN at the NaN
-    byte) in the output dtype; both products are exact by construction (see the backend).
-    Each layout (one code per byte, two per byte, ``per_group`` codes in ``group_bytes``
-    bytes) has its own loop, so the inner loops have fixed strides.
+    def codegen(context, builder, signature, args):
+        word = builder.trunc(args[0], ir.IntType(32)) if bits.bitwidth > 32 else args[0]
+        return builder.bitcast(word, ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@intrinsic
+def _float32_bits(typingctx, value):
+    """The bits of a float32 as a uint32 (a bitcast, no conversion)."""
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(value), codegen
+
+
+@nb.njit(cache=True, inline="always")
+def _element_value(code, is_float, field_scale, sign_bit, n_codes, mag_mask, special_min, inf_mag,
+                   normal_mag, exp_offset, unit):
+    """Exact float32 value of one element code (``code`` a uint32), branch-free.
+
+    Float codes: the magnitude's exponent and mantissa fields move to float32's field
+    positions (times ``field_scale``, a power of two) and ``exp_offset`` rebiases the
+    exponent, which gives the exact value of a normal code; a subnormal code (magnitude
+    below ``normal_mag``) gets the smallest normal exponent, reads as ``unit * (1 + f)``
+    and ``unit`` (the smallest normal) is subtracted exactly.  No float32 subnormal is
+    ever formed (it would cost a slow microcode assist).  Magnitudes from
+    ``special_min`` on are Inf (``inf_mag``) or NaN (always the positive quiet NaN, as
+    the reference's); the sign bit is set on the magnitude's bits.  Integer codes are
+    sign-extended and times ``unit``.  Every intermediate is kept to 32 bits and no
+    shift is variable (Numba widens integer arithmetic to 64 bits), so loops over
+    elements run on 32-bit vector lanes.
     """
-    n, row_bytes = packed.shape
-    mask = (1 << code_bits) - 1
+    if is_float:
+        mag = np.uint32(code & mag_mask)
+        subnormal = mag < normal_mag
+        bits = np.uint32(np.uint32(mag * field_scale) + exp_offset)
+        bits = np.uint32(bits + _F32_ONE_EXP) if subnormal else bits
+        nan = mag >= special_min and mag != inf_mag
+        special = _F32_NAN if nan else _F32_INF
+        bits = special if mag >= special_min else bits
+        value = _float32_from_bits(bits) - (unit if subnormal else np.float32(0.0))
+        sign = _F32_SIGN if code >= sign_bit and not nan else np.uint32(0)
+        return _float32_from_bits(np.uint32(_float32_bits(value) | sign))
+    k = np.int32(code)
+    k = np.int32(k - n_codes) if code >= sign_bit else k
+    return np.float32(k) * unit
+
+
+@nb.njit(cache=True, inline="always")
+def _decode_codes(codes, b0, b1, is_float, field_scale, sign_bit, n_codes, mag_mask, special_min,
+                  inf_mag, normal_mag, exp_offset, unit, scales, pow2, out, out_row0):
+    """``out[out_row0 + b - b0] = value(codes[b - b0]) * pow2[scales[b]]``, ``b0 <= b < b1``.
+
+    The element values are exact (:func:`_element_value`); the product with the scale
+    is one rounding of the exact value, as the reference's cast of its exact float64
+    value.
+    """
+    for b in range(b0, b1):
+        s = pow2[scales[b]]
+        row = codes[b - b0]
+        dst = out[out_row0 + b - b0]
+        for i in range(row.shape[0]):
+            dst[i] = _element_value(np.uint32(row[i]), is_float, field_scale, sign_bit, n_codes,
+                                    mag_mask, special_min, inf_mag, normal_mag, exp_offset,
+                                    unit) * s
+
+
+@nb.njit(cache=True)
+def _unpack_chunk(packed, per_group, group_bytes, code_bits, codes):
+    """One code per byte in ``codes`` (rows of ``block_size``) from packed rows.
+
+    The two packed layouts of the spec get loops that write whole groups as one word
+    (two codes from one byte, four codes from three bytes), with constant shifts (the
+    layout fixes the code width: ``8 * group_bytes / per_group`` bits), which
+    vectorise; any other layout takes the general field-by-field loop.
+    """
+    src = packed.reshape(-1)
+    mask = np.uint32((1 << code_bits) - 1)
+    if per_group == 2 and group_bytes == 1:  # 4-bit codes
+        pairs = codes.reshape(-1).view(np.uint16)
+        for g in range(src.shape[0]):
+            byte = np.uint16(src[g])
+            pairs[g] = np.uint16(byte & np.uint16(0x0F)) | np.uint16(np.uint16(byte & 0xF0) << 4)
+    elif per_group == 4 and group_bytes == 3:  # 6-bit codes
+        quads = codes.reshape(-1).view(np.uint32)
+        for g in range(src.shape[0] // 3):
+            w = np.uint32(np.uint32(src[3 * g]) | np.uint32(np.uint32(src[3 * g + 1]) << 8)
+                          | np.uint32(np.uint32(src[3 * g + 2]) << 16))
+            quads[g] = np.uint32(
+                np.uint32(w & 0x3F) | np.uint32(np.uint32(w & 0xFC0) << 2)
+                | np.uint32(np.uint32(w & 0x3F000) << 4) | np.uint32(np.uint32(w & 0xFC0000) << 6)
+            )
+    else:
+        flat = codes.reshape(-1)
+        for g in range(src.shape[0] // group_bytes):
+            word = np.int64(0)
+            for j in range(group_bytes):
+                word |= np.int64(src[g * group_bytes + j]) << (8 * j)
+            for i in range(per_group):
+                flat[g * per_group + i] = (word >> (code_bits * i)) & mask
+
+
+@nb.njit(cache=True, inline="always")
+def _dequantize_range(packed, scales, b0, b1, per_group, group_bytes, code_bits, is_float,
+                      field_scale, sign_bit, n_codes, mag_mask, special_min, inf_mag, normal_mag,
+                      exp_offset, unit, pow2, out, out_row0, scratch):
+    """Blocks ``b0 .. b1`` of packed rows into ``out`` from row ``out_row0`` on.
+
+    Packed codes are first unpacked into ``scratch`` (at least ``b1 - b0`` rows).
+    """
+    if per_group == 1:
+        _decode_codes(packed[b0:b1], b0, b1, is_float, field_scale, sign_bit, n_codes, mag_mask,
+                      special_min, inf_mag, normal_mag, exp_offset, unit, scales, pow2, out,
+                      out_row0)
+        return
+    codes = scratch[: b1 - b0]
+    _unpack_chunk(packed[b0:b1], per_group, group_bytes, code_bits, codes)
+    _decode_codes(codes, b0, b1, is_float, field_scale, sign_bit, n_codes, mag_mask, special_min,
+                  inf_mag, normal_mag, exp_offset, unit, scales, pow2, out, out_row0)
+
+
+@nb.njit(cache=True, parallel=True)
+def dequantize_rows(packed, scales, per_group, group_bytes, code_bits, is_float, field_scale,
+                    sign_bit, n_codes, mag_mask, special_min, inf_mag, normal_mag, exp_offset, unit,
+                    pow2, out):
+    """``out[b, i] = value(code) * pow2[scales[b]]`` from packed ``(n, row_bytes)`` codes.
+
+    ``pow2`` holds the 256 scale values (NaN at the NaN byte) in the output dtype; the
+    element values come from the codes' bits (see :func:`_decode_codes`).  Chunks of
+    blocks run in parallel; packed chunks are first unpacked to one code per byte in a
+    small scratch buffer, so both loops vectorise.
+    """
+    n, bs = out.shape
     for c in prange((n + _CHUNK - 1) // _CHUNK):
-        for b in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-            s = pow2[scales[b]]
-            if per_group == 1:
-                for i in range(row_bytes):
-                    out[b, i] = table[packed[b, i]] * s
-            elif group_bytes == 1:
-                for g in range(row_bytes):
-                    byte = np.int64(packed[b, g])
-                    for i in range(per_group):
-                        out[b, g * per_group + i] = table[(byte >> (code_bits * i)) & mask] * s
-            else:
-                for g in range(row_bytes // group_bytes):
-                    word = np.int64(0)
-                    for j in range(group_bytes):
-                        word |= np.int64(packed[b, g * group_bytes + j]) << (8 * j)
-                    for i in range(per_group):
-                        out[b, g * per_group + i] = table[(word >> (code_bits * i)) & mask] * s
+        scratch = np.empty((_CHUNK, bs), dtype=np.uint8)
+        b0 = c * _CHUNK
+        _dequantize_range(packed, scales, b0, min(n, b0 + _CHUNK), per_group, group_bytes,
+                          code_bits, is_float, field_scale, sign_bit, n_codes, mag_mask,
+                          special_min, inf_mag, normal_mag, exp_offset, unit, pow2, out, b0,
+                          scratch)
+
+
+@nb.njit(cache=True, parallel=True)
+def decode_panel(packed, scales, row0, kb0, bs, per_group, group_bytes, code_bits, is_float,
+                 field_scale, sign_bit, n_codes, mag_mask, special_min, inf_mag, normal_mag,
+                 exp_offset, unit, pow2, out):
+    """Decode blocks ``kb0 .. kb0 + out.shape[1] // bs`` of rows ``row0 ..`` into ``out``
+    (``bs`` is the block size).
+
+    ``packed`` is a C-contiguous ``(R, KB * bytes_per_block)`` and ``scales`` ``(R, KB)``;
+    ``out`` is a C-contiguous ``(rows, n_blocks * bs)`` panel (a K-panel or a row tile of
+    an MX matmul operand), with the element decode of :func:`dequantize_rows`.  All
+    arrays are seen as rows of one block, so each operand row is one contiguous run of
+    blocks (a K-panel row holds only a few blocks: per-row costs must stay small).
+    """
+    rows, width = out.shape
+    kb = scales.shape[1]
+    n_blocks = width // bs
+    src = packed.reshape(-1, packed.shape[1] // kb)
+    src_scales = scales.reshape(-1)
+    dst = out.reshape(-1, bs)
+    for c in prange((rows + _ROW_CHUNK - 1) // _ROW_CHUNK):
+        scratch = np.empty((n_blocks, bs), dtype=np.uint8)
+        for r in range(c * _ROW_CHUNK, min(rows, (c + 1) * _ROW_CHUNK)):
+            b0 = (row0 + r) * kb + kb0
+            _dequantize_range(src, src_scales, b0, b0 + n_blocks, per_group, group_bytes,
+                              code_bits, is_float, field_scale, sign_bit, n_codes, mag_mask,
+                              special_min, inf_mag, normal_mag, exp_offset, unit, pow2, dst,
+                              r * n_blocks, scratch)
 
 
 @nb.njit(cache=True, parallel=True)
@@ -191,31 +349,6 @@ def regroup_rows(src, in_count, in_bits, out_count, out_bits, out):
                 word |= (np.int64(src[r, g * in_count + i]) & in_mask) << (in_bits * i)
             for j in range(out_count):
                 out[r, g * out_count + j] = (word >> (out_bits * j)) & out_mask
-
-
-@nb.njit(cache=True, parallel=True)
-def decode_tile(packed, scales, row0, table, pow2, per_group, group_bytes, code_bits, out):
-    """Decode rows ``row0 .. row0 + len(out)`` of a packed operand into ``out``.
-
-    ``packed`` is ``(R, KB * row_bytes_per_block)``, ``scales`` is ``(R, KB)``; ``out``
-    receives ``(rows, KB * bs)`` values ``table[code] * pow2[scale]``.
-    """
-    rows = out.shape[0]
-    kb = scales.shape[1]
-    block_bytes = packed.shape[1] // kb
-    mask = (1 << code_bits) - 1
-    for r in prange(rows):
-        lane = 0
-        for blk in range(kb):
-            s = pow2[scales[row0 + r, blk]]
-            base = blk * block_bytes
-            for g in range(0, block_bytes, group_bytes):
-                word = 0
-                for j in range(group_bytes):
-                    word |= np.int64(packed[row0 + r, base + g + j]) << (8 * j)
-                for i in range(per_group):
-                    out[r, lane] = table[(word >> (code_bits * i)) & mask] * s
-                    lane += 1
 
 
 @nb.njit(cache=True, inline="always")
@@ -389,3 +522,175 @@ def quantize_rows_nearest(
                         code = ((k ^ -negative) + negative) & code_mask
                     codes[i] = code
             _pack_block(codes, per_group, group_bytes, code_bits, out, b)
+
+
+def _shift32(op_name):
+    """An intrinsic ``(a, s) -> a op s`` on uint32 lanes; callers keep ``s`` below 32."""
+
+    @intrinsic
+    def shift(typingctx, a, s):
+        if not (isinstance(a, types.Integer) and isinstance(s, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            i32 = ir.IntType(32)
+            x, n = (builder.trunc(v, i32) if t.bitwidth > 32 else builder.zext(v, i32)
+                    if t.bitwidth < 32 else v for v, t in zip(args, (a, s)))
+            return getattr(builder, op_name)(x, n)
+
+        return types.uint32(a, s), codegen
+
+    return shift
+
+
+_shl32 = _shift32("shl")
+_shr32 = _shift32("lshr")
+
+
+@nb.njit(cache=True, inline="always")
+def _group24(codes, c0):
+    """Four 6-bit codes from ``codes[c0]`` on as one 24-bit little-endian group."""
+    return np.uint64(codes[c0] | np.uint32(codes[c0 + 1] << 6) | np.uint32(codes[c0 + 2] << 12)
+                     | np.uint32(codes[c0 + 3] << 18))
+
+
+@nb.njit(cache=True, inline="always")
+def _pack_chunk32(codes, n_rows, per_group, group_bytes, code_bits, out):
+    """Pack the first ``n_rows`` rows of uint32 ``codes`` into the C-contiguous rows
+    ``out``, as one flat loop over the chunk so it vectorises.  The spec's two packed
+    layouts use constant shifts (the layout fixes the code width, ``8 * group_bytes /
+    per_group`` bits); any other layout takes a general loop."""
+    src = codes[:n_rows].reshape(-1)
+    dst = out.reshape(-1)
+    if per_group == 1:
+        for i in range(src.shape[0]):
+            dst[i] = np.uint8(src[i])
+    elif per_group == 2 and group_bytes == 1:  # 4-bit codes
+        for g in range(src.shape[0] // 2):
+            dst[g] = np.uint8(src[2 * g] | np.uint32(src[2 * g + 1] << 4))
+    elif per_group == 4 and group_bytes == 3 and src.shape[0] % 32 == 0:  # 6-bit codes
+        # each 32 codes (eight 24-bit groups) become three little-endian 64-bit words
+        words = dst.view(np.uint64)
+        for t in range(src.shape[0] // 32):
+            c0 = 32 * t
+            g0, g1 = _group24(src, c0), _group24(src, c0 + 4)
+            g2, g3 = _group24(src, c0 + 8), _group24(src, c0 + 12)
+            g4, g5 = _group24(src, c0 + 16), _group24(src, c0 + 20)
+            g6, g7 = _group24(src, c0 + 24), _group24(src, c0 + 28)
+            words[3 * t] = g0 | (g1 << np.uint64(24)) | (g2 << np.uint64(48))
+            words[3 * t + 1] = ((g2 >> np.uint64(16)) | (g3 << np.uint64(8))
+                                | (g4 << np.uint64(32)) | (g5 << np.uint64(56)))
+            words[3 * t + 2] = ((g5 >> np.uint64(8)) | (g6 << np.uint64(16))
+                                | (g7 << np.uint64(40)))
+    else:
+        for g in range(src.shape[0] // per_group):
+            word = np.int64(0)
+            for i in range(per_group):
+                word |= np.int64(src[g * per_group + i]) << (code_bits * i)
+            for j in range(group_bytes):
+                dst[g * group_bytes + j] = (word >> (8 * j)) & 0xFF
+
+
+@nb.njit(cache=True, parallel=True)
+def quantize_rows_f32(
+    bits, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, inf_bits, sign_shift,
+    is_float, m, emax, emin, max_code, sign_bit, code_mask,
+    rceil_emax, rceil_sig53, min_x, max_x, scale_bias, nan_code,
+    scale_mode, rounding, per_group, group_bytes, code_bits, out, scales,
+):
+    """:func:`quantize_rows_nearest` for float32 bits, on 32-bit lanes.
+
+    Same contract and arithmetic; for float32 inputs every intermediate (the 24-bit
+    significand plus half a step, shifts below 26) fits 32 bits, so the per-element
+    loop keeps to uint32 values and 32-bit variable shifts (:func:`_shl32`,
+    :func:`_shr32`), which vectorise 16 lanes wide.  Blocks whose element grid reaches
+    below float32's normal range take the element-by-element path.  Codes are packed
+    every ``_PACK_ROWS`` blocks, from a small uint32 buffer, in one vectorised loop.
+    """
+    n, bs = bits.shape
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        chunk = np.empty((_PACK_ROWS, bs), dtype=np.uint32)
+        wide = np.empty(bs, dtype=np.int64)
+        for p0 in range(c * _CHUNK, min(n, (c + 1) * _CHUNK), _PACK_ROWS):
+            p1 = min(n, p0 + _PACK_ROWS)
+            _quantize_f32_rows(bits, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask,
+                               inf_bits, sign_shift, is_float, m, emax, emin, max_code, sign_bit,
+                               code_mask, rceil_emax, rceil_sig53, min_x, max_x, scale_bias,
+                               nan_code, scale_mode, rounding, p0, p1, chunk, wide, scales)
+            _pack_chunk32(chunk, p1 - p0, per_group, group_bytes, code_bits, out[p0:p1])
+
+
+@nb.njit(cache=True, inline="always")
+def _quantize_f32_rows(
+    bits, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, inf_bits, sign_shift,
+    is_float, m, emax, emin, max_code, sign_bit, code_mask,
+    rceil_emax, rceil_sig53, min_x, max_x, scale_bias, nan_code,
+    scale_mode, rounding, b0, b1, chunk, wide, scales,
+):
+    """Scales of blocks ``b0 .. b1`` and their codes (uint32) in ``chunk[: b1 - b0]``."""
+    bs = bits.shape[1]
+    lsb_bias = in_bias + in_mant
+    mant = np.uint32(mant_mask)
+    implicit = np.uint32(1 << in_mant)
+    sh_cap = in_mant + 2
+    even = np.uint32(rounding == 0)
+    up_half = np.uint32(rounding != 2)
+    absm = np.uint32(abs_mask)
+    m32 = np.uint32(m)
+    for b in range(b0, b1):
+        row = bits[b]
+        codes = chunk[b - b0]
+        amax = np.uint32(0)
+        for i in range(bs):
+            amax = max(amax, np.uint32(row[i] & absm))
+        if amax >= np.uint32(inf_bits):
+            scales[b] = nan_code
+            for i in range(bs):
+                codes[i] = 0
+            continue
+        ef_max = np.int32(_shr32(amax, in_mant))
+        if scale_mode == 0 and ef_max > 0:  # floor of a normal amax: its exponent field
+            x = min(max(np.int64(ef_max) - in_bias - emax, min_x), max_x)
+        else:
+            x = _shared_exponent(np.uint64(amax), in_mant, in_bias, mant_mask,
+                                 exp_shift_mask, scale_mode, m, emax, rceil_emax,
+                                 rceil_sig53, min_x, max_x)
+        scales[b] = x + scale_bias
+        if is_float and x + emin < 1 - in_bias:
+            _generic_codes(row, x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask,
+                           sign_shift, is_float, m, emax, emin, max_code, sign_bit,
+                           code_mask, rounding, np.uint64(0), 0, wide)
+            for i in range(bs):
+                codes[i] = np.uint32(wide[i])
+        else:
+            # per-block constants: e_elem = max(ef - (in_bias + x), emin) and
+            # sh = x + e_elem - m - max(ef, 1) + lsb_bias, in int32
+            top = np.int32(in_bias + x)
+            sh_base = np.int32(x - m + lsb_bias)
+            for i in range(bs):
+                u = np.uint32(row[i])
+                a = np.uint32(u & absm)
+                ef = np.int32(_shr32(a, in_mant))
+                efe = max(ef, np.int32(1))
+                sig = np.uint32(np.uint32(a & mant) | (implicit if ef > 0 else np.uint32(0)))
+                if is_float:
+                    e_elem = max(np.int32(ef - top), np.int32(emin))
+                    sh = min(np.int32(np.int32(sh_base + e_elem) - efe), np.int32(sh_cap))
+                    over = np.uint32(0)
+                else:
+                    e_elem = np.int32(emin)
+                    sh = np.int32(sh_base - efe)
+                    over = np.uint32(sh < 1)
+                    sh = min(max(sh, np.int32(1)), np.int32(sh_cap))
+                half = np.uint32(_shl32(np.uint32(1), sh - 1) * up_half)
+                odd = np.uint32(_shr32(sig, sh) & np.uint32(1))
+                k = _shr32(np.uint32(np.uint32(sig + half) - even + np.uint32(odd * even)), sh)
+                negative = np.uint32(_shr32(u, np.uint32(31)))
+                if is_float:
+                    grid = _shl32(np.uint32(e_elem - emin), m32)
+                    code = min(np.uint32(grid + k), np.uint32(max_code))
+                    codes[i] = np.uint32(code | np.uint32(negative * sign_bit))
+                else:
+                    k = min(np.uint32(k + np.uint32(over * max_code)), np.uint32(max_code))
+                    codes[i] = np.uint32(np.uint32((k ^ np.uint32(0 - negative)) + negative)
+                                         & np.uint32(code_mask))

@@ -3,17 +3,24 @@
 Quantize is one pass per block (find the largest magnitude, choose the shared exponent,
 round and pack every element) in exact integer arithmetic on the input's bit pattern,
 so it gives the NumPy reference's bits for every format, scale mode and rounding mode,
-and for stochastic rounding the same SplitMix64 draws for the same seed.  The kernels
-live in :mod:`mxarray.backends._numba_kernels`; this module turns a
+and for stochastic rounding the same SplitMix64 draws for the same seed; float32 (and
+float16) inputs with a deterministic rounding mode take a kernel on 32-bit lanes.
+Dequantize builds each element's value from its code's bits (no table lookups) and can
+write straight into a caller's array.  The kernels live in
+:mod:`mxarray.backends._numba_kernels`; this module turns a
 :class:`~mxarray.formats.Format` into their integer parameters, and runs MX matmul as
-tiles of float32 BLAS products.
+a sum of K-panel products: both operands are decoded, a few blocks of K at a time, into
+float32 panels of all their rows, and NumPy's own BLAS adds each panel product into the
+result (:mod:`mxarray.backends._blas`), so every element is decoded once and BLAS sees
+large GEMMs.  Without an accumulating BLAS, or for extreme scales (float64), it
+multiplies row tiles instead.
 
 Besides the backend interface of :mod:`mxarray.backends.base`, this backend offers
 ``quantize_packed``, ``dequantize_packed`` and ``matmul_packed``, which fuse the packing
 step into the kernels and read or write packed bytes directly.
 
-Why the matmul tiles may fold the scale into float32
-----------------------------------------------------
+Why the matmul panels may fold the scale into float32
+-----------------------------------------------------
 A decoded element ``decode(P) * 2**X`` has at most ``mantissa_bits + 1`` significant
 bits (8 for MXINT8) and its lowest set bit is at least ``min_subnormal * 2**X``.  For
 ``X >= -127`` that is at least ``2**-16 * 2**-127 = 2**-143`` in the worst format
@@ -36,12 +43,13 @@ from typing import Any
 import numpy as np
 
 from ..formats import BLOCK_SIZE, FORMATS, SCALE, Format
+from ._blas import sgemm_acc
 
 __all__ = ["NumbaBackend"]
 
-# The float32 tiles of both operands together stay within this fraction of the size
-# of the operands decoded to float32 (but at least _MIN_TILE_BYTES).
-_TILE_FRACTION = 0.08
+# The decoded panels or tiles of both operands together stay within this fraction of
+# the size of the operands decoded to float32 (but at least _MIN_TILE_BYTES).
+_TILE_FRACTION = 0.094
 _MIN_TILE_BYTES = 1 << 20
 _FLOAT32 = np.finfo(np.float32)
 
@@ -98,16 +106,40 @@ def _layout(fmt: Format, packed: bool) -> tuple[int, int, int]:
     return 1, 1, 8
 
 
-def _tables(fmt: Format, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Decode table and the 256 scale values (NaN for the NaN byte) in ``dtype``.
+def _scale_values(dtype: np.dtype) -> np.ndarray:
+    """The 256 E8M0 scale values (NaN for the NaN byte) in ``dtype``, exact (see the
+    module docstring; float32 holds every 2**X down to 2**-127 as a subnormal)."""
+    return SCALE.decode(np.arange(256, dtype=np.uint8)).astype(dtype)
 
-    Both tables and their products are exact in ``dtype`` (see the module docstring);
-    a value beyond float32's range becomes +-inf, as the reference's cast gives.
+
+def _decode_params(fmt: Format) -> tuple[Any, ...]:
+    """Parameters of the bit-level element decode of ``dequantize_rows``.
+
+    Float codes: the magnitude field shifted to float32's field positions, rebiased by
+    ``127 - bias`` in the exponent field; subnormal codes (magnitude below the first
+    normal one) less the smallest normal value; magnitudes from the first non-finite
+    one on are specials (Inf at the infinite magnitude, NaN otherwise).  Integer codes:
+    two's complement times the value of code 1.  Every (code, scale) pair is checked
+    against the reference in the tests.
     """
-    with np.errstate(over="ignore"):
-        table = fmt.decode_table.astype(dtype)
-        pow2 = SCALE.decode(np.arange(256, dtype=np.uint8)).astype(dtype)
-    return table, pow2
+    table = fmt.decode_table
+    magnitudes = np.arange(fmt.sign_bit)
+    special = magnitudes[~np.isfinite(table[: fmt.sign_bit])]
+    infinite = magnitudes[np.isinf(table[: fmt.sign_bit])]
+    is_float = fmt.kind == "float"
+    mant = int(_FLOAT32.nmant)
+    return (
+        is_float,
+        np.uint32(1 << (mant - fmt.mantissa_bits)),
+        np.uint32(fmt.sign_bit),
+        np.int32(fmt.n_codes),
+        np.uint32(fmt.sign_bit - 1),
+        np.uint32(special.min() if special.size else fmt.n_codes),
+        np.uint32(infinite[0] if infinite.size else fmt.n_codes),
+        np.uint32(1 << fmt.mantissa_bits),
+        np.uint32((_FLOAT32.maxexp - 1 - fmt.bias) << mant),
+        np.float32(fmt.min_normal if is_float else table[1]),
+    )
 
 
 def _rows(a: np.ndarray, width: int) -> np.ndarray:
@@ -175,6 +207,8 @@ class NumbaBackend:
         if rounding == "stochastic":
             k.quantize_rows(bits, *params, np.uint64(seed), per_group, group_bytes, code_bits,
                             out, scales)
+        elif bits.dtype == np.uint32:
+            k.quantize_rows_f32(bits, *params, per_group, group_bytes, code_bits, out, scales)
         else:
             k.quantize_rows_nearest(bits, *params, per_group, group_bytes, code_bits, out, scales)
         return out, scales
@@ -223,8 +257,9 @@ class NumbaBackend:
             out = np.empty(shape, dtype=dt)
         elif out.shape != shape or out.dtype != dt or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous {dt} array of shape {shape}")
-        table, pow2 = _tables(fmt, dt)
-        self._k.dequantize_rows(rows, scales, table, pow2, per_group, group_bytes, code_bits, out)
+        pow2 = _scale_values(dt)
+        self._k.dequantize_rows(rows, scales, per_group, group_bytes, code_bits,
+                                *_decode_params(fmt), pow2, out)
         return out
 
     def dequantize_blocks(
@@ -317,37 +352,92 @@ class NumbaBackend:
         k = kb * a_fmt.block_size
         a = np.ascontiguousarray(a, dtype=np.uint8).reshape(batch, m, -1)
         b = np.ascontiguousarray(b, dtype=np.uint8).reshape(batch, n, -1)
-        dt = _tile_dtype(a_scales, a_fmt, b_scales, b_fmt, k)
-        a_table, a_pow2 = _tables(a_fmt, dt)
-        b_table, b_pow2 = _tables(b_fmt, dt)
-        a_lay, b_lay = _layout(a_fmt, packed), _layout(b_fmt, packed)
-        tm, tn = _tile_shape(m, n, k, dt.itemsize)
         out = np.empty((batch, m, n), dtype=np.float32)
         if m == 0 or n == 0:
             return out
         if k == 0:
             out[...] = 0
             return out
-        a_tile = np.empty((tm, k), dtype=dt)
-        b_tile = np.empty((tn, k), dtype=dt)
-        c_tile = np.empty((tm, tn), dtype=dt) if dt != np.float32 else None
-        decode = self._k.decode_tile
+        dt = _tile_dtype(a_scales, a_fmt, b_scales, b_fmt, k)
+        a_op = _Operand(a, a_scales, a_fmt, dt, packed, self._k.decode_panel)
+        b_op = _Operand(b, b_scales, b_fmt, dt, packed, self._k.decode_panel)
         with np.errstate(over="ignore", invalid="ignore"):
-            for p in range(batch):
-                for j in range(0, n, tn):
-                    bj = b_tile[: min(tn, n - j)]
-                    decode(b[p], b_scales[p], j, b_table, b_pow2, *b_lay, bj)
-                    for i in range(0, m, tm):
-                        ai = a_tile[: min(tm, m - i)]
-                        decode(a[p], a_scales[p], i, a_table, a_pow2, *a_lay, ai)
-                        target = out[p, i : i + ai.shape[0], j : j + bj.shape[0]]
-                        if c_tile is None:
-                            np.matmul(ai, bj.T, out=target)
-                        else:
-                            c = c_tile[: ai.shape[0], : bj.shape[0]]
-                            np.matmul(ai, bj.T, out=c)
-                            target[...] = c
+            if dt == np.float32 and sgemm_acc is not None:
+                _matmul_k_panels(a_op, b_op, out, kb, a_fmt.block_size)
+            else:
+                _matmul_tiles(a_op, b_op, out, kb, a_fmt.block_size, dt)
         return out
+
+
+class _Operand:
+    """One packed MX matmul operand and how to decode parts of it."""
+
+    def __init__(self, data: np.ndarray, scales: np.ndarray, fmt: Format, dtype: np.dtype,
+                 packed: bool, kernel: Any) -> None:
+        self.data, self.scales, self.fmt, self.dtype = data, scales, fmt, dtype
+        self.pow2 = _scale_values(dtype)
+        self.args = (fmt.block_size, *_layout(fmt, packed), *_decode_params(fmt))
+        self.kernel = kernel
+
+    def decode(self, batch: int, row0: int, kb0: int, out: np.ndarray) -> None:
+        """Blocks ``kb0 ..`` (as many as ``out`` holds) of rows ``row0 ..`` into ``out``."""
+        self.kernel(self.data[batch], self.scales[batch], row0, kb0, *self.args, self.pow2, out)
+
+
+def _matmul_k_panels(a: _Operand, b: _Operand, out: np.ndarray, kb: int, bs: int) -> None:
+    """``out = A @ B.T`` as a sum of K-panel products accumulated by BLAS in ``out``.
+
+    Each element of both operands is decoded exactly once, into a panel of all rows and
+    a few blocks of K, and every product is one large GEMM (``beta = 1`` after the
+    first).  Decoded values and products are exact in float32 here (``_tile_dtype``),
+    and accumulating in any order keeps the spec's bound.
+    """
+    batch, m, n = out.shape
+    panel_blocks = _panel_blocks(m, n, kb, bs)
+    a_panel = np.empty(m * panel_blocks * bs, dtype=np.float32)
+    b_panel = np.empty(n * panel_blocks * bs, dtype=np.float32)
+    for p in range(batch):
+        for kb0 in range(0, kb, panel_blocks):
+            width = min(panel_blocks, kb - kb0) * bs
+            ap = a_panel[: m * width].reshape(m, width)
+            bp = b_panel[: n * width].reshape(n, width)
+            a.decode(p, 0, kb0, ap)
+            b.decode(p, 0, kb0, bp)
+            sgemm_acc(ap, bp, out[p], kb0 > 0)
+
+
+def _matmul_tiles(a: _Operand, b: _Operand, out: np.ndarray, kb: int, bs: int,
+                  dt: np.dtype) -> None:
+    """``out = A @ B.T`` by row tiles of both operands over all of K, in ``dt``.
+
+    Used for extreme scales (float64 tiles) or where NumPy's BLAS cannot accumulate.
+    """
+    batch, m, n = out.shape
+    k = kb * bs
+    tm, tn = _tile_shape(m, n, k, dt.itemsize)
+    a_tile = np.empty((tm, k), dtype=dt)
+    b_tile = np.empty((tn, k), dtype=dt)
+    c_tile = np.empty((tm, tn), dtype=dt) if dt != np.float32 else None
+    for p in range(batch):
+        for j in range(0, n, tn):
+            bj = b_tile[: min(tn, n - j)]
+            b.decode(p, j, 0, bj)
+            for i in range(0, m, tm):
+                ai = a_tile[: min(tm, m - i)]
+                a.decode(p, i, 0, ai)
+                target = out[p, i : i + ai.shape[0], j : j + bj.shape[0]]
+                if c_tile is None:
+                    np.matmul(ai, bj.T, out=target)
+                else:
+                    c = c_tile[: ai.shape[0], : bj.shape[0]]
+                    np.matmul(ai, bj.T, out=c)
+                    target[...] = c
+
+
+def _panel_blocks(m: int, n: int, kb: int, bs: int) -> int:
+    """Blocks of K per panel: both float32 panels within the memory budget (>= 1)."""
+    budget = max(_MIN_TILE_BYTES, int(_TILE_FRACTION * 4 * (m + n) * kb * bs))
+    return max(1, min(kb, budget // (4 * (m + n) * bs)))
 
 
 def _tile_dtype(
