@@ -238,3 +238,24 @@ def test_sgemm_acc_overwrites_then_accumulates() -> None:
     np.testing.assert_array_equal(c, 2 * (a @ b.T))
     with pytest.raises(ValueError):
         sgemm_acc(a, b, np.empty((4, 5), dtype=np.float32), False)
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS.values()), ids=str)
+def test_decode_panel_windows_match_reference(fmt) -> None:
+    """Matmul panels (row and K-block windows of a packed operand, over several parallel
+    work items with their prefetches, a ragged last one included) hold exactly the
+    reference's decoded values."""
+    rng = np.random.default_rng(13)
+    rows, kb = 71, 9
+    codes = rng.integers(0, fmt.n_codes, (rows * kb, 32)).astype(np.uint8)
+    scales = rng.integers(110, 140, rows * kb).astype(np.uint8)
+    want = REF.dequantize_blocks(codes, scales, fmt, np.float32).reshape(rows, kb * 32)
+    operand = numba_backend._Operand(
+        REF.pack(codes, fmt).reshape(1, rows, -1), scales.reshape(1, rows, kb), fmt,
+        np.dtype(np.float32), True, FAST._k.decode_panel)
+    windows = [(0, rows, 0, kb), (5, 66, 2, 4), (70, 1, 8, 1), (33, 38, 0, 1)]
+    for row0, n_rows, kb0, width in windows:
+        out = np.full((n_rows, width * 32), np.nan, dtype=np.float32)
+        operand.decode(0, row0, kb0, out)
+        window = want[row0 : row0 + n_rows, kb0 * 32 : (kb0 + width) * 32]
+        np.testing.assert_array_equal(out.view(np.uint32), window.view(np.uint32))  # bitwise
