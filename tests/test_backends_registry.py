@@ -183,7 +183,8 @@ def test_missing_numba_falls_back_with_warning(clean_registry, monkeypatch) -> N
         priority=10,
         fallback_warning=True,
     )
-    with pytest.warns(RuntimeWarning, match="'numba' is unusable.*falling back"):
+    with pytest.warns(RuntimeWarning,
+                      match=r"'numba' is unusable.*falling back.*pip install 'mxarray\[numba\]'"):
         chosen = mxarray.get_backend()
     assert chosen.name == "numpy"
     with warnings.catch_warnings():

@@ -116,9 +116,11 @@ def _instantiate(entry: _Entry) -> Any:
             entry.loaded = True
             failed = entry.instance is None and entry.fallback_warning
     if failed:
+        missing = (entry.error or "").startswith("ModuleNotFoundError")
+        hint = f" (pip install 'mxarray[{entry.name}]' adds it)" if missing else ""
         warnings.warn(
             f"mxarray backend {entry.name!r} is unusable ({entry.error}); "
-            "falling back to the next available backend",
+            f"falling back to the next available backend{hint}",
             RuntimeWarning,
             stacklevel=3,
         )
