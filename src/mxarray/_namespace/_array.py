@@ -64,7 +64,7 @@ def _unary(func: str) -> Any:
 
 
 class Array:
-    """A dense array of a standard dtype (bool, int8 ... uint64, float32/64, complex64/128).
+    """A dense array of a standard dtype (bool, int8 to uint64, float32/64, complex64/128).
 
     Create one with the namespace's creation functions (:func:`mxarray.asarray`,
     :func:`mxarray.zeros`, ...), not with the constructor.
