@@ -9,10 +9,12 @@ Steps: (1) the GPU tests (tests/test_gpu.py, test_device_storage.py and the CuPy
 of test_conformance.py); (2) bit-equality with the NumPy reference
 on fresh random and adversarial data (a new seed each run, printed); (3) quantize and
 dequantize bandwidth against a device-to-device copy measured in the same run; (4) MX matmul
-TFLOP/s against ``cupy.matmul`` in bf16 (fp16 where CuPy lacks bf16) and fp32, same shape:
-8192^3 when the estimated time allows, else the largest of 4096^3, 2048^3.  A short table
-is printed last.  ``--dry-run`` builds the data, runs the reference, compiles every kernel
-with NVRTC when CuPy is importable, and prints the table with the GPU rows left empty.
+TFLOP/s of the tensor-core kernel (forced, and whether its first-use self-check passed)
+against ``cupy.matmul`` in bf16 (fp16 where CuPy lacks bf16) and fp32, same shape: 8192^3
+when the estimated time allows, else the largest of 4096^3, 2048^3, plus every smaller
+size; the simple kernel at 2048^3 for comparison.  A short table is printed last.
+``--dry-run`` builds the data, runs the reference, compiles every kernel with NVRTC when
+CuPy is importable, and prints the table with the GPU rows left empty.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def run_gpu_tests() -> str:
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files,
          "-k", "gpu or device or cupy"],
-        capture_output=True, text=True, timeout=180, cwd=ROOT,
+        capture_output=True, text=True, timeout=240, cwd=ROOT,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     print(proc.stdout[-3000:])
@@ -146,17 +148,32 @@ def _mx_operands(size: int, fmt_name: str, gpu: cupy_backend.CupyBackend):
             bc.reshape(1, size, kb, 32), bs.reshape(1, size, kb), fmt)
 
 
-def matmul_rates(gpu: cupy_backend.CupyBackend) -> list[tuple[str, str, str]]:
-    """MX matmul (simple kernel) TFLOP/s against cupy.matmul bf16/fp16 and fp32."""
+def matmul_rates() -> list[tuple[str, str, str]]:
+    """MX matmul TFLOP/s (tensor-core kernel; simple kernel at the smallest size) against
+    cupy.matmul bf16/fp16 and fp32."""
     import cupy as cp
 
-    probe = _mx_operands(MATMUL_SIZES[-1], "mxfp8_e4m3", gpu)
-    t_small = gpu_time(lambda: gpu.matmul_blocks(*probe), repeat=1)
-    size = next((s for s in MATMUL_SIZES
-                 if t_small * (s / MATMUL_SIZES[-1]) ** 3 <= MATMUL_BUDGET_S), MATMUL_SIZES[-1])
-    flops = 2.0 * size**3
-    dense = cp.random.standard_normal((size, size), dtype=cp.float32)
+    mma = cupy_backend.CupyBackend(matmul_kernel="mma")
+    simple = cupy_backend.CupyBackend(matmul_kernel="simple")
+    t_small = _time_mx(MATMUL_SIZES[-1], "mxfp8_e4m3", [mma])[0]
+    top = next((s for s in MATMUL_SIZES
+                if t_small * (s / MATMUL_SIZES[-1]) ** 3 <= MATMUL_BUDGET_S), MATMUL_SIZES[-1])
     rows = []
+    for size in sorted(s for s in MATMUL_SIZES if s <= top):
+        rows += _rates_at(size, mma, simple if size == MATMUL_SIZES[-1] else None)
+    device = cp.cuda.Device().id
+    for fmt_name in ("mxfp4_e2m1", "mxfp6_e3m2", "mxfp8_e4m3"):
+        fmt = FORMATS[fmt_name]
+        ok = cupy_backend._mma_verified(device, fmt, fmt)
+        rows.append((f"mma self-check {fmt_name}", "passed" if ok else "FAILED", ""))
+    return rows
+
+
+def _time_dense(size: int) -> tuple[str, float, float]:
+    """cupy.matmul seconds at ``size``^3: (half-precision name, half, fp32)."""
+    import cupy as cp
+
+    dense = cp.random.standard_normal((size, size), dtype=cp.float32)
     try:
         import ml_dtypes
 
@@ -167,14 +184,31 @@ def matmul_rates(gpu: cupy_backend.CupyBackend) -> list[tuple[str, str, str]]:
         half, half_name = dense.astype(cp.float16), "fp16 (no bf16 in this CuPy)"
     t_half = gpu_time(lambda: cp.matmul(half, half), repeat=3)
     t_f32 = gpu_time(lambda: cp.matmul(dense, dense), repeat=3)
-    rows.append((f"cupy.matmul {half_name} {size}^3", f"{flops / t_half / 1e12:.1f} TFLOP/s", ""))
-    rows.append((f"cupy.matmul fp32 {size}^3", f"{flops / t_f32 / 1e12:.1f} TFLOP/s", ""))
+    return half_name, t_half, t_f32
+
+
+def _time_mx(size: int, fmt_name: str, backends: list) -> list[float]:
+    """Seconds of one MX matmul at ``size``^3 in ``fmt_name`` with each backend."""
+    ops = _mx_operands(size, fmt_name, backends[0])
+    return [gpu_time(lambda b=b: b.matmul_blocks(*ops), repeat=1) for b in backends]
+
+
+def _rates_at(size: int, mma: cupy_backend.CupyBackend,
+              simple: cupy_backend.CupyBackend | None) -> list[tuple[str, str, str]]:
+    flops = 2.0 * size**3
+    half_name, t_half, t_f32 = _time_dense(size)
+    rows = [(f"cupy.matmul {half_name} {size}^3", f"{flops / t_half / 1e12:.1f} TFLOP/s", ""),
+            (f"cupy.matmul fp32 {size}^3", f"{flops / t_f32 / 1e12:.1f} TFLOP/s", "")]
+    kernels = [("mma", mma)] + ([("simple", simple)] if simple is not None else [])
+    # mxfp8 runs on the float16 mma path: there is no FP8 (e4m3) mma path yet
     for fmt_name, target in (("mxfp4_e2m1", 50), ("mxfp6_e3m2", 50), ("mxfp8_e4m3", 100)):
-        ops = _mx_operands(size, fmt_name, gpu)
-        t = gpu_time(lambda ops=ops: gpu.matmul_blocks(*ops), repeat=1)
-        rows.append((f"MX matmul simple {fmt_name} {size}^3", f"{flops / t / 1e12:.2f} TFLOP/s",
-                     f"{100 * t_half / t:.1f}% of {half_name} (target {target}%)"))
-        del ops
+        times = _time_mx(size, fmt_name, [b for _, b in kernels])
+        for (kind, _), t in zip(kernels, times):
+            note = f"{100 * t_half / t:.1f}% of {half_name}"
+            if kind == "mma":
+                note += f" (target {target}%)"
+            rows.append((f"MX matmul {kind} {fmt_name} {size}^3",
+                         f"{flops / t / 1e12:.2f} TFLOP/s", note))
     return rows
 
 
@@ -201,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("GPU tests", run_gpu_tests(), ""))
         rows.append(("bit-equality", check_bits(gpu, seed), ""))
         rows += bandwidth(gpu)
-        rows += matmul_rates(gpu)
+        rows += matmul_rates()
     rows.append(("wall time", f"{time.perf_counter() - started:.0f} s", "limit 300 s"))
     width = max(len(r[0]) for r in rows)
     print()

@@ -3,9 +3,10 @@
 Runs without a GPU or driver: ``cupy.cuda.nvrtc`` loads libnvrtc from the pip package
 (nvidia-cuda-nvrtc) and needs no device.  Options mirror CuPy's RawModule (it appends
 ``-ftz=true``; multiply-add contraction is NVRTC's default) plus warnings as errors, and
-ptxas reports (``-v``) show that the quantize kernels spill no registers.  NVRTC 13 takes
-``--warning-as-error=all-warnings``; NVRTC 12 has no such option, so on every version the
-test also fails on any warning in the compile log.
+ptxas reports (``-v``) show that the quantize kernels and the tensor-core matmul spill no
+registers and the matmul keeps no stack frame (its accumulators stay in registers).
+NVRTC 13 takes ``--warning-as-error=all-warnings``; NVRTC 12 has no such option, so on
+every version the test also fails on any warning in the compile log.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ ARCHS = ["sm_80", "sm_89", "sm_90"]
 WERROR = ["--warning-as-error=all-warnings"] if nvrtc.getVersion() >= (13, 0) else []
 OPTIONS = ["-std=c++17", "-ftz=true", *WERROR, "--ptxas-options=-v",
            "--ptxas-options=--warn-on-spills", "--ptxas-options=--warning-as-error"]
-FORMAT_PAIRS = [(f, f) for f in FORMATS] + [("mxfp4_e2m1", "mxfp8_e4m3")]
+FORMAT_PAIRS = [(f, f) for f in FORMATS] + [("mxfp4_e2m1", "mxfp8_e4m3"), ("mxint8", "mxfp6_e2m3")]
 _SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
+_STACK = re.compile(r"(\d+) bytes stack frame")
+_REGISTERS = re.compile(r"Used (\d+) registers")
 
 
 def compile_source(source: str, formats: tuple[str, ...], arch: str) -> str:
@@ -73,6 +76,12 @@ def test_compiles_without_warnings(source, formats, arch):
         assert set(entries) == {"mx_quantize_f16", "mx_quantize_f32", "mx_quantize_f64"}
         spills = _SPILLS.findall(log)
         assert len(spills) == 3 and all(s == ("0", "0") for s in spills), log
+    if source == "mx_matmul_mma.cu":
+        assert entries == ["mx_matmul_mma"]
+        assert _SPILLS.findall(log) == [("0", "0")], log
+        assert _STACK.findall(log) == ["0"], log
+        # 256 threads per block, one block per SM at most 255 registers each
+        assert 0 < int(_REGISTERS.findall(log)[0]) <= 255, log
 
 
 def test_a_warning_is_caught():

@@ -1,7 +1,10 @@
 """The CuPy backend on a real GPU, bit for bit against the NumPy reference.
 
 Marked ``gpu``: skipped with a reason unless CuPy finds a CUDA driver and device.  The
-CPU-only parts (detection never fails, the reason is reported) run everywhere.
+CPU-only parts (detection never fails, the reason is reported, the matmul kernel option
+is validated) run everywhere.  The tensor-core matmul is checked against the simple
+kernel and the reference under the spec's error bound (not bitwise: the order and
+rounding of the additions inside an mma instruction are the hardware's).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from cuda_adversarial import adversarial_blocks, emulated_matmul
+from cuda_adversarial import adversarial_blocks, assert_within_spec_bound, emulated_matmul
 from mxarray.backends import cupy_backend
 from mxarray.backends.numpy_backend import NumpyBackend
 from mxarray.formats import FORMATS, ROUNDING_MODES, SCALE_MODES
@@ -30,9 +33,26 @@ def test_detection_reports_a_reason_and_is_cached():
         assert not ok and "CuPy" in reason
 
 
+def test_matmul_kernel_option_is_validated(monkeypatch):
+    assert cupy_backend.CupyBackend(matmul_kernel="mma").matmul_kernel == "mma"
+    monkeypatch.setenv("MXARRAY_CUDA_MATMUL", "simple")
+    assert cupy_backend.CupyBackend().matmul_kernel == "simple"
+    assert cupy_backend.CupyBackend(matmul_kernel="auto").matmul_kernel == "auto"
+    with pytest.raises(ValueError, match="matmul_kernel"):
+        cupy_backend.CupyBackend(matmul_kernel="fast")
+    monkeypatch.setenv("MXARRAY_CUDA_MATMUL", "tensor")
+    with pytest.raises(ValueError, match="MXARRAY_CUDA_MATMUL"):
+        cupy_backend.CupyBackend()
+
+
 @pytest.fixture(scope="module")
 def gpu():
-    return cupy_backend.CupyBackend()
+    return cupy_backend.CupyBackend(matmul_kernel="simple")
+
+
+@pytest.fixture(scope="module")
+def gpu_mma():
+    return cupy_backend.CupyBackend(matmul_kernel="mma")
 
 
 def _host(a):
@@ -99,9 +119,80 @@ def test_matmul_simple_kernel(gpu, fa, fb):
     bc, bs = bc.reshape(1, n, kb, 32), bs.reshape(1, n, kb)
     got = _host(gpu.matmul_blocks(ac, as_, fa, bc, bs, fb))[0]
     np.testing.assert_array_equal(got, emulated_matmul(ac[0], as_[0], fa, bc[0], bs[0], fb))
-    da, db = REF._decode_rows(ac[0], as_[0], fa), REF._decode_rows(bc[0], bs[0], fb)
-    with np.errstate(invalid="ignore", over="ignore"):
-        exact = da @ db.T
-        bound = (kb * 32 + 2) * 2.0**-24 * (np.abs(da) @ np.abs(db).T)
-    finite = np.isfinite(exact) & np.isfinite(got)
-    assert np.all(np.abs(got[finite] - exact[finite]) <= bound[finite] + 2.0**-149)
+    assert_within_spec_bound(got, ac[0], as_[0], fa, bc[0], bs[0], fb)
+
+
+def _operands(rng, batch, rows, kb, fmt, adversarial):
+    if adversarial:
+        x = adversarial_blocks(rng, batch * rows * kb, np.float32, fmt)
+        x[np.isinf(x)] = 1.0
+    else:
+        x = rng.standard_normal((batch * rows * kb, 32)).astype(np.float32)
+    c, s = REF.quantize_blocks(x, fmt, "even", "floor", None)
+    return c.reshape(batch, rows, kb, 32), s.reshape(batch, rows, kb)
+
+
+MMA_SHAPES = [  # (batch, M, N, KB): edge tiles, K of one block, several tiles, a batch
+    (1, 33, 19, 7), (2, 130, 129, 1), (1, 257, 300, 9), (3, 128, 128, 2), (1, 1, 1, 1),
+]
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("fa,fb", [(f, g) for f in FORMATS for g in FORMATS])
+@pytest.mark.parametrize("adversarial", [False, True], ids=["gaussian", "adversarial"])
+def test_matmul_mma_kernel(gpu, gpu_mma, fa, fb, adversarial):
+    """The tensor-core kernel against the reference (spec bound, NaNs, infinities) and the
+    simple kernel, on every format pair; adversarial data hold tiny and huge scales and
+    NaN blocks."""
+    fa, fb = FORMATS[fa], FORMATS[fb]
+    rng = np.random.default_rng(fa.bits * 7 + fb.bits + adversarial)
+    for batch, m, n, kb in MMA_SHAPES:
+        ac, as_ = _operands(rng, batch, m, kb, fa, adversarial)
+        bc, bs = _operands(rng, batch, n, kb, fb, adversarial)
+        as_[0, 0, 0] = 0
+        bs[0, -1, -1] = 254
+        got = _host(gpu_mma.matmul_blocks(ac, as_, fa, bc, bs, fb))
+        simple = _host(gpu.matmul_blocks(ac, as_, fa, bc, bs, fb))
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(simple))
+        for i in range(batch):
+            assert_within_spec_bound(got[i], ac[i], as_[i], fa, bc[i], bs[i], fb)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_matmul_mma_large_k_and_exact_data(gpu_mma):
+    """K = 8192 on Gaussian data within the bound; small integers (exact sums) bitwise."""
+    fmt = FORMATS["mxfp8_e4m3"]
+    rng = np.random.default_rng(3)
+    ac, as_ = _operands(rng, 1, 200, 256, fmt, False)
+    bc, bs = _operands(rng, 1, 136, 256, fmt, False)
+    got = _host(gpu_mma.matmul_blocks(ac, as_, fmt, bc, bs, fmt))[0]
+    assert_within_spec_bound(got, ac[0], as_[0], fmt, bc[0], bs[0], fmt)
+    x = rng.integers(-8, 9, (1 * 150 * 4, 32)).astype(np.float32)
+    y = rng.integers(-8, 9, (1 * 140 * 4, 32)).astype(np.float32)
+    ic, is_ = (a.reshape(1, 150, 4, *a.shape[1:]) for a in
+               REF.quantize_blocks(x, FORMATS["mxint8"], "even", "floor", None))
+    jc, js = (a.reshape(1, 140, 4, *a.shape[1:]) for a in
+              REF.quantize_blocks(y, FORMATS["mxint8"], "even", "floor", None))
+    got = _host(gpu_mma.matmul_blocks(ic, is_, FORMATS["mxint8"], jc, js, FORMATS["mxint8"]))
+    want = REF.matmul_blocks(ic, is_, FORMATS["mxint8"], jc, js, FORMATS["mxint8"])
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_self_check_passes_once_per_device_and_pair():
+    """On a working GPU the first-use check accepts the mma kernel, without a warning, and
+    its answer is cached."""
+    import warnings
+
+    import cupy
+
+    fmt = FORMATS["mxfp4_e2m1"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cupy_backend._mma_verified(cupy.cuda.Device().id, fmt, fmt)
+    before = cupy_backend._mma_verified.cache_info().hits
+    cupy_backend._mma_verified(cupy.cuda.Device().id, fmt, fmt)
+    assert cupy_backend._mma_verified.cache_info().hits == before + 1

@@ -16,6 +16,8 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
+
 from . import _random
 from .formats import BLOCK_SIZE, ROUNDING_MODES, SCALE, SCALE_MODES, Format
 
@@ -40,6 +42,7 @@ KERNEL_SOURCES: dict[str, tuple[str, ...]] = {
     "mx_dequantize.cu": ("MX_FORMAT",),
     "mx_pack.cu": ("MX_FORMAT",),
     "mx_matmul_simple.cu": ("MX_FORMAT_A", "MX_FORMAT_B"),
+    "mx_matmul_mma.cu": ("MX_FORMAT_A", "MX_FORMAT_B"),
 }
 """Every kernel source and the format macros it must be compiled with."""
 
@@ -114,8 +117,9 @@ def format_fields(fmt: Format) -> dict[str, int]:
     ------
     ValueError
         If the format breaks an assumption of the CUDA arithmetic: NaN codes other than
-        the magnitudes above ``max_code``, or a value that float32 cannot hold exactly
-        at the smallest scale.
+        the magnitudes above ``max_code``, a value that float32 cannot hold exactly
+        at the smallest scale, or an element value that is not a float16 (the input
+        type of the tensor-core matmul).
     """
     sign = fmt.sign_bit
     above = set(range(fmt.max_code + 1, sign))
@@ -126,6 +130,9 @@ def format_fields(fmt: Format) -> dict[str, int]:
         raise ValueError(f"{fmt.name}: NaN codes are not the magnitudes above max_code")
     if math.frexp(fmt.min_subnormal)[1] - 1 + SCALE.min_exponent < -149:
         raise ValueError(f"{fmt.name}: the smallest value times 2^-127 is not a float32")
+    finite = fmt.decode_table[np.isfinite(fmt.decode_table)]
+    if not np.array_equal(finite.astype(np.float16).astype(np.float64), finite):
+        raise ValueError(f"{fmt.name}: an element value is not a float16 (the mma kernel's input)")
     mant, exp = math.frexp(fmt.max_normal)
     return {
         "is_int": int(fmt.kind == "int"),

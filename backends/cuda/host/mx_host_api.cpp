@@ -7,7 +7,10 @@
 // denormals-are-zero bits set (ftz != 0) to show that flushing changes no bit.
 #include <xmmintrin.h>
 
+#include <vector>
+
 #include "../mx_dot.cuh"
+#include "../mx_mma_tile.cuh"
 
 namespace {
 
@@ -24,6 +27,186 @@ class FlushToZero {
   private:
     unsigned saved_;
 };
+
+// The PTX ISA's fragment tables for mma.m16n8k16 (.f16 inputs, .f32 accumulators),
+// written out independently of mx_mma_tile.cuh in the table's own terms: A elements
+// a0..a7, B elements b0..b3, C elements c0..c3 of lane (group = lane / 4, tig = lane % 4).
+MxRowCol ptx_a_element(int lane, int i) {
+    const int group = lane >> 2, tig = lane & 3;
+    const bool low_rows = i == 0 || i == 1 || i == 4 || i == 5;
+    return {low_rows ? group : group + 8, tig * 2 + (i & 1) + (i >= 4 ? 8 : 0)};
+}
+
+MxRowCol ptx_b_element(int lane, int i) {
+    const int group = lane >> 2, tig = lane & 3;
+    return {tig * 2 + (i & 1) + (i >= 2 ? 8 : 0), group};
+}
+
+MxRowCol ptx_c_element(int lane, int i) {
+    const int group = lane >> 2, tig = lane & 3;
+    return {i < 2 ? group : group + 8, tig * 2 + (i & 1)};
+}
+
+float half_to_float(unsigned h) {  // exact: every float16 is a float32
+    const unsigned sign = (h & 0x8000u) << 16;
+    const int field = (int)((h >> 10) & 0x1Fu);
+    const unsigned frac = h & 0x3FFu;
+    mx_u32 bits;
+    if (field == 0x1F) {
+        bits = sign | 0x7F800000u | (frac << 13);
+    } else if (field != 0) {
+        bits = sign | ((mx_u32)(field - 15 + 127) << 23) | (frac << 13);
+    } else if (frac == 0) {
+        bits = sign;
+    } else {
+        const int lead = 31 - __builtin_clz(frac);  // value = frac * 2^-24
+        bits = sign | ((mx_u32)(lead - 24 + 127) << 23) | ((frac << (23 - lead)) & 0x7FFFFFu);
+    }
+    return mx_f32_from_bits(bits);
+}
+
+// A model of one warp-wide mma.m16n8k16: rebuild A, B and C from the 32 lanes' registers
+// through the PTX tables, then D = A * B + C with exact products summed in float32 in K
+// order (the hardware's summation order and rounding inside the instruction may differ;
+// the kernel's error analysis allows for that).
+void model_mma(const mx_u32 a[32][4], const mx_u32 b[32][2], const float c[32][4],
+               float d[32][4]) {
+    float A[16][16], B[16][8], C[16][8];
+    for (int lane = 0; lane < 32; ++lane) {
+        for (int i = 0; i < 8; ++i) {
+            const MxRowCol p = ptx_a_element(lane, i);
+            A[p.row][p.col] = half_to_float((a[lane][i / 2] >> (16 * (i % 2))) & 0xFFFFu);
+        }
+        for (int i = 0; i < 4; ++i) {
+            const MxRowCol p = ptx_b_element(lane, i);
+            B[p.row][p.col] = half_to_float((b[lane][i / 2] >> (16 * (i % 2))) & 0xFFFFu);
+        }
+        for (int i = 0; i < 4; ++i) {
+            const MxRowCol p = ptx_c_element(lane, i);
+            C[p.row][p.col] = c[lane][i];
+        }
+    }
+    for (int lane = 0; lane < 32; ++lane) {
+        for (int i = 0; i < 4; ++i) {
+            const MxRowCol p = ptx_c_element(lane, i);
+            float acc = C[p.row][p.col];
+            for (int k = 0; k < 16; ++k) acc = __builtin_fmaf(A[p.row][k], B[k][p.col], acc);
+            d[lane][i] = acc;
+        }
+    }
+}
+
+// One thread block of mx_matmul_mma.cu replayed on the host: the same header functions in
+// the same order, thread by thread and lane by lane, with model_mma for the tensor cores.
+void replay_mma_tile(const MxFormat& fa, const unsigned char* a_codes,
+                     const unsigned char* a_scales, const MxFormat& fb,
+                     const unsigned char* b_codes, const unsigned char* b_scales, mx_u32* out,
+                     long long block, long long m, long long n, long long n_kb) {
+    const MxTile tile = mx_mma_tile(block, m, n);
+    std::vector<unsigned short> tile_a(MX_MMA_BM * MX_MMA_LDS), tile_b(MX_MMA_BN * MX_MMA_LDS);
+    unsigned short table_a[256], table_b[256];
+    int part_a[MX_MMA_BM], part_b[MX_MMA_BN];
+    unsigned char nan_a[MX_MMA_BM], nan_b[MX_MMA_BN];
+    for (int i = 0; i < 256; ++i) {
+        table_a[i] = mx_decode_f16_bits(fa, (unsigned)i);
+        table_b[i] = mx_decode_f16_bits(fb, (unsigned)i);
+    }
+    const unsigned char* a_codes_b = a_codes + tile.batch * m * n_kb * MX_BLOCK_SIZE;
+    const unsigned char* b_codes_b = b_codes + tile.batch * n * n_kb * MX_BLOCK_SIZE;
+    const unsigned char* a_scales_b = a_scales + tile.batch * m * n_kb;
+    const unsigned char* b_scales_b = b_scales + tile.batch * n * n_kb;
+    int max_a = 0, max_b = 0;
+    for (int r = 0; r < MX_MMA_BM; ++r) {
+        const long long row = tile.row0 + r;
+        const MxRowScan s = row < m ? mx_mma_scan_row(a_scales_b + row * n_kb, n_kb)
+                                    : MxRowScan{0, 0};
+        nan_a[r] = (unsigned char)s.has_nan;
+        max_a = s.max_byte > max_a ? s.max_byte : max_a;
+    }
+    for (int r = 0; r < MX_MMA_BN; ++r) {
+        const long long col = tile.col0 + r;
+        const MxRowScan s = col < n ? mx_mma_scan_row(b_scales_b + col * n_kb, n_kb)
+                                    : MxRowScan{0, 0};
+        nan_b[r] = (unsigned char)s.has_nan;
+        max_b = s.max_byte > max_b ? s.max_byte : max_b;
+    }
+    const int S = mx_mma_tile_shift(max_a, max_b, n_kb, fa, fb);
+    if (S == MX_MMA_SLOW) {
+        for (int i = 0; i < MX_MMA_BM * MX_MMA_BN; ++i) {
+            const long long row = tile.row0 + i / MX_MMA_BN;
+            const long long col = tile.col0 + i % MX_MMA_BN;
+            if (row >= m || col >= n) continue;
+            const long long a_row = tile.batch * m + row;
+            const long long b_row = tile.batch * n + col;
+            const double dot = mx_row_dot(fa, a_codes + a_row * n_kb * MX_BLOCK_SIZE,
+                                          a_scales + a_row * n_kb, fb,
+                                          b_codes + b_row * n_kb * MX_BLOCK_SIZE,
+                                          b_scales + b_row * n_kb, n_kb);
+            out[a_row * n + col] = mx_f64_to_f32_bits(mx_f64_bits(dot));
+        }
+        return;
+    }
+    const int warps = MX_MMA_THREADS / 32;
+    std::vector<float> acc((size_t)warps * 32 * MX_MMA_FM * MX_MMA_FN * 4, 0.0f);
+    auto acc_at = [&](int w, int lane, int fm, int fn, int i) -> float& {
+        return acc[((((size_t)w * 32 + lane) * MX_MMA_FM + fm) * MX_MMA_FN + fn) * 4 + i];
+    };
+    for (long long kb = 0; kb < n_kb; ++kb) {
+        for (int t = 0; t < MX_MMA_THREADS; ++t) {
+            MxStaged st;
+            mx_mma_fetch(a_codes_b, a_scales_b, b_codes_b, b_scales_b, tile.row0, tile.col0, m,
+                         n, n_kb, kb, t, st);
+            mx_mma_put(st, table_a, table_b, tile_a.data(), tile_b.data(), part_a, part_b, S, t);
+        }
+        for (int w = 0; w < warps; ++w) {
+            for (int fm = 0; fm < MX_MMA_FM; ++fm) {
+                for (int fn = 0; fn < MX_MMA_FN; ++fn) {
+                    const MxRowCol o = mx_mma_warp_tile(w, fm, fn);
+                    float sum[32][4] = {};
+                    for (int k0 = 0; k0 < MX_BLOCK_SIZE; k0 += 16) {
+                        mx_u32 ra[32][4], rb[32][2];
+                        for (int lane = 0; lane < 32; ++lane) {
+                            mx_mma_load_a(tile_a.data(), lane, o.row, k0, ra[lane]);
+                            mx_mma_load_b(tile_b.data(), lane, o.col, k0, rb[lane]);
+                        }
+                        float d[32][4];
+                        model_mma(ra, rb, sum, d);
+                        __builtin_memcpy(sum, d, sizeof sum);
+                    }
+                    for (int lane = 0; lane < 32; ++lane) {
+                        for (int i = 0; i < 4; ++i) {
+                            const MxRowCol p = mx_mma_frag_c(lane, i);
+                            const mx_u32 f = mx_mma_factor_bits(part_a[o.row + p.row],
+                                                                part_b[o.col + p.col]);
+                            float& a = acc_at(w, lane, fm, fn, i);
+                            a = __builtin_fmaf(sum[lane][i], mx_f32_from_bits(f), a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (int w = 0; w < warps; ++w) {
+        for (int lane = 0; lane < 32; ++lane) {
+            for (int fm = 0; fm < MX_MMA_FM; ++fm) {
+                for (int fn = 0; fn < MX_MMA_FN; ++fn) {
+                    const MxRowCol o = mx_mma_warp_tile(w, fm, fn);
+                    for (int i = 0; i < 4; ++i) {
+                        const MxRowCol p = mx_mma_frag_c(lane, i);
+                        const int r = o.row + p.row, c = o.col + p.col;
+                        const long long row = tile.row0 + r, col = tile.col0 + c;
+                        if (row >= m || col >= n) continue;
+                        float a = acc_at(w, lane, fm, fn, i);
+                        mx_u32 bits;
+                        __builtin_memcpy(&bits, &a, sizeof bits);
+                        out[(tile.batch * m + row) * n + col] =
+                            (nan_a[r] || nan_b[c]) ? 0x7FC00000u : mx_f32_scale_down_bits(bits, S);
+                    }
+                }
+            }
+        }
+    }
+}
 
 MxValue unpack_input(const void* in, int input_bits, long long i) {
     if (input_bits == 16) return mx_unpack_f16(static_cast<const unsigned short*>(in)[i]);
@@ -115,6 +298,43 @@ void mx_host_matmul(const unsigned char* a_codes, const unsigned char* a_scales,
 void mx_host_f64_to_f32(const mx_u64* in, mx_u32* out, long long n, int ftz) {
     FlushToZero guard(ftz);
     for (long long i = 0; i < n; ++i) out[i] = mx_f64_to_f32_bits(in[i]);
+}
+
+// The fragment layout of mx_mma_tile.cuh: kind 0 = A (reg 0..3), 1 = B (reg 0..1),
+// 2 = C (i 0..3, h ignored); row and column written to rc[0], rc[1].
+void mx_host_mma_fragment(int kind, int lane, int reg, int h, int* rc) {
+    const MxRowCol p = kind == 0   ? mx_mma_frag_a(lane, reg, h)
+                       : kind == 1 ? mx_mma_frag_b(lane, reg, h)
+                                   : mx_mma_frag_c(lane, reg);
+    rc[0] = p.row;
+    rc[1] = p.col;
+}
+
+// The 256 float16 bit patterns the mma kernel stages for the codes of format f.
+void mx_host_decode_f16(const MxFormat* f, unsigned short* out) {
+    for (int i = 0; i < 256; ++i) out[i] = mx_decode_f16_bits(*f, (unsigned)i);
+}
+
+void mx_host_scale_down(const mx_u32* in, const int* shifts, mx_u32* out, long long n, int ftz) {
+    FlushToZero guard(ftz);
+    for (long long i = 0; i < n; ++i) out[i] = mx_f32_scale_down_bits(in[i], shifts[i]);
+}
+
+int mx_host_tile_shift(int max_a_byte, int max_b_byte, long long n_kb, const MxFormat* fa,
+                       const MxFormat* fb) {
+    return mx_mma_tile_shift(max_a_byte, max_b_byte, n_kb, *fa, *fb);
+}
+
+// The whole mma kernel replayed on the host, thread block by thread block.
+void mx_host_mma_matmul(const unsigned char* a_codes, const unsigned char* a_scales,
+                        const MxFormat* fa, const unsigned char* b_codes,
+                        const unsigned char* b_scales, const MxFormat* fb, long long batch,
+                        long long m, long long n, long long n_kb, mx_u32* out, int ftz) {
+    FlushToZero guard(ftz);
+    const long long blocks = mx_mma_grid(batch, m, n);
+    for (long long block = 0; block < blocks; ++block) {
+        replay_mma_tile(*fa, a_codes, a_scales, *fb, b_codes, b_scales, out, block, m, n, n_kb);
+    }
 }
 
 }  // extern "C"

@@ -5,11 +5,21 @@ a kernel, compiles it once per (source, formats) through :class:`cupy.RawModule`
 also caches the binary on disk) and launches it.  Importing this module never touches the
 GPU: whether CuPy, a driver and a device are present is probed once, on the first call to
 :meth:`CupyBackend.available`, and the answer (with the reason) is cached.
+
+MX matmul has two kernels: the simple one (one thread per output, float64 accumulation)
+and the tensor-core one (``mx_matmul_mma.cu``).  The tensor-core kernel is used only after
+it has passed a self-check on the device for the format pair: a small problem with tiny,
+huge and NaN scales, compared with the exact result under the spec's error bound.  If it
+fails, a warning is issued once and the simple kernel is used for that device and pair.
+The choice can be forced with ``CupyBackend(matmul_kernel=...)`` or the environment
+variable ``MXARRAY_CUDA_MATMUL`` (``auto``, ``mma`` or ``simple``).
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -17,9 +27,14 @@ import numpy as np
 from .. import _cuda_sources
 from ..formats import BLOCK_SIZE, ROUNDING_MODES, SCALE_MODES, Format
 
-__all__ = ["CupyBackend", "probe"]
+__all__ = ["MATMUL_KERNELS", "CupyBackend", "probe", "spec_bound_violations"]
 
+MATMUL_KERNELS = ("auto", "mma", "simple")
+"""Values of ``matmul_kernel`` / ``MXARRAY_CUDA_MATMUL``: self-checked mma, forced mma, simple."""
+_MATMUL_ENV = "MXARRAY_CUDA_MATMUL"
 _THREADS = 256
+_MMA_THREADS = 256  # MX_MMA_THREADS of backends/cuda/mx_mma_tile.cuh
+_MMA_TILE = 128  # MX_MMA_BM = MX_MMA_BN
 _INPUT_KERNELS = {
     np.dtype(np.float16): ("mx_quantize_f16", np.uint16),
     np.dtype(np.float32): ("mx_quantize_f32", np.uint32),
@@ -67,10 +82,159 @@ def _grid(n_threads: int) -> tuple[int]:
     return (max(1, -(-n_threads // _THREADS)),)
 
 
+def _mma_grid(batch: int, m: int, n: int) -> tuple[int]:
+    return (batch * -(-m // _MMA_TILE) * -(-n // _MMA_TILE),)
+
+
+def _launch_matmul(kernel_kind: str, a_codes: Any, a_scales: Any, a_fmt: Format, b_codes: Any,
+                   b_scales: Any, b_fmt: Format) -> Any:
+    """Run one matmul kernel on canonical, contiguous, 16-byte aligned CuPy operands."""
+    import cupy as cp
+
+    batch, m, n_kb, _ = a_codes.shape
+    n = b_codes.shape[1]
+    out = cp.empty((batch, m, n), dtype=cp.float32)
+    if out.size:
+        source = "mx_matmul_mma.cu" if kernel_kind == "mma" else "mx_matmul_simple.cu"
+        kernel = _module(source, (a_fmt, b_fmt)).get_function(source[:-3])
+        grid, block = ((_mma_grid(batch, m, n), (_MMA_THREADS,)) if kernel_kind == "mma"
+                       else (_grid(out.size), (_THREADS,)))
+        kernel(grid, block, (a_codes, a_scales, b_codes, b_scales, out.view(cp.uint32),
+                             np.int64(batch), np.int64(m), np.int64(n), np.int64(n_kb)))
+    return out
+
+
+def _self_check_problem(a_fmt: Format, b_fmt: Format) -> tuple[np.ndarray, ...]:
+    """A small problem over two tile rows and columns with tiny, huge and NaN scales."""
+    from ..backends.numpy_backend import NumpyBackend
+
+    ref = NumpyBackend()
+    rng = np.random.default_rng(20260601)
+    m, n, kb = 150, 140, 5
+
+    def operand(rows: int, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.standard_normal((rows * kb, BLOCK_SIZE))
+        x *= np.ldexp(1.0, rng.integers(-12, 13, (rows * kb, 1)))
+        codes, scales = ref.quantize_blocks(x.astype(np.float32), fmt, "even", "floor", None)
+        return codes.reshape(1, rows, kb, BLOCK_SIZE), scales.reshape(1, rows, kb)
+
+    ac, as_ = operand(m, a_fmt)
+    bc, bs = operand(n, b_fmt)
+    as_[0, 130, 1], bs[0, 5, 0] = 0, 0  # the smallest scales, on the mma path
+    as_[0, 7, 2] = 254  # the largest: the first tile row takes the exact path
+    as_[0, 140, 4] = 255  # a NaN row
+    return ac, as_, bc, bs
+
+
+_OVERFLOW = 2.0**128 - 2.0**103  # float32 rounds magnitudes from here up to infinity
+
+
+def spec_bound_violations(got: np.ndarray, ac: np.ndarray, as_: np.ndarray, a_fmt: Format,
+                          bc: np.ndarray, bs: np.ndarray, b_fmt: Format) -> list[str]:
+    """How a float32 MX matmul result breaks spec/mx.toml's [dot] rule (empty if it does not).
+
+    ``ac, as_`` and ``bc, bs`` are one batch of canonical operands, ``(1, M|N, KB, 32)``
+    codes and ``(1, M|N, KB)`` scales; ``got`` is ``(M, N)``.  The rule: NaN exactly where
+    the reference has NaN; where the exact (float64) result is infinite, the reference's
+    infinity; elsewhere ``|C - C_exact| <= (K + 2) 2^-24 sum |A||B| + (2K + 1) 2^-150``,
+    an infinity counting as within the bound when the bound reaches float32's overflow
+    threshold on its side.
+    """
+    from ..backends.numpy_backend import NumpyBackend
+
+    ref = NumpyBackend()
+    want = ref.matmul_blocks(ac, as_, a_fmt, bc, bs, b_fmt)[0]
+    da = ref.dequantize_blocks(ac.reshape(-1, BLOCK_SIZE), as_.reshape(-1), a_fmt,
+                               np.dtype(np.float64)).reshape(ac.shape[1], -1)
+    db = ref.dequantize_blocks(bc.reshape(-1, BLOCK_SIZE), bs.reshape(-1), b_fmt,
+                               np.dtype(np.float64)).reshape(bc.shape[1], -1)
+    k = da.shape[1]
+    problems = []
+    with np.errstate(invalid="ignore", over="ignore"):
+        exact = da @ db.T
+        bound = (k + 2) * 2.0**-24 * (np.abs(da) @ np.abs(db).T) + (2 * k + 1) * 2.0**-150
+        got64 = got.astype(np.float64)
+        err = np.abs(got64 - exact)
+        reach = np.sign(got64) * exact + bound  # how far the bound reaches towards got's side
+    if not np.array_equal(np.isnan(got), np.isnan(want)):
+        problems.append(f"NaN at {int(np.sum(np.isnan(got) != np.isnan(want)))} outputs "
+                        "where the reference has none, or the reverse")
+    special = ~np.isfinite(exact) & ~np.isnan(want)
+    if not np.array_equal(got[special], want[special]):
+        problems.append("an infinite exact result not reproduced")
+    finite = np.isfinite(exact)
+    over = finite & np.isinf(got)
+    if np.any(reach[over] < _OVERFLOW):
+        problems.append("an infinity where the bound stays below float32's overflow")
+    close = finite & np.isfinite(got)
+    if np.any(err[close] > bound[close]):
+        problems.append(f"beyond the bound by up to {np.max(err[close] - bound[close])}")
+    return problems
+
+
+def _agrees_with_exact(got: np.ndarray, ac: np.ndarray, as_: np.ndarray, a_fmt: Format,
+                       bc: np.ndarray, bs: np.ndarray, b_fmt: Format) -> bool:
+    return not spec_bound_violations(got, ac, as_, a_fmt, bc, bs, b_fmt)
+
+
+@functools.cache
+def _mma_verified(device_id: int, a_fmt: Format, b_fmt: Format) -> bool:
+    """Run the mma kernel once on this device and format pair against the exact result."""
+    import cupy as cp
+
+    ac, as_, bc, bs = _self_check_problem(a_fmt, b_fmt)
+    try:
+        with cp.cuda.Device(device_id):
+            got = cp.asnumpy(_launch_matmul("mma", cp.asarray(ac), cp.asarray(as_), a_fmt,
+                                            cp.asarray(bc), cp.asarray(bs), b_fmt))[0]
+        problem = None if _agrees_with_exact(got, ac, as_, a_fmt, bc, bs, b_fmt) else \
+            "results beyond the spec's error bound"
+    except Exception as exc:  # no mma.sync on this GPU (before sm_80): compile/launch error
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is not None:
+        warnings.warn(
+            f"mxarray: the tensor-core MX matmul kernel failed its self-check on CUDA device "
+            f"{device_id} for {a_fmt.name} x {b_fmt.name} ({problem}); using the simple "
+            f"kernel (set {_MATMUL_ENV}=simple to skip the check)",
+            RuntimeWarning, stacklevel=3,
+        )
+    return problem is None
+
+
+def _aligned(a: Any) -> Any:
+    """``a`` as a C-contiguous uint8 CuPy array whose data start on 16 bytes (the mma
+    kernel reads codes 16 bytes at a time)."""
+    import cupy as cp
+
+    a = cp.ascontiguousarray(cp.asarray(a, dtype=cp.uint8))
+    return a if a.data.ptr % 16 == 0 else a.copy()
+
+
 class CupyBackend:
-    """The backend interface on CuPy arrays, bit-identical to the NumPy reference."""
+    """The backend interface on CuPy arrays, bit-identical to the NumPy reference.
+
+    Parameters
+    ----------
+    matmul_kernel : {"auto", "mma", "simple"}, optional
+        The MX matmul kernel: ``"auto"`` (default) uses the tensor-core kernel where it
+        has passed its self-check on the device, else the simple kernel; ``"mma"`` and
+        ``"simple"`` force one.  ``None`` reads ``MXARRAY_CUDA_MATMUL`` (default auto).
+
+    Examples
+    --------
+    >>> from mxarray.backends.cupy_backend import CupyBackend
+    >>> CupyBackend(matmul_kernel="simple").matmul_kernel
+    'simple'
+    """
 
     name = "cupy"
+
+    def __init__(self, matmul_kernel: str | None = None) -> None:
+        kind = matmul_kernel if matmul_kernel is not None else os.environ.get(_MATMUL_ENV, "auto")
+        if kind not in MATMUL_KERNELS:
+            source = "matmul_kernel" if matmul_kernel is not None else _MATMUL_ENV
+            raise ValueError(f"{source} must be one of {MATMUL_KERNELS}, got {kind!r}")
+        self.matmul_kernel = kind
 
     @property
     def xp(self) -> Any:
@@ -152,22 +316,19 @@ class CupyBackend:
         self, a_codes: Any, a_scales: Any, a_fmt: Format, b_codes: Any, b_scales: Any,
         b_fmt: Format,
     ) -> Any:
-        """MX matmul of canonical operands with the simple kernel; ``(B, M, N)`` float32."""
+        """MX matmul of canonical operands; ``(B, M, N)`` float32 (see ``matmul_kernel``)."""
         cp = self.xp
-        a_codes = cp.ascontiguousarray(cp.asarray(a_codes, dtype=cp.uint8))
-        b_codes = cp.ascontiguousarray(cp.asarray(b_codes, dtype=cp.uint8))
-        a_scales = cp.ascontiguousarray(cp.asarray(a_scales, dtype=cp.uint8))
-        b_scales = cp.ascontiguousarray(cp.asarray(b_scales, dtype=cp.uint8))
+        a_codes, b_codes = _aligned(a_codes), _aligned(b_codes)
+        a_scales, b_scales = _aligned(a_scales), _aligned(b_scales)
+        if a_codes.ndim != 4 or a_codes.shape[-1] != BLOCK_SIZE:
+            raise ValueError("matmul operands are not canonical (B, M|N, KB, block_size) blocks")
         batch, m, n_kb, _ = a_codes.shape
-        n = b_codes.shape[1]
+        n = b_codes.shape[1] if b_codes.ndim == 4 else -1
         if b_codes.shape != (batch, n, n_kb, BLOCK_SIZE) or a_scales.shape != (batch, m, n_kb) \
                 or b_scales.shape != (batch, n, n_kb):
             raise ValueError("matmul operands are not canonical (B, M|N, KB, block_size) blocks")
-        out = cp.empty((batch, m, n), dtype=cp.float32)
-        if out.size:
-            kernel = _module("mx_matmul_simple.cu", (a_fmt, b_fmt)).get_function(
-                "mx_matmul_simple")
-            kernel(_grid(out.size), (_THREADS,),
-                   (a_codes, a_scales, b_codes, b_scales, out.view(cp.uint32), np.int64(batch),
-                    np.int64(m), np.int64(n), np.int64(n_kb)))
-        return out
+        kind = self.matmul_kernel
+        if kind == "auto":
+            verified = _mma_verified(cp.cuda.Device().id, a_fmt, b_fmt)
+            kind = "mma" if verified else "simple"
+        return _launch_matmul(kind, a_codes, a_scales, a_fmt, b_codes, b_scales, b_fmt)
