@@ -252,3 +252,156 @@ def check_dot_bound(c, a, b, exact: bool) -> None:
                 slack = mag * Fraction(2) ** -51  # fsum's rounding, twice
             bound = (k + 2) * Fraction(2) ** -24 * mag + slack + underflow_slack(k)
             assert abs(Fraction(float(c[i, j])) - want) <= bound, (i, j, float(c[i, j]), want)
+
+
+# ---------------------------------------------------------------------------------
+# General block formats ([block_formats] of the spec): MX9/MX6/MX4 (sub-blocks with
+# microexponents) and NVFP4 (UE4M3 block scale, float32 tensor scale).  Same rules as
+# above, read from the spec's words, in Python integers and Fractions.
+# ---------------------------------------------------------------------------------
+
+F32_MAX = (2 - Fraction(2) ** -23) * Fraction(2) ** 127
+
+
+EXTRA_ENTRIES: dict[str, dict] = {}
+"""Block-format entries that tests register at run time, by name."""
+
+
+def entry(name: str) -> dict:
+    """The spec's ``[block_formats]`` entry of ``name`` (or one in :data:`EXTRA_ENTRIES`)."""
+    return spec()["block_formats"].get(name) or EXTRA_ENTRIES[name]
+
+
+@functools.cache
+def element_grid(name: str) -> Grid:
+    """The element :class:`Grid` of block format ``name`` (its OCP element, or inline)."""
+    el = entry(name)["element"]
+    if isinstance(el, str):
+        return grid(el)
+    bits, m = el["bits"], el["mantissa_bits"]
+    assert el["kind"] == "signmag"
+    top = (1 << (bits - 1)) - 1
+    values = tuple(Fraction(k, 1 << m) for k in range(top + 1))
+    return Grid(name, "signmag", bits, m, floor_log2(values[-1]), top, values)
+
+
+def raw_exponent(amax: Fraction, g: Grid, scale_mode: str) -> int:
+    """The scale mode's exponent of a positive maximum, before clamping."""
+    if scale_mode == "floor":
+        return floor_log2(amax) - g.emax
+    if scale_mode == "ceil":
+        return ceil_log2(amax) - g.emax
+    if scale_mode == "rceil":
+        return ceil_log2(amax / g.max_normal)
+    e = floor_log2(amax)
+    unit = Fraction(2) ** (e - g.m)
+    return floor_log2(round_half_even(amax / unit) * unit) - g.emax
+
+
+def round_integer(q: Fraction, rounding: str, r: int | None) -> int:
+    """Round ``q >= 0`` to an integer in any rounding mode (``r``: the stochastic draw)."""
+    whole = math.floor(q)
+    rest = q - whole
+    if rounding == "even":
+        return round_half_even(q)
+    if rounding == "nearest":
+        return whole + (rest >= Fraction(1, 2))
+    if rounding == "toward_zero":
+        return whole
+    return whole + (rest * 2**32 > r)
+
+
+def round_float32(q: Fraction) -> Fraction:
+    """``q >= 0`` rounded to float32, ties to even (subnormals included, no overflow)."""
+    if q == 0:
+        return q
+    e = max(floor_log2(q), -126)
+    unit = Fraction(2) ** (e - 23)
+    return round_half_even(q / unit) * unit
+
+
+def tensor_scale(amax: Fraction, name: str) -> Fraction:
+    """The "amax" tensor scale rule of the spec."""
+    if amax == 0:
+        return Fraction(1)
+    g = element_grid(name)
+    top = round_float32(min(amax, F32_MAX))
+    denominator = round_float32(g.max_normal * grid("mxfp8_e4m3").values[126])
+    return max(round_float32(top / denominator), Fraction(2) ** -149)
+
+
+def _sub_block_codes(vals, g, x, d, rounding, seed, first, bits):
+    """Codes of one sub-block against exponent x - d, and whether a magnitude overflowed."""
+    codes, over = [], False
+    for lane, v in vals:
+        t = abs(Fraction(v)) / Fraction(2) ** (x - d)
+        r = draw(seed, first + lane) if rounding == "stochastic" else None
+        n = round_integer(t * (1 << g.m), rounding, r)
+        over |= n > g.max_code
+        codes.append(signed_code(min(n, g.max_code), math.copysign(1, v) < 0, g) | (d << bits))
+    return codes, over
+
+
+def quantize_block_format(
+    values: list[float],
+    name: str,
+    rounding: str = "even",
+    scale_mode: str = "floor",
+    seed: int | None = None,
+    first_index: int = 0,
+    s_t: Fraction | None = None,
+) -> tuple[int, list[int]]:
+    """Quantize one block of block format ``name``; ``s_t`` is the NVFP4 tensor scale.
+
+    Returns ``(scale_byte, unpacked codes)`` (``element | D << bits``).
+    """
+    e, g = entry(name), element_grid(name)
+    if not all(math.isfinite(v) for v in values):
+        return (spec()["scale_formats"]["ue4m3"]["nan_code"] if e["scale"] == "ue4m3"
+                else NAN_SCALE), [0] * len(values)
+    fr = [Fraction(v) for v in values]
+    amax = max((abs(v) for v in fr), default=Fraction(0))
+    if e["scale"] == "ue4m3":
+        e4m3 = grid("mxfp8_e4m3")
+        scale_grid = Grid("ue4m3", "float", 8, 3, 8, 126, e4m3.values[:127])
+        code = encode_magnitude(amax / (g.max_normal * s_t), scale_grid, "even", None)
+        sb = scale_grid.values[code]
+        out = []
+        for v in values:
+            mag = 0 if sb == 0 else encode_magnitude(abs(Fraction(v)) / (sb * s_t), g, rounding,
+                                                     None)
+            out.append(signed_code(mag, math.copysign(1, v) < 0, g))
+        return code, out
+    x = shared_exponent(amax, g, scale_mode)
+    size, dmax, bits = e["sub_block_size"], (1 << e["sub_block_bits"]) - 1, g.bits
+    out = []
+    for start in range(0, len(fr), size):
+        sub = list(enumerate(values[start:start + size], start))
+        a = max(abs(Fraction(v)) for _, v in sub)
+        d = 0 if a == 0 else min(max(x - raw_exponent(a, g, scale_mode), 0), dmax)
+        codes, over = _sub_block_codes(sub, g, x, d, rounding, seed, first_index, bits)
+        while e["magnitude_overflow"] == "promote" and over and d > 0:
+            d -= 1
+            codes, over = _sub_block_codes(sub, g, x, d, rounding, seed, first_index, bits)
+        out += codes
+    return x + SCALE_BIAS, out
+
+
+def dequantize_block_format(code: int, scale_byte: int, name: str,
+                            s_t: Fraction | None = None) -> float:
+    """Exact value of one unpacked code of block format ``name`` as a float64."""
+    e, g = entry(name), element_grid(name)
+    element = code & ((1 << g.bits) - 1)
+    d = code >> g.bits
+    negative = bool(element & g.sign_bit)
+    mag = g.values[element & (g.sign_bit - 1)]
+    if e["scale"] == "ue4m3":
+        if scale_byte >= spec()["scale_formats"]["ue4m3"]["nan_code"]:
+            return math.nan
+        scale = grid("mxfp8_e4m3").values[scale_byte] * s_t
+    else:
+        if scale_byte == NAN_SCALE:
+            return math.nan
+        scale = Fraction(2) ** (scale_byte - SCALE_BIAS)
+    value = float(mag * scale / Fraction(2) ** d)
+    return -value if negative else value

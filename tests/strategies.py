@@ -34,7 +34,16 @@ def _f32_neighbours(v: float) -> list[float]:
 @functools.cache
 def special_magnitudes(name: str) -> tuple[float, ...]:
     """Non-negative adversarial magnitudes of format ``name`` at block exponent 0."""
-    g = oracle.grid(name)
+    return _specials(oracle.grid(name))
+
+
+@functools.cache
+def element_specials(name: str) -> tuple[float, ...]:
+    """Adversarial magnitudes of the element of block format ``name`` (exponent 0)."""
+    return _specials(oracle.element_grid(name))
+
+
+def _specials(g: oracle.Grid) -> tuple[float, ...]:
     values = [float(v) for v in g.values]
     mids = [(a + b) / 2 for a, b in zip(values, values[1:])]
     out = set(values) | set(mids)
@@ -127,3 +136,76 @@ def arrays(draw: st.DrawFn, name: str, shape: tuple[int, ...], dtype=np.float64)
 
 
 seeds = st.integers(0, 2**64 - 1)
+
+
+# --- general block formats (spec [block_formats]) ----------------------------------------
+
+BLOCK_FORMAT_NAMES: tuple[str, ...] = tuple(oracle.spec()["block_formats"])
+SUB_BLOCK_NAMES = tuple(n for n in BLOCK_FORMAT_NAMES if "sub_block_size" in oracle.entry(n))
+TWO_LEVEL_NAMES = tuple(n for n in BLOCK_FORMAT_NAMES if oracle.entry(n)["scale"] == "ue4m3")
+
+
+@st.composite
+def sub_block_rows(draw: st.DrawFn, name: str, *, n_blocks: int = 1,
+                   nonfinite: bool = True) -> np.ndarray:
+    """``(n_blocks, block_size)`` float64 blocks that exercise the microexponent choice.
+
+    Each block has an exponent ``X``; each sub-block sits ``k`` binades below it (k = 0:
+    microexponent 0; k = 1: microexponent 1; k >= 2: capped) or is all zero, and its
+    elements are adversarial magnitudes (grid values, ties, neighbours, saturating
+    values) of the element grid at that level, with both signs and signed zeros.
+    """
+    e = oracle.entry(name)
+    size, sub = e["block_size"], e["sub_block_size"]
+    rows = []
+    for _ in range(n_blocks):
+        x = draw(st.one_of(st.integers(-20, 20), st.sampled_from([-150, -130, -127, 127, 140])))
+        row: list[float] = []
+        for _ in range(size // sub):
+            k = draw(st.sampled_from([0, 0, 1, 1, 2, 5, None]))
+            for _ in range(sub):
+                if k is None or draw(st.integers(0, 9)) == 0:
+                    row.append(draw(st.sampled_from([0.0, -0.0])))
+                    continue
+                mag = draw(st.sampled_from(element_specials(name)))
+                row.append(draw(st.sampled_from([1.0, -1.0])) * math.ldexp(mag, x - k))
+        if nonfinite and draw(st.integers(0, 7)) == 0:
+            row[draw(st.integers(0, size - 1))] = draw(st.sampled_from([math.nan, math.inf]))
+        rows.append(row)
+    return np.array(rows, dtype=np.float64)
+
+
+@functools.cache
+def _e4m3_points() -> tuple[float, ...]:
+    """UE4M3 grid values and midpoints: block scales, and ties of the block-scale rounding."""
+    values = [float(v) for v in oracle.grid("mxfp8_e4m3").values[:127]]
+    return tuple(values + [(a + b) / 2 for a, b in zip(values, values[1:])] + [512.0, 2**-11])
+
+
+@st.composite
+def two_level_case(draw: st.DrawFn, name: str, *, n_blocks: int = 2,
+                   nonfinite: bool = True) -> tuple[np.ndarray, float | None]:
+    """Blocks and an optional user tensor scale for a UE4M3-scaled format (NVFP4).
+
+    Each block is built around a block scale ``s`` (a UE4M3 value or a midpoint, so that
+    the block-scale rounding meets ties) times a tensor scale ``S``: its elements are
+    adversarial element magnitudes times ``s * S`` (element ties, saturation, zeros).
+    """
+    s_t = draw(st.sampled_from([None, None, 1.0, 2.0**-10, 3.0 * 2**-7]) | st.floats(
+        2.0**-100, 2.0**100, width=32))
+    base = 1.0 if s_t is None else s_t
+    size = oracle.entry(name)["block_size"]
+    rows = []
+    for _ in range(n_blocks):
+        s = draw(st.sampled_from(_e4m3_points()))
+        row = []
+        for _ in range(size):
+            if draw(st.integers(0, 9)) == 0:
+                row.append(draw(st.sampled_from([0.0, -0.0])))
+                continue
+            mag = draw(st.sampled_from(element_specials(name)))
+            row.append(draw(st.sampled_from([1.0, -1.0])) * mag * s * base)
+        if nonfinite and draw(st.integers(0, 7)) == 0:
+            row[draw(st.integers(0, size - 1))] = draw(st.sampled_from([math.nan, -math.inf]))
+        rows.append(row)
+    return np.array(rows, dtype=np.float64), s_t

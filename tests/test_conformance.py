@@ -9,6 +9,8 @@ while none is usable here.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -16,6 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import mxarray
 import oracle
 import strategies as mxst
+from mxarray.backends.base import supports
 from mxarray.core import matmul
 
 BLOCK = mxarray.BLOCK_SIZE
@@ -197,3 +200,86 @@ def test_matmul_batched_and_nan_blocks(backend) -> None:
     for i, j in [(0, 0), (0, 3), (1, 2)]:
         rows = [0, 1] if i == 1 else [0, 1, 2]
         oracle.check_dot_bound(c[i, j][rows], av[i, 0][rows], bv[j], exact=False)
+
+
+# --- general block formats (MX9/MX6/MX4, NVFP4) ----------------------------------------------
+
+BLOCK_NAMES = mxst.BLOCK_FORMAT_NAMES
+
+
+def needs_kernel(backend: str, name: str) -> mxarray.Format:
+    """The format, or a skip naming what the backend still lacks."""
+    fmt = mxarray.get_format(name)
+    if not supports(mxarray.get_backend(backend), fmt):
+        pytest.skip(f"backend {backend} has no kernel for {name} yet")
+    return fmt
+
+
+def block_format_input(data, name: str) -> tuple[np.ndarray, dict]:
+    """Adversarial blocks for ``name`` and the keyword arguments (tensor scale) to use."""
+    if name in mxst.TWO_LEVEL_NAMES:
+        rows, s_t = data.draw(mxst.two_level_case(name, n_blocks=3))
+        return rows, {"tensor_scale": s_t}
+    return data.draw(mxst.sub_block_rows(name, n_blocks=3)), {}
+
+
+@pytest.mark.parametrize("name", BLOCK_NAMES)
+@fixture_ok
+@given(data=st.data(), dtype=st.sampled_from(mxst.INPUT_DTYPES), seed=mxst.seeds)
+def test_block_format_quantize(backend, name, data, dtype, seed) -> None:
+    needs_kernel(backend, name)
+    rows, kw = block_format_input(data, name)
+    roundings = mxst.DETERMINISTIC_ROUNDINGS if kw else mxst.ROUNDINGS
+    rounding = data.draw(st.sampled_from(roundings))
+    scale_mode = "floor" if kw else data.draw(st.sampled_from(mxst.SCALE_MODES))
+    with np.errstate(over="ignore"):
+        rows = rows.astype(dtype)
+    ref = assert_same_quantization(rows, name, backend, rounding=rounding,
+                                   scale_mode=scale_mode, seed=seed, **kw)
+    got = mxarray.quantize(rows, name, backend=backend, rounding=rounding,
+                           scale_mode=scale_mode, seed=seed, **kw)
+    assert got.tensor_scale == ref.tensor_scale
+    size = ref.format.block_size
+    s_t = None if ref.tensor_scale is None else Fraction(float(ref.tensor_scale))
+    first = rows[0, :size].astype(np.float64).tolist()  # and the reference against the model
+    s, c = oracle.quantize_block_format(first, name, rounding, scale_mode, seed, 0, s_t)
+    assert int(ref.scales[0, 0]) == s and ref.codes()[0, :size].tolist() == c
+
+
+@pytest.mark.parametrize("name", BLOCK_NAMES)
+@fixture_ok
+@given(data=st.data(), n_blocks=st.integers(1, 5))
+def test_block_format_dequantize_pack_and_unpack(backend, name, data, n_blocks) -> None:
+    fmt = needs_kernel(backend, name)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    size = fmt.block_size
+    codes = rng.integers(0, fmt.n_codes, size=n_blocks * size)
+    if fmt.sub_block_size:
+        d = rng.integers(0, 1 << fmt.sub_block_bits, size=n_blocks * fmt.n_sub_blocks)
+        codes = codes | (np.repeat(d, fmt.sub_block_size) << fmt.bits)
+    codes = codes.astype(fmt.code_dtype)
+    top = fmt.scale.nan_code + 1
+    scales = rng.integers(0, top, size=n_blocks, dtype=np.uint8)
+    s_t = np.float32(rng.uniform(1e-3, 1e3)) if fmt.tensor_scale != "none" else None
+    a = mxarray.MXArray.from_parts(codes, scales, name, codes.shape, tensor_scale=s_t)
+    for dtype in (np.float32, np.float64):
+        assert_bitwise_equal(mxarray.dequantize(a, dtype, backend=backend),
+                             mxarray.dequantize(a, dtype, backend="numpy"))
+    be, ref = mxarray.get_backend(backend), mxarray.get_backend("numpy")
+    packed = ref.pack(codes[None], fmt)
+    assert_bitwise_equal(be.pack(be.xp.asarray(codes[None]), fmt), packed)
+    assert_bitwise_equal(be.unpack(be.xp.asarray(packed), fmt), codes[None])
+
+
+@fixture_ok
+@given(data=st.data(), fa=st.sampled_from(BLOCK_NAMES), fb=st.sampled_from(BLOCK_NAMES + NAMES),
+       m=st.integers(1, 3), n=st.integers(1, 3), k=st.integers(1, 70))
+def test_block_format_matmul_within_the_bound(backend, data, fa, fb, m, n, k) -> None:
+    needs_kernel(backend, fa)
+    needs_kernel(backend, fb)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    a = mxarray.quantize(rng.standard_normal((m, k)), fa, backend="numpy")
+    b = mxarray.quantize(rng.standard_normal((k, n)), fb, axis=0, backend="numpy")
+    c = host(matmul(a, b, backend=backend))
+    oracle.check_dot_bound(c, mxarray.dequantize(a, np.float64),
+                           mxarray.dequantize(b, np.float64), exact=False)

@@ -203,3 +203,56 @@ def test_random_u32_is_counter_based() -> None:
     for i, value in zip(index.tolist(), seq.tolist()):
         assert value == _random.random_u32(99, np.array([i], dtype=np.uint64))[0]
         assert value == _splitmix64_sequence(99 + i * 0x9E3779B97F4A7C15, 1)[0] >> 32
+
+
+# --- general block formats -------------------------------------------------------------------
+
+
+def test_package_exposes_every_block_format() -> None:
+    from mxarray.formats import BLOCK_FORMATS
+
+    names = list(BLOCK_FORMATS)  # after these come formats that tests register
+    assert names[: len(FORMAT_NAMES)] == FORMAT_NAMES
+    assert names[len(FORMAT_NAMES): len(FORMAT_NAMES) + len(SPEC["block_formats"])] == list(
+        SPEC["block_formats"])
+    assert all(mxarray.get_format(n) is BLOCK_FORMATS[n] for n in BLOCK_FORMATS)
+    assert all(BLOCK_FORMATS[n].is_ocp for n in FORMAT_NAMES)
+    assert not any(BLOCK_FORMATS[n].is_ocp for n in SPEC["block_formats"])
+
+
+@pytest.mark.parametrize("name", list(SPEC["block_formats"]))
+def test_block_format_fields_equal_spec(name: str) -> None:
+    fmt = mxarray.get_format(name)
+    entry = SPEC["block_formats"][name]
+    assert fmt.block_size == entry["block_size"] == 16
+    assert fmt.scale.kind == ("ue4m3" if entry["scale"] == "ue4m3" else "exponent")
+    assert fmt.sub_block_size == entry.get("sub_block_size", 0)
+    assert fmt.sub_block_bits == entry.get("sub_block_bits", 0)
+    assert fmt.magnitude_overflow == entry["magnitude_overflow"]
+    assert fmt.tensor_scale == entry["tensor_scale"]
+    element = entry["element"]
+    if isinstance(element, str):
+        assert fmt.decode_table.tolist()[:16] == mxarray.get_format(element).decode_table.tolist()
+    else:  # sign-magnitude: largest magnitude (2**(bits-1) - 1) / 2**mantissa_bits
+        assert fmt.kind == element["kind"] == "signmag"
+        top = ((1 << (element["bits"] - 1)) - 1) / 2 ** element["mantissa_bits"]
+        assert fmt.max_normal == top and fmt.emax == math.floor(math.log2(top))
+
+
+def test_ue4m3_is_the_positive_half_of_e4m3() -> None:
+    from mxarray.formats import UE4M3
+
+    u = SPEC["scale_formats"]["ue4m3"]
+    e4m3 = np.arange(128, dtype=np.uint8)
+    assert UE4M3.nan_code == u["nan_code"] == 0x7F
+    assert float(UE4M3.finite_grid[-1]) == u["max_value"] == 448.0
+    assert np.isnan(UE4M3.decode(np.arange(0x7F, 256))).all()
+    want = mxarray.mxfp8_e4m3.decode(e4m3)[:0x7F]
+    assert np.array_equal(UE4M3.decode(e4m3)[:0x7F], want)
+    assert not UE4M3.valid(np.array([0x80], np.uint8))[0] and UE4M3.valid(np.uint8(0x7F))
+
+
+def test_block_formats_validate_against_the_schema_definition(schema: dict) -> None:
+    defs = {"$defs": schema["$defs"]}
+    for entry in SPEC["block_formats"].values():
+        jsonschema.validate(entry, schema["$defs"]["block_format"] | defs)

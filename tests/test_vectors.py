@@ -127,3 +127,59 @@ def test_quantize_json_replays_through_the_public_api(committed) -> None:
         q = mxarray.quantize(x, name)
         assert q.scales[:, 0].tolist() == result["scales"]
         assert q.codes().tolist() == [list(bytes.fromhex(h)) for h in result["codes"]]
+
+
+def _block_format_inputs(entry: dict) -> list[list[float]]:
+    return [[generate.parse_exact(s) for s in row] for row in entry["inputs"]]
+
+
+def test_block_formats_json_values_against_the_model(committed) -> None:
+    doc = committed["block_formats.json"]
+    assert list(doc["formats"]) == list(oracle.spec()["block_formats"])
+    for name, entry in doc["formats"].items():
+        values = [generate.parse_exact(s) for s in entry["values"]]
+        assert len(values) == 2 ** entry["code_bits"]
+        for code, v in enumerate(values):  # block scale 1: E8M0 byte 127, UE4M3 byte 0x38
+            byte = 0x38 if "scale_values" in entry else 127
+            want = oracle.dequantize_block_format(code, byte, name, oracle.Fraction(1))
+            assert v == want and math.copysign(1, v) == math.copysign(1, want), (name, code)
+        if "scale_values" in entry:
+            scale = [generate.parse_exact(s) for s in entry["scale_values"]]
+            theirs = np.arange(128, dtype=np.uint8).view(ml_dtypes.float8_e4m3fn)
+            assert np.array_equal(np.array(scale), theirs.astype(np.float64), equal_nan=True)
+
+
+def test_block_formats_json_against_the_exact_model(committed) -> None:
+    doc = committed["block_formats.json"]
+    seed = doc["stochastic_seed"]
+    for name, entry in doc["formats"].items():
+        inputs = _block_format_inputs(entry)
+        size = oracle.entry(name)["block_size"]
+        width = 2 if entry["code_bits"] <= 8 else 4
+        for key, result in entry["results"].items():
+            scale_mode, rounding = key.split("/")[:2]
+            s_t = None
+            if "tensor_scale" in result:
+                s_t = oracle.Fraction(generate.parse_exact(result["tensor_scale"]))
+                if key.endswith("/s1"):
+                    assert s_t == 1
+                else:
+                    finite = [abs(v) for row in inputs for v in row if math.isfinite(v)]
+                    assert s_t == oracle.tensor_scale(oracle.Fraction(max(finite)), name)
+            for b, row in enumerate(inputs):
+                s, codes = oracle.quantize_block_format(
+                    row, name, rounding, scale_mode,
+                    seed if rounding == "stochastic" else None, b * size, s_t)
+                assert result["scales"][b] == s, (name, key, entry["blocks"][b])
+                assert result["codes"][b] == "".join(f"{c:0{width}x}" for c in codes), (
+                    name, key, entry["blocks"][b])
+
+
+def test_block_formats_json_replays_through_the_public_api(committed) -> None:
+    for name, entry in committed["block_formats.json"]["formats"].items():
+        x = np.array(_block_format_inputs(entry))
+        key = "floor/even/s1" if "scale_values" in entry else "floor/even"
+        result = entry["results"][key]
+        q = mxarray.quantize(x, name, tensor_scale=1.0 if key.endswith("s1") else None)
+        assert q.scales[:, 0].tolist() == result["scales"]
+        assert [bytes(row).hex() for row in q.packed.tolist()] == result["packed"]

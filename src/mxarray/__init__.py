@@ -15,7 +15,11 @@ from __future__ import annotations
 from .array import MXArray
 from .backends import BackendInfo, backends, get_backend, register_backend, set_backend, use_backend
 from .core import dequantize, quantize
+from .diagnostics import block_stats, explain
+from .interop import dlpack_parts, from_ml_dtypes, from_torch, to_ml_dtypes, to_torch
+from .io import load, save
 from .formats import (
+    BLOCK_FORMATS,
     BLOCK_SIZE,
     FORMATS,
     ROUNDING_MODES,
@@ -38,18 +42,28 @@ __all__ = [
     "MXArray",
     "Format",
     "BackendInfo",
+    "BLOCK_FORMATS",
     "BLOCK_SIZE",
     "FORMATS",
     "ROUNDING_MODES",
     "SCALE_MODES",
     "SPEC_VERSION",
     "backends",
+    "block_stats",
     "dequantize",
+    "dlpack_parts",
+    "explain",
+    "from_ml_dtypes",
+    "from_torch",
     "get_backend",
     "get_format",
+    "load",
     "quantize",
     "register_backend",
+    "save",
     "set_backend",
+    "to_ml_dtypes",
+    "to_torch",
     "use_backend",
     *FORMATS,
     *_namespace.__all__,

@@ -1,4 +1,5 @@
-"""MXArray: packed MX element codes, E8M0 scales, and the logical shape they encode."""
+"""MXArray: packed block-format bytes, block scales, an optional tensor scale, and the
+logical shape they encode."""
 
 from __future__ import annotations
 
@@ -11,7 +12,32 @@ from ._device_arrays import device_name, is_device_array, move, parse_device
 from .backends import get_backend
 from .formats import Format, check_rounding, check_scale_mode, get_format
 
-__all__ = ["MXArray"]
+__all__ = ["MXArray", "check_tensor_scale"]
+
+
+def check_tensor_scale(value: Any) -> np.float32:
+    """Return ``value`` as a positive finite float32 tensor scale, else raise.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number.
+    ValueError
+        If it is not positive and finite as a float32.
+
+    Examples
+    --------
+    >>> from mxarray.array import check_tensor_scale
+    >>> check_tensor_scale(0.5)
+    np.float32(0.5)
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"tensor_scale must be a real number, not {type(value).__name__}")
+    with np.errstate(over="ignore"):
+        scale = np.float32(value)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"tensor_scale must be positive and finite in float32, got {value!r}")
+    return scale
 
 
 def _read_only(a: Any) -> Any:
@@ -44,7 +70,7 @@ class MXArray:
     """
 
     __slots__ = ("_packed", "_scales", "_format", "_shape", "_axis", "_rounding", "_scale_mode",
-                 "_seed")
+                 "_seed", "_tensor_scale")
 
     def __init__(self) -> None:
         raise TypeError(
@@ -62,8 +88,16 @@ class MXArray:
         rounding: str | None,
         scale_mode: str | None,
         seed: int | None,
+        tensor_scale: np.float32 | None = None,
     ) -> MXArray:
-        """Build from already-validated canonical storage (``scales`` in lead + (nb,))."""
+        """Build from already-validated canonical storage (``scales`` in lead + (nb,)).
+
+        ``tensor_scale`` is required exactly for formats with a per-tensor scale.
+        """
+        if (tensor_scale is None) != (fmt.tensor_scale == "none"):
+            raise ValueError(
+                f"{fmt.name} {'needs' if tensor_scale is None else 'has no'} a tensor scale"
+            )
         self = object.__new__(cls)
         self._packed = _read_only(packed)
         self._scales = _read_only(scales)
@@ -73,6 +107,7 @@ class MXArray:
         self._rounding = rounding
         self._scale_mode = scale_mode
         self._seed = seed
+        self._tensor_scale = None if tensor_scale is None else np.float32(tensor_scale)
         return self
 
     @classmethod
@@ -87,17 +122,19 @@ class MXArray:
         layout: str | None = None,
         rounding: str | None = None,
         scale_mode: str | None = None,
+        tensor_scale: float | None = None,
     ) -> MXArray:
         """Wrap element bytes and scale bytes that came from elsewhere, validating both.
 
         Parameters
         ----------
-        data : array_like of uint8
-            Either the packed bytes, shaped like :attr:`packed` (block axis innermost,
-            padded, packed), or one code per element in the logical ``shape`` (like
-            :meth:`codes`).
+        data : array_like of uint8 (or uint16)
+            Either the packed bytes (uint8), shaped like :attr:`packed` (block axis
+            innermost, padded, packed), or one unpacked code per element in the logical
+            ``shape`` (like :meth:`codes`; ``fmt.code_dtype``, uint16 for MX9).
         scales : array_like of uint8
-            E8M0 bytes shaped like ``shape`` with the block axis replaced by its block count.
+            Scale bytes (E8M0, or UE4M3 for NVFP4) shaped like ``shape`` with the block
+            axis replaced by its block count.
         fmt : str or Format
             The element format.
         shape : tuple of int
@@ -108,14 +145,18 @@ class MXArray:
             How to read ``data``.  Inferred from its shape when unambiguous.
         rounding, scale_mode : str, optional
             Recorded metadata: how the data were produced, if known.
+        tensor_scale : float, optional
+            The per-tensor scale, required for formats that have one (NVFP4).
 
         Raises
         ------
         TypeError
-            If ``data`` or ``scales`` is not uint8.
+            If ``data`` or ``scales`` has the wrong dtype.
         ValueError
-            If a shape does not match, a code is out of range for the format, the
-            padding holds non-zero codes, or ``layout`` cannot be inferred.
+            If a shape does not match, a code or scale byte is out of range for the
+            format, the elements of one sub-block disagree on their microexponent, the
+            padding holds non-zero codes, ``layout`` cannot be inferred, or
+            ``tensor_scale`` is missing, bad or not expected.
 
         Examples
         --------
@@ -135,8 +176,14 @@ class MXArray:
             check_rounding(rounding)
         if scale_mode is not None:
             check_scale_mode(scale_mode)
+        if fmt.tensor_scale == "none" and tensor_scale is not None:
+            raise ValueError(f"{fmt.name} has no per-tensor scale; drop tensor_scale")
+        if fmt.tensor_scale != "none":
+            if tensor_scale is None:
+                raise ValueError(f"{fmt.name} needs its per-tensor scale: pass tensor_scale=")
+            tensor_scale = check_tensor_scale(tensor_scale)
         backend = get_backend("numpy")
-        data = _as_uint8(data, "data")
+        data = _as_uint8(data, "data", fmt.code_dtype)
         scales = _as_uint8(scales, "scales")
 
         want_packed = blocks.packed_shape(shape, ax, fmt)
@@ -156,29 +203,37 @@ class MXArray:
                 f"data has shape {data.shape}; expected packed bytes of shape {want_packed} "
                 f"or codes of the logical shape {shape} for {fmt.name} with block axis {ax}"
             )
+        length = shape[ax]
         if layout == "packed":
-            if not fits_packed:
-                raise ValueError(f"packed data must have shape {want_packed}, got {data.shape}")
+            if not fits_packed or data.dtype != np.uint8:
+                raise ValueError(f"packed data must be uint8 of shape {want_packed}, got "
+                                 f"{data.dtype} {data.shape}")
             codes = backend.unpack(data, fmt)
-            length = shape[ax]
-            if np.any(codes[..., length:]):
+            if np.any(codes[..., length:] & (fmt.n_codes - 1)) or np.any(
+                _first_of_sub_blocks(codes, fmt)[..., -(-length // max(fmt.sub_block_size, 1)):]
+            ):
                 raise ValueError("the padding after the last element of a block axis must be zero")
         else:
             if not fits_codes:
                 raise ValueError(f"codes must have the logical shape {shape}, got {data.shape}")
-            bad = data >= fmt.n_codes
+            limit = 1 << fmt.code_bits
+            bad = data >= limit
             if np.any(bad):
                 first = int(data[bad].flat[0])
                 raise ValueError(
                     f"{int(bad.sum())} code(s) out of range for {fmt.name} "
-                    f"({fmt.bits}-bit codes must be < {fmt.n_codes}); first: {first}"
+                    f"({fmt.code_bits}-bit codes must be < {limit}); first: {first}"
                 )
             codes = blocks.to_blocks(data, ax, fmt.block_size)
-            padded = blocks.n_blocks(shape[ax], fmt.block_size) * fmt.block_size
+            padded = blocks.n_blocks(length, fmt.block_size) * fmt.block_size
             codes = codes.reshape(want_packed[:-1] + (padded,))
+            _check_sub_blocks(codes, fmt, length)
         want_scales = blocks.scales_shape(shape, ax, fmt.block_size)
         if scales.shape != want_scales:
             raise ValueError(f"scales must have shape {want_scales}, got {scales.shape}")
+        if not np.all(fmt.scale.valid(scales)):
+            first = int(scales[~fmt.scale.valid(scales)].flat[0])
+            raise ValueError(f"scale byte {first:#04x} is not a {fmt.scale.name} code")
         return cls._wrap(
             backend.pack(codes, fmt),
             np.moveaxis(scales, ax, -1),
@@ -188,6 +243,7 @@ class MXArray:
             rounding,
             scale_mode,
             None,
+            tensor_scale,
         )
 
     # -- attributes ------------------------------------------------------------------
@@ -230,8 +286,14 @@ class MXArray:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of storage: packed elements plus scales."""
-        return int(self._packed.nbytes + self._scales.nbytes)
+        """Bytes of storage: packed elements (with microexponents), scales, tensor scale."""
+        extra = 0 if self._tensor_scale is None else self._tensor_scale.nbytes
+        return int(self._packed.nbytes + self._scales.nbytes + extra)
+
+    @property
+    def tensor_scale(self) -> np.float32 | None:
+        """The float32 per-tensor scale (NVFP4), or None for formats without one."""
+        return self._tensor_scale
 
     @property
     def rounding(self) -> str | None:
@@ -249,8 +311,9 @@ class MXArray:
         return self._seed
 
     def codes(self) -> Any:
-        """Return the element codes, one uint8 per element, in the logical shape (on the
-        array's device)."""
+        """Return the unpacked codes, one per element, in the logical shape (on the array's
+        device): uint8 element codes, with the sub-block microexponent above the element
+        bits for MX9/MX6/MX4 (``format.code_dtype``: uint16 for MX9)."""
         backend = get_backend("cupy" if is_device_array(self._packed) else "numpy")
         rows = backend.unpack(self._packed, self._format).reshape(-1, self._format.block_size)
         return blocks.from_blocks(rows, self._shape, self._axis, backend.xp)
@@ -320,6 +383,7 @@ class MXArray:
         return MXArray._wrap(
             move(self._packed, target), move(self._scales, target), self._format,
             self._shape, self._axis, self._rounding, self._scale_mode, self._seed,
+            self._tensor_scale,
         )
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
@@ -361,6 +425,8 @@ class MXArray:
         ]
         if self._seed is not None:
             details.append(f"seed={self._seed}")
+        if self._tensor_scale is not None:
+            details.append(f"tensor_scale={float(self._tensor_scale)!r}")
         return f"MXArray({', '.join(details)})"
 
 
@@ -430,13 +496,35 @@ def _check_shape(shape: object) -> tuple[int, ...]:
     return dims
 
 
-def _as_uint8(a: Any, name: str) -> np.ndarray:
+def _as_uint8(a: Any, name: str, also: Any = np.uint8) -> np.ndarray:
+    """``a`` as a host array of dtype uint8 (or ``also``, e.g. uint16 codes of MX9)."""
     if is_device_array(a):
         raise TypeError(
             f"{name} must be a host array; copy it with .get() and move the result with "
             "MXArray.to_device"
         )
     arr = np.asarray(a)
-    if arr.dtype != np.uint8:
-        raise TypeError(f"{name} must be a uint8 array, got dtype {arr.dtype}")
+    if arr.dtype not in (np.dtype(np.uint8), np.dtype(also)):
+        raise TypeError(f"{name} must be a {np.dtype(also)} array, got dtype {arr.dtype}")
     return arr
+
+
+def _first_of_sub_blocks(codes: np.ndarray, fmt: Format) -> np.ndarray:
+    """Microexponents of each sub-block (from its first code); empty without sub-blocks."""
+    if not fmt.sub_block_size:
+        return codes[..., :0]
+    return codes[..., :: fmt.sub_block_size] >> fmt.bits
+
+
+def _check_sub_blocks(codes: np.ndarray, fmt: Format, length: int) -> None:
+    """Every element of a sub-block (padding aside) must carry the same microexponent."""
+    if not fmt.sub_block_size:
+        return
+    d = (codes >> fmt.bits).astype(np.int64)
+    first = np.repeat(d[..., :: fmt.sub_block_size], fmt.sub_block_size, axis=-1)
+    real = np.arange(codes.shape[-1]) < length
+    if np.any((d != first) & real):
+        raise ValueError(
+            f"the elements of each {fmt.sub_block_size}-element sub-block of {fmt.name} must "
+            "carry the same microexponent (the bits above the element code)"
+        )

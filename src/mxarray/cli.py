@@ -1,4 +1,4 @@
-"""The ``mxarray`` command line: ``mxarray report`` (more subcommands come later)."""
+"""The ``mxarray`` command line: ``report``, ``quantize`` and ``inspect``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import numpy as np
 from . import __version__
 from .backends import get_backend
 from .datasets import DATASETS, SEED, make_dataset
-from .formats import FORMATS, ROUNDING_MODES, SCALE_MODES
+from .formats import BLOCK_FORMATS, ROUNDING_MODES, SCALE_MODES
+from .io import describe_file, quantize_file
+from .io.quantize_file import TensorSummary
 from .report import evaluate, format_table
 
 __all__ = ["main"]
@@ -37,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         "--data", choices=list(DATASETS), action="append",
         help="built-in dataset(s) (default: all); ignored with --input",
     )
-    rep.add_argument("--format", dest="formats", choices=list(FORMATS), action="append",
+    rep.add_argument("--format", dest="formats", choices=list(BLOCK_FORMATS), action="append",
                      help="format(s) to evaluate (default: all)")
     rep.add_argument("--backend", help="backend name (default: the best available)")
     rep.add_argument("--axis", type=int, default=-1, help="block axis (default: -1)")
@@ -47,6 +49,32 @@ def _parser() -> argparse.ArgumentParser:
                      help="elements per built-in dataset (default: 1048576)")
     rep.add_argument("--repeats", type=int, default=3, help="timing repeats (best is kept)")
     rep.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+
+    qua = sub.add_parser(
+        "quantize",
+        help="quantize every floating tensor of a .safetensors, .npz or .npy file",
+        description="Quantize every float16/bfloat16/float32/float64 tensor of IN into an MX "
+        "format, tensor by tensor, and write a self-describing .safetensors or .npz file "
+        "(read it back with mxarray.io.load).  Other tensors are copied unchanged.",
+    )
+    qua.add_argument("input", type=Path, metavar="IN", help="a .safetensors, .npz or .npy file")
+    qua.add_argument("-f", "--format", required=True, choices=list(BLOCK_FORMATS))
+    qua.add_argument("-o", "--output", required=True, type=Path,
+                     help="the output file (.safetensors or .npz)")
+    qua.add_argument("--axis", type=int, default=-1,
+                     help="block axis of every tensor (default: -1); tensors without it "
+                     "are copied")
+    qua.add_argument("--rounding", choices=ROUNDING_MODES, default="even")
+    qua.add_argument("--scale-mode", choices=SCALE_MODES, default="floor")
+    qua.add_argument("--seed", type=int, default=0,
+                     help="stochastic rounding: tensor i uses seed + i (default: 0)")
+    qua.add_argument("--backend", help="backend name (default: the best available)")
+
+    ins = sub.add_parser("inspect", help="print what a file holds",
+                         description="List the tensors of a .safetensors, .npz or .npy file: "
+                         "MX arrays (mxarray metadata or gpt-oss _blocks/_scales pairs) and "
+                         "dense tensors, from the header alone.")
+    ins.add_argument("file", type=Path, metavar="FILE")
     return parser
 
 
@@ -92,11 +120,72 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table(headers: Sequence[str], rows: list[list[str]], right: Sequence[str]) -> str:
+    """An aligned plain-text table; the columns named in ``right`` are right-aligned."""
+    cells = [list(headers), *rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    flush = [h in right for h in headers]
+    lines = ["  ".join(c.rjust(w) if f else c.ljust(w)
+                       for c, w, f in zip(r, widths, flush, strict=True)).rstrip()
+             for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _progress(i: int, n: int, name: str) -> None:
+    """A one-line progress indicator on stderr, drawn only on a terminal."""
+    if sys.stderr.isatty():
+        line = f"[{i + 1}/{n}] {name}"
+        sys.stderr.write("\r" + line[:78].ljust(78) + ("\n" if i + 1 == n else ""))
+        sys.stderr.flush()
+
+
+def _summary(rows: list[TensorSummary]) -> str:
+    body = [[r.name, r.dtype, str(r.shape), r.format or "kept",
+             "" if r.qsnr_db is None else f"{r.qsnr_db:.2f}", f"{r.bytes_before:,}",
+             f"{r.bytes_after:,}", r.note] for r in rows]
+    before = sum(r.bytes_before for r in rows)
+    after = sum(r.bytes_after for r in rows)
+    body.append(["total", "", "", "", "", f"{before:,}", f"{after:,}",
+                 f"{before / after:.2f}x smaller" if after else ""])
+    headers = ["tensor", "dtype", "shape", "format", "QSNR dB", "bytes before", "bytes after",
+               "note"]
+    return _table(headers, body, right=("QSNR dB", "bytes before", "bytes after"))
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    rows = quantize_file(
+        args.input, args.output, args.format, axis=args.axis, rounding=args.rounding,
+        scale_mode=args.scale_mode, seed=args.seed, backend=args.backend, progress=_progress,
+    )
+    print(_summary(rows))
+    done = sum(r.format is not None and r.qsnr_db is not None for r in rows)
+    print(f"\nwrote {args.output}: {done} of {len(rows)} tensors quantized to {args.format} "
+          f"(rounding {args.rounding}, scale mode {args.scale_mode}, block axis {args.axis})")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    d = describe_file(args.file)
+    print(f"{d.path}: {d.container}, {d.file_bytes:,} bytes, {len(d.tensors)} tensor(s)")
+    for key, value in d.metadata.items():
+        print(f"metadata {key}: {value}")
+    rows = [[t.name, t.kind, t.type, str(t.shape),
+             "" if t.block_axis is None else str(t.block_axis), f"{t.nbytes:,}", t.details]
+            for t in d.tensors]
+    print(_table(["tensor", "kind", "type", "shape", "block axis", "bytes", "details"], rows,
+                 right=("block axis", "bytes")))
+    return 0
+
+
+_COMMANDS = {"report": _report, "quantize": _quantize, "inspect": _inspect}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     args = _parser().parse_args(argv)
     try:
-        return _report(args)
-    except (ValueError, TypeError, OSError, RuntimeError) as exc:
+        return _COMMANDS[args.command](args)
+    except (ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:
         print(f"mxarray {args.command}: error: {exc}", file=sys.stderr)
         return 2

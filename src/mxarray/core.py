@@ -6,6 +6,7 @@ contiguous ``(n_blocks, block_size)`` rows and return rows.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import numpy as np
@@ -13,11 +14,15 @@ import numpy as np
 from . import layout as blocks
 from ._device_arrays import device_name, is_device_array
 from ._random import check_seed, new_seed
-from .array import MXArray
+from .array import MXArray, check_tensor_scale
 from .backends import Backend, get_backend
+from .backends.base import supports
 from .formats import Format, check_rounding, check_scale_mode, get_format
 
-__all__ = ["quantize", "dequantize", "matmul"]
+__all__ = ["quantize", "dequantize", "matmul", "backend_for"]
+
+# The registry module (the package re-exports a function under the same name).
+registry = importlib.import_module(".backends", __package__)
 
 _INPUT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _OUTPUT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -42,6 +47,54 @@ def _resolve_backend(name: str | None, *arrays: Any) -> Backend:
     return be
 
 
+def _explicitly_chosen(name: str | None) -> bool:
+    """Whether the user named the backend: the argument, ``use_backend`` or ``set_backend``."""
+    return (
+        name is not None
+        or registry._context_choice.get() is not None
+        or registry._global_choice is not None
+    )
+
+
+def backend_for(fmts: Format | tuple[Format, ...], backend: str | None = None, *arrays: Any
+                ) -> Backend:
+    """The backend that runs a call on formats ``fmts`` (and data ``arrays``).
+
+    The usual selection (:func:`mxarray.get_backend`, GPU data to CuPy) when its backend
+    supports every format; otherwise, if the user named no backend, the highest-priority
+    available backend that does (the NumPy reference supports all).
+
+    Raises
+    ------
+    NotImplementedError
+        If the named backend (argument, ``use_backend`` or ``set_backend``, or CuPy for
+        GPU data) has no kernel for one of the formats.
+
+    Examples
+    --------
+    >>> import mxarray
+    >>> from mxarray.core import backend_for
+    >>> backend_for(mxarray.get_format("mx9")).name
+    'numpy'
+    """
+    fmts = fmts if isinstance(fmts, tuple) else (fmts,)
+    be = _resolve_backend(backend, *arrays)
+    missing = [f for f in fmts if not supports(be, f)]
+    if not missing:
+        return be
+    on_device = any(is_device_array(a) for a in arrays)
+    if not _explicitly_chosen(backend) and not on_device:
+        for info in registry.backends():  # highest priority first
+            if info.available and info.priority >= 0:
+                candidate = get_backend(info.name)
+                if all(supports(candidate, f) for f in fmts):
+                    return candidate
+    raise NotImplementedError(
+        f"backend {be.name!r} has no kernel for {missing[0].name} yet; "
+        "use backend='numpy' (the reference implements every format)"
+    )
+
+
 def _as_float_array(x: Any, xp: Any) -> Any:
     if isinstance(x, MXArray):
         raise TypeError("x is already an MXArray; dequantize it first to requantize")
@@ -64,8 +117,9 @@ def quantize(
     scale_mode: str = "floor",
     seed: int | None = None,
     backend: str | None = None,
+    tensor_scale: float | None = None,
 ) -> MXArray:
-    """Quantize a float array into an MX format, in blocks along ``axis``.
+    """Quantize a float array into an MX block format, in blocks along ``axis``.
 
     Parameters
     ----------
@@ -75,18 +129,25 @@ def quantize(
         zeros, which never changes its scale.
     fmt : str or Format
         ``"mxfp8_e4m3"``, ``"mxfp8_e5m2"``, ``"mxfp6_e3m2"``, ``"mxfp6_e2m3"``,
-        ``"mxfp4_e2m1"``, ``"mxint8"`` or the matching ``mxarray`` Format object.
+        ``"mxfp4_e2m1"``, ``"mxint8"``, ``"mx9"``, ``"mx6"``, ``"mx4"``, ``"nvfp4"``, a
+        registered format (:func:`mxarray.formats.register`) or a Format object.
     axis : int, optional
         The block axis (default the last).
     rounding : {"even", "nearest", "toward_zero", "stochastic"}, optional
         How scaled elements are rounded onto the element grid (default ties-to-even).
     scale_mode : {"floor", "ceil", "rceil", "even"}, optional
-        How each block's shared exponent is chosen from its largest magnitude.
+        How each block's shared exponent (and each sub-block's microexponent) is chosen
+        from its largest magnitude.  Formats with UE4M3 scales (NVFP4) round their block
+        scales to nearest-even and accept only the default "floor".
     seed : int, optional
         Seed of the counter-based generator for ``rounding="stochastic"``, in
         ``[0, 2**64)``.  If omitted, a fresh seed is drawn and recorded on the result.
     backend : str, optional
-        Backend name (see :func:`mxarray.backends`); default per :func:`mxarray.get_backend`.
+        Backend name (see :func:`mxarray.backends`); default per :func:`mxarray.get_backend`,
+        or the best backend that supports ``fmt``.
+    tensor_scale : float, optional
+        For formats with a per-tensor scale (NVFP4): a positive finite float32 to use
+        instead of the spec's choice from the tensor's amax (``amax / (6 * 448)``).
 
     Returns
     -------
@@ -97,8 +158,11 @@ def quantize(
     TypeError
         If ``x`` is not float16/32/64, or an argument has the wrong type.
     ValueError
-        If ``x`` is 0-d, its block axis is empty, ``axis`` is out of range, or the
-        format, rounding or scale mode is unknown.
+        If ``x`` is 0-d, its block axis is empty, ``axis`` is out of range, the format,
+        rounding or scale mode is unknown or not defined for the format, or
+        ``tensor_scale`` is bad or given for a format without one.
+    NotImplementedError
+        If the named backend has no kernel for the format.
 
     Examples
     --------
@@ -118,7 +182,12 @@ def quantize(
         seed = new_seed()
     if rounding != "stochastic":
         seed = None
-    be = _resolve_backend(backend, x)
+    _check_scale_kind(fmt, rounding, scale_mode)
+    if tensor_scale is not None:
+        if fmt.tensor_scale == "none":
+            raise ValueError(f"{fmt.name} has no per-tensor scale; drop tensor_scale")
+        tensor_scale = check_tensor_scale(tensor_scale)
+    be = backend_for(fmt, backend, x)
     arr = _as_float_array(x, be.xp)
     ax = blocks.normalize_axis(axis, arr.ndim)
     if arr.shape[ax] == 0:
@@ -126,15 +195,43 @@ def quantize(
     rows = blocks.to_blocks(arr, ax, fmt.block_size, be.xp)
     lead = blocks.lead_shape(arr.shape, ax)
     nb = blocks.n_blocks(arr.shape[ax], fmt.block_size)
+    extra: dict[str, Any] = {}
+    if fmt.tensor_scale != "none":
+        if tensor_scale is None:
+            tensor_scale = fmt.tensor_scale_for(_finite_amax(arr, be.xp))
+        extra["tensor_scale"] = tensor_scale
     if hasattr(be, "quantize_packed"):  # optional fused path: codes never materialised
-        packed, scales = be.quantize_packed(rows, fmt, rounding, scale_mode, seed)
+        packed, scales = be.quantize_packed(rows, fmt, rounding, scale_mode, seed, **extra)
         packed = packed.reshape(blocks.packed_shape(arr.shape, ax, fmt))
     else:
-        codes, scales = be.quantize_blocks(rows, fmt, rounding, scale_mode, seed)
+        codes, scales = be.quantize_blocks(rows, fmt, rounding, scale_mode, seed, **extra)
         packed = be.pack(codes.reshape(lead + (nb * fmt.block_size,)), fmt)
     return MXArray._wrap(
-        packed, scales.reshape(lead + (nb,)), fmt, arr.shape, ax, rounding, scale_mode, seed
+        packed, scales.reshape(lead + (nb,)), fmt, arr.shape, ax, rounding, scale_mode, seed,
+        tensor_scale,
     )
+
+
+def _check_scale_kind(fmt: Format, rounding: str, scale_mode: str) -> None:
+    """Scale modes and stochastic rounding are defined for power-of-two scales only."""
+    if fmt.scale.kind != "ue4m3":
+        return
+    if scale_mode != "floor":
+        raise ValueError(
+            f"scale_mode {scale_mode!r} does not apply to {fmt.name}: its UE4M3 block scales "
+            "are always rounded to nearest-even; leave scale_mode at 'floor'"
+        )
+    if rounding == "stochastic":
+        raise ValueError(
+            f"stochastic rounding is not defined for {fmt.name} (its scales are not powers "
+            "of two); use 'even', 'nearest' or 'toward_zero'"
+        )
+
+
+def _finite_amax(arr: Any, xp: Any) -> float:
+    """Largest finite magnitude of ``arr`` (0.0 if none), as a Python float."""
+    mag = xp.abs(arr.astype(np.float64))
+    return float(xp.max(xp.where(xp.isfinite(mag), mag, 0.0)))
 
 
 def _check_mx(a: object, name: str) -> MXArray:
@@ -195,7 +292,7 @@ def dequantize(
     array([ 0., -0.,  8., 96.], dtype=float32)
     """
     _check_mx(a, "a")
-    be = _resolve_backend(backend, a.packed, out)
+    be = backend_for(a.format, backend, a.packed, out)
     if out is not None:
         dtype = _check_out(out, a.shape, be)
     try:
@@ -206,9 +303,9 @@ def dequantize(
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
     fmt = a.format
     scales = be.xp.asarray(a._scales).reshape(-1)
+    extra = {} if a.tensor_scale is None else {"tensor_scale": a.tensor_scale}
     if hasattr(be, "dequantize_packed"):  # optional fused path straight from the bytes
-        bytes_per_block = fmt.block_size // fmt.layout.elements * fmt.layout.bytes
-        packed = be.xp.asarray(a.packed).reshape(scales.shape[0], bytes_per_block)
+        packed = be.xp.asarray(a.packed).reshape(scales.shape[0], fmt.bytes_per_block)
         direct = (
             out is not None
             and a.block_axis == a.ndim - 1
@@ -216,12 +313,13 @@ def dequantize(
             and out.flags.c_contiguous
         )
         if direct:  # the output's rows are exactly the blocks: no copy at all
-            be.dequantize_packed(packed, scales, fmt, dt, out=out.reshape(-1, fmt.block_size))
+            be.dequantize_packed(packed, scales, fmt, dt, out=out.reshape(-1, fmt.block_size),
+                                 **extra)
             return out
-        values = be.dequantize_packed(packed, scales, fmt, dt)
+        values = be.dequantize_packed(packed, scales, fmt, dt, **extra)
     else:
         codes = _unpacked_rows(a, be).reshape(-1, fmt.block_size)
-        values = be.dequantize_blocks(codes, scales, fmt, dt)
+        values = be.dequantize_blocks(codes, scales, fmt, dt, **extra)
     result = blocks.from_blocks(values, a.shape, a.block_axis, be.xp)
     if out is None:
         return result
@@ -248,7 +346,9 @@ def _check_out(out: Any, shape: tuple[int, ...], be: Any) -> Any:
 def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:
     """MX matrix product with a float32 result, per the spec's dot-product rule.
 
-    ``C = sum over blocks k of 2**(XA_k + XB_k) * sum_i PA_i * PB_i``.  ``a`` must be
+    ``C = sum over blocks k of 2**(XA_k + XB_k) * sum_i PA_i * PB_i`` for the OCP
+    formats; in general ``C = sum_k A_k B_k`` over the exact dequantized values
+    (microexponents, UE4M3 block scales and tensor scales included).  ``a`` must be
     blocked along its last axis and ``b`` along its second-to-last (its first, if 1-D).
     Batch dimensions broadcast as in :func:`numpy.matmul`; 1-D operands are treated as
     a row (``a``) or a column (``b``) vector and that dimension is dropped.  The formats
@@ -294,7 +394,7 @@ def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:
             f"matmul: a has {k} columns but b has {b.shape[b_contracted]} rows "
             f"(shapes {a.shape} and {b.shape})"
         )
-    be = _resolve_backend(backend, a.packed, b.packed)
+    be = backend_for((a.format, b.format), backend, a.packed, b.packed)
     xp = be.xp
     fused = hasattr(be, "matmul_packed")  # optional path that decodes packed tiles itself
     if fused:
@@ -322,7 +422,11 @@ def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:
         out = xp.zeros(batch + (m, n), dtype=np.float32)
     else:
         operation = be.matmul_packed if fused else be.matmul_blocks
-        out = operation(*flat(a_rows, a_scales), a.format, *flat(b_rows, b_scales), b.format)
+        extra = {}
+        if a.tensor_scale is not None or b.tensor_scale is not None:
+            extra = {"a_tensor_scale": a.tensor_scale, "b_tensor_scale": b.tensor_scale}
+        out = operation(*flat(a_rows, a_scales), a.format, *flat(b_rows, b_scales), b.format,
+                        **extra)
 
     out = out.reshape(batch + (m, n))
     if b.ndim == 1:

@@ -72,9 +72,9 @@ def lead_shape(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
 
 
 def packed_shape(shape: tuple[int, ...], axis: int, fmt: Format) -> tuple[int, ...]:
-    """Shape of the packed element bytes: the block axis innermost, padded and packed."""
-    padded = n_blocks(shape[axis], fmt.block_size) * fmt.block_size
-    return lead_shape(shape, axis) + (padded // fmt.layout.elements * fmt.layout.bytes,)
+    """Shape of the packed bytes: the block axis innermost, padded and packed (each block's
+    element bytes followed by its microexponent bytes, if the format has sub-blocks)."""
+    return lead_shape(shape, axis) + (n_blocks(shape[axis], fmt.block_size) * fmt.bytes_per_block,)
 
 
 def scales_shape(shape: tuple[int, ...], axis: int, block_size: int) -> tuple[int, ...]:

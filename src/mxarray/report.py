@@ -1,4 +1,4 @@
-"""Accuracy and speed of every MX format on one array: the engine of ``mxarray report``."""
+"""Accuracy and speed of every block format on one array: the engine of ``mxarray report``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Any, Iterable
 import numpy as np
 
 from ._device_arrays import move
-from .core import dequantize, quantize
-from .formats import FORMATS, SCALE, get_format
+from .backends import get_backend
+from .backends.base import supports
+from .core import _check_scale_kind, backend_for, dequantize, quantize
+from .formats import BLOCK_FORMATS, get_format
 
 __all__ = ["FormatReport", "qsnr_db", "evaluate", "format_table"]
 
@@ -27,6 +29,7 @@ class FormatReport:
     saturated_fraction: float
     quantize_gbps: float
     dequantize_gbps: float
+    backend: str
 
 
 def qsnr_db(x: np.ndarray, y: np.ndarray) -> float:
@@ -45,12 +48,16 @@ def qsnr_db(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _saturated_fraction(x: np.ndarray, q: Any) -> float:
-    """Share of elements whose magnitude exceeded ``max_normal * 2**X`` of their block."""
+    """Share of elements whose magnitude exceeded ``max_normal`` times their block's scale
+    (and the tensor scale, if any)."""
     fmt = q.format
     scales = np.repeat(q.scales, fmt.block_size, axis=q.block_axis)
     scales = np.take(scales, np.arange(x.shape[q.block_axis]), axis=q.block_axis)
-    limit = np.ldexp(fmt.max_normal, scales.astype(np.int32) - SCALE.bias)
-    finite = np.isfinite(x) & (scales != SCALE.nan_code)
+    block = fmt.scale.decode(scales)
+    if q.tensor_scale is not None:
+        block = block * np.float64(q.tensor_scale)
+    limit = fmt.max_normal * block
+    finite = np.isfinite(x) & ~np.isnan(block)
     return float(np.count_nonzero(np.abs(x[finite]) > limit[finite]) / max(x.size, 1))
 
 
@@ -76,7 +83,11 @@ def evaluate(
     """Quantize ``x`` into each format and measure accuracy and throughput.
 
     Throughput is the best of ``repeats`` runs, in GB/s of float32-equivalent data
-    (``4 * x.size`` bytes), so figures are comparable across input dtypes.
+    (``4 * x.size`` bytes), so figures are comparable across input dtypes.  ``formats``
+    defaults to every known block format that defines ``rounding`` and ``scale_mode``
+    (NVFP4 has no stochastic rounding and only the "floor" mode).  A format the named
+    ``backend`` has no kernel for runs on the best backend that has one; each row names
+    the backend that ran.
 
     Examples
     --------
@@ -89,16 +100,18 @@ def evaluate(
     """
     rows = []
     gbytes = 4 * x.size / 1e9
-    for name in formats if formats is not None else FORMATS:
+    for name in formats if formats is not None else _defined(rounding, scale_mode):
         fmt = get_format(name)
+        named = backend if backend is None or supports(get_backend(backend), fmt) else None
+        ran = backend_for(fmt, named, x).name
         t_q, q = _best_time(
             lambda: quantize(
                 x, fmt, axis=axis, rounding=rounding, scale_mode=scale_mode, seed=0,
-                backend=backend,
+                backend=ran,
             ),
             repeats,
         )
-        t_d, y = _best_time(lambda: dequantize(q, backend=backend), repeats)
+        t_d, y = _best_time(lambda: dequantize(q, backend=ran), repeats)
         y, q = move(y, "cpu"), q.to_device("cpu")  # statistics run on the host
         nonzero = (x != 0) & np.isfinite(x)
         rel = np.abs(x[nonzero].astype(np.float64) - y[nonzero]) / np.abs(x[nonzero])
@@ -112,9 +125,22 @@ def evaluate(
                 saturated_fraction=_saturated_fraction(x, q),
                 quantize_gbps=gbytes / t_q,
                 dequantize_gbps=gbytes / t_d,
+                backend=ran,
             )
         )
     return rows
+
+
+def _defined(rounding: str, scale_mode: str) -> list[str]:
+    """Names of the block formats for which ``rounding`` and ``scale_mode`` are defined."""
+    names = []
+    for name, fmt in BLOCK_FORMATS.items():
+        try:
+            _check_scale_kind(fmt, rounding, scale_mode)
+        except ValueError:
+            continue
+        names.append(name)
+    return names
 
 
 _COLUMNS = (
@@ -126,6 +152,7 @@ _COLUMNS = (
     ("saturated", "saturated_fraction", "{:.4%}"),
     ("quant GB/s", "quantize_gbps", "{:.3f}"),
     ("dequant GB/s", "dequantize_gbps", "{:.3f}"),
+    ("backend", "backend", "{}"),
 )
 
 

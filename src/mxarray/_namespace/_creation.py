@@ -160,7 +160,8 @@ def _asarray(obj: Any, dtype: Any, copy: bool | None, block_axis: int | None, ro
     if isinstance(obj, MXArray) and target is obj.format and (
             block_axis % obj.ndim == obj.block_axis):
         return MXArray._wrap(obj._packed.copy(), obj._scales.copy(), obj.format, obj.shape,
-                             obj.block_axis, obj.rounding, obj.scale_mode, obj.seed) \
+                             obj.block_axis, obj.rounding, obj.scale_mode, obj.seed,
+                             obj.tensor_scale) \
             if copy else obj
     if isinstance(target, Format):
         if copy is False:

@@ -63,7 +63,9 @@ def setitem(x: MXArray, key: Any, value: Any) -> tuple[np.ndarray, np.ndarray, i
     codes = be.unpack(x._packed, x.format).reshape(-1, size)
     scales = x._scales.reshape(-1).copy()
     if rows.shape[0]:
-        new_codes, new_scales = be.quantize_blocks(rows, x.format, rounding, scale_mode, seed)
+        extra = {} if x.tensor_scale is None else {"tensor_scale": x.tensor_scale}
+        new_codes, new_scales = be.quantize_blocks(rows, x.format, rounding, scale_mode, seed,
+                                                   **extra)
         codes[touched] = new_codes
         scales[touched] = new_scales
     lead = x._packed.shape[:-1]

@@ -26,13 +26,19 @@ __all__ = [
 
 
 def rebuild(x: MXArray, packed: np.ndarray, scales: np.ndarray, shape: tuple[int, ...],
-            axis: int, sources: Sequence[MXArray] = ()) -> MXArray:
-    """A new MXArray of ``x``'s format with the given storage; metadata kept when shared."""
+            axis: int, sources: Sequence[MXArray] = ()) -> MXArray | None:
+    """A new MXArray of ``x``'s format with the given storage; metadata kept when shared.
+
+    ``None`` when the sources hold different per-tensor scales (NVFP4): their codes mean
+    different values, so the storage cannot be joined without requantizing.
+    """
     group = list(sources) or [x]
+    if any(s.tensor_scale != x.tensor_scale for s in group):
+        return None
     same = all(s.rounding == x.rounding and s.scale_mode == x.scale_mode for s in group)
     return MXArray._wrap(packed, scales, x.format, tuple(shape), axis,
                          x.rounding if same else None, x.scale_mode if same else None,
-                         x.seed if len(group) == 1 else None)
+                         x.seed if len(group) == 1 else None, x.tensor_scale)
 
 
 def _lead_axis(axis: int, block_axis: int) -> int:

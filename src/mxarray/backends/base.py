@@ -20,6 +20,19 @@ Contracts (every backend is tested against the NumPy reference, bit for bit):
 ``available() -> (bool, str)``
     Whether the backend is usable on this machine, and why (not).
 
+Optional: ``supports(fmt) -> bool``, whether the backend implements block format
+``fmt``.  A backend without the method supports exactly the six OCP formats (E8M0 scale
+per 32 elements, no sub-blocks, no tensor scale); see :func:`supports`.  For the other
+block formats (MX9/MX6/MX4, NVFP4, registered ones) the contracts above change so:
+
+- codes are *unpacked codes* of dtype ``fmt.code_dtype``: the element code in the low
+  ``fmt.bits`` bits and its sub-block's microexponent D above them (uint16 for MX9);
+- scale bytes are E8M0 / d-bit exponent bytes, or UE4M3 bytes for NVFP4;
+- formats with a tensor scale get it as the keyword ``tensor_scale=`` (a float32 value)
+  in ``quantize_blocks`` and ``dequantize_blocks``, and ``a_tensor_scale=`` /
+  ``b_tensor_scale=`` in ``matmul_blocks``; the keywords are passed only for them;
+- block sizes of the two matmul operands may differ (both padded K lengths cover K).
+
 Optional fused paths, used by the core when a backend defines them (same results):
 
 ``quantize_packed(blocks, fmt, rounding, scale_mode, seed) -> (packed, scales)``
@@ -38,7 +51,7 @@ from typing import Any, Protocol
 
 from ..formats import Format
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "supports"]
 
 
 class Backend(Protocol):
@@ -68,3 +81,19 @@ class Backend(Protocol):
         b_scales: Any,
         b_fmt: Format,
     ) -> Any: ...
+
+
+def supports(backend: Any, fmt: Format) -> bool:
+    """Whether ``backend`` implements ``fmt``: its ``supports(fmt)``, else "OCP formats only".
+
+    Examples
+    --------
+    >>> import mxarray
+    >>> from mxarray.backends.base import supports
+    >>> class OldBackend: ...
+    >>> old = OldBackend()
+    >>> supports(old, mxarray.mxfp4_e2m1), supports(old, mxarray.get_format("mx9"))
+    (True, False)
+    """
+    probe = getattr(backend, "supports", None)
+    return bool(probe(fmt)) if probe is not None else fmt.is_ocp

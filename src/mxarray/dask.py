@@ -1,0 +1,398 @@
+"""Quantize and dequantize Dask arrays chunk by chunk (the ``dask`` extra).
+
+Each chunk is quantized with :func:`mxarray.quantize` on its own.  Because every block
+has its own scale, and chunks along the block axis hold whole blocks, the bytes equal
+those of quantizing the whole array in memory.  The result, :class:`DaskMXArray`,
+holds two lazy uint8 Dask arrays in the canonical layout (block axis innermost):
+``packed`` (``lead + (packed bytes,)``) and ``scales`` (``lead + (n_blocks,)``), where
+``lead`` is the logical shape without the block axis.
+
+Stochastic rounding is not supported here: its random stream is keyed by an element's
+index in the whole array, which a per-chunk call cannot reproduce yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any
+
+import numpy as np
+
+from . import layout as blocks
+from .array import MXArray
+from .core import dequantize as _dequantize
+from .core import quantize as _quantize
+from .formats import Format, check_rounding, check_scale_mode, get_format
+
+try:
+    import dask
+    import dask.array as da
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "mxarray.dask needs dask[array]: pip install 'mxarray[dask]'"
+    ) from err
+
+__all__ = ["DaskMXArray", "quantize", "dequantize", "store", "quantize_npy"]
+
+_INPUT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _bytes_per_block(fmt: Format) -> int:
+    return fmt.block_size // fmt.layout.elements * fmt.layout.bytes
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DaskMXArray:
+    """A lazily quantized array: packed bytes and scales as two Dask arrays.
+
+    Attributes
+    ----------
+    packed : dask.array.Array
+        uint8, ``lead + (n_blocks * bytes_per_block,)``: the block axis innermost,
+        padded and packed exactly as :attr:`mxarray.MXArray.packed`.
+    scales : dask.array.Array
+        uint8 E8M0 bytes, ``lead + (n_blocks,)`` (the block axis innermost).
+    format : Format
+    shape : tuple of int
+        The logical shape.
+    block_axis : int
+        The block axis of the logical shape (non-negative).
+    rounding, scale_mode : str or None
+        How the data were quantized, if known.
+    """
+
+    packed: Any
+    scales: Any
+    format: Format
+    shape: tuple[int, ...]
+    block_axis: int
+    rounding: str | None = None
+    scale_mode: str | None = None
+
+    def __post_init__(self) -> None:
+        fmt = get_format(self.format)
+        object.__setattr__(self, "format", fmt)
+        shape = blocks.normalize_shape(self.shape)
+        object.__setattr__(self, "shape", shape)
+        ax = blocks.normalize_axis(self.block_axis, len(shape), "block_axis")
+        object.__setattr__(self, "block_axis", ax)
+        for name, want in [("packed", blocks.packed_shape(shape, ax, fmt)),
+                           ("scales", blocks.lead_shape(shape, ax)
+                            + (blocks.n_blocks(shape[ax], fmt.block_size),))]:
+            arr = getattr(self, name)
+            if not isinstance(arr, da.Array):
+                raise TypeError(f"{name} must be a dask array, not {type(arr).__name__}")
+            if arr.dtype != np.uint8 or tuple(arr.shape) != want:
+                raise ValueError(f"{name} must be uint8 of shape {want} for {fmt.name} with "
+                                 f"logical shape {shape} and block axis {ax}, got "
+                                 f"{arr.dtype} {tuple(arr.shape)}")
+
+    @property
+    def ndim(self) -> int:
+        """Number of logical dimensions."""
+        return len(self.shape)
+
+    def compute(self, **kwargs: Any) -> MXArray:
+        """Compute both parts (in one pass over the graph) into an in-memory MXArray.
+
+        Keyword arguments go to :func:`dask.compute` (``scheduler=...``).
+        """
+        packed, scales = dask.compute(self.packed, self.scales, **kwargs)
+        return MXArray.from_parts(
+            packed, np.moveaxis(scales, -1, self.block_axis), self.format, self.shape,
+            axis=self.block_axis, layout="packed", rounding=self.rounding,
+            scale_mode=self.scale_mode,
+        )
+
+    def dequantize(self, dtype: Any = np.float32) -> Any:
+        """Lazily dequantize; see :func:`mxarray.dask.dequantize`."""
+        return dequantize(self, dtype)
+
+
+def _align_chunks(chunks: tuple[int, ...], block_size: int) -> tuple[int, ...]:
+    """``chunks`` if every chunk but the last holds whole blocks; else chunks of whole
+    blocks, each about as long as the largest of ``chunks``."""
+    if all(c % block_size == 0 for c in chunks[:-1]):
+        return chunks
+    length = sum(chunks)
+    step = max(block_size, max(chunks) // block_size * block_size)
+    return tuple(min(step, length - start) for start in range(0, length, step))
+
+
+def _quantize_chunk(chunk: np.ndarray, **kwargs: Any) -> np.ndarray:
+    """Quantize one chunk (block axis last); return packed bytes and scales side by side."""
+    q = _quantize(chunk, axis=-1, **kwargs)
+    return np.concatenate([q.packed, q.scales], axis=-1)
+
+
+def _packed_part(both: np.ndarray, bytes_per_block: int) -> np.ndarray:
+    n = both.shape[-1] // (bytes_per_block + 1)
+    return both[..., : n * bytes_per_block]
+
+
+def _scales_part(both: np.ndarray, bytes_per_block: int) -> np.ndarray:
+    n = both.shape[-1] // (bytes_per_block + 1)
+    return both[..., n * bytes_per_block :]
+
+
+def quantize(
+    x: Any,
+    fmt: str | Format,
+    *,
+    axis: int = -1,
+    rounding: str = "even",
+    scale_mode: str = "floor",
+    backend: str | None = None,
+) -> DaskMXArray:
+    """Quantize a Dask array chunk by chunk; the bytes equal :func:`mxarray.quantize`'s.
+
+    Chunks along ``axis`` must hold whole blocks (each but the last a multiple of
+    ``fmt.block_size``); other chunkings are rechunked to that, keeping the chunk
+    length about the same.  Nothing is computed until the result is.
+
+    Parameters
+    ----------
+    x : dask.array.Array
+        float16, float32 or float64, at least one dimension.
+    fmt, axis, rounding, scale_mode, backend
+        As for :func:`mxarray.quantize`; ``rounding="stochastic"`` is refused.
+
+    Returns
+    -------
+    DaskMXArray
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a float Dask array.
+    ValueError
+        For stochastic rounding, a 0-d or empty block axis, or an unknown mode/format.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, mxarray, mxarray.dask
+    >>> x = np.linspace(-3, 3, 200, dtype=np.float32).reshape(2, 100)
+    >>> q = mxarray.dask.quantize(da.from_array(x, chunks=(1, 64)), "mxfp8_e4m3")
+    >>> q.packed.chunks, q.scales.chunks
+    (((1, 1), (64, 64)), ((1, 1), (2, 2)))
+    >>> bool(np.array_equal(q.compute().packed, mxarray.quantize(x, "mxfp8_e4m3").packed))
+    True
+    """
+    if not isinstance(x, da.Array):
+        raise TypeError(f"x must be a dask array, not {type(x).__name__}; use mxarray.quantize "
+                        "for in-memory arrays")
+    if np.dtype(x.dtype) not in _INPUT_DTYPES:
+        raise TypeError(f"x must be a float16, float32 or float64 array, got dtype {x.dtype}")
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension (got a 0-d array)")
+    fmt = get_format(fmt)
+    check_scale_mode(scale_mode)
+    if check_rounding(rounding) == "stochastic":
+        raise ValueError(
+            "mxarray.dask.quantize does not support rounding='stochastic': the random draws "
+            "are keyed by each element's index in the whole array, which a per-chunk "
+            "quantize cannot reproduce yet; quantize in memory with mxarray.quantize"
+        )
+    ax = blocks.normalize_axis(axis, x.ndim)
+    if x.shape[ax] == 0:
+        raise ValueError(f"the block axis ({ax}) of x with shape {x.shape} is empty")
+    moved = da.moveaxis(x, ax, -1)
+    moved = moved.rechunk(moved.chunks[:-1] + (_align_chunks(moved.chunks[-1], fmt.block_size),))
+    bpb = _bytes_per_block(fmt)
+    nb = [blocks.n_blocks(c, fmt.block_size) for c in moved.chunks[-1]]
+    both = moved.map_blocks(
+        functools.partial(_quantize_chunk, fmt=fmt, rounding=rounding,
+                          scale_mode=scale_mode, backend=backend),
+        dtype=np.uint8, chunks=moved.chunks[:-1] + (tuple(n * (bpb + 1) for n in nb),),
+        meta=np.empty((0,) * moved.ndim, dtype=np.uint8),
+    )
+    lead = moved.chunks[:-1]
+    packed = both.map_blocks(_packed_part, bpb, dtype=np.uint8,
+                             chunks=lead + (tuple(n * bpb for n in nb),))
+    scales = both.map_blocks(_scales_part, bpb, dtype=np.uint8, chunks=lead + (tuple(nb),))
+    return DaskMXArray(packed, scales, fmt, tuple(x.shape), ax, rounding, scale_mode)
+
+
+def _dequantize_chunk(
+    packed: np.ndarray, scales: np.ndarray, *, fmt: Format, lengths: tuple[int, ...],
+    dtype: np.dtype, backend: str | None, block_id: tuple[int, ...],
+) -> np.ndarray:
+    shape = packed.shape[:-1] + (lengths[block_id[-1]],)
+    a = MXArray.from_parts(packed, scales, fmt, shape, layout="packed")
+    return _dequantize(a, dtype, backend=backend)
+
+
+def dequantize(
+    q: DaskMXArray, dtype: Any = np.float32, *, backend: str | None = None
+) -> Any:
+    """Lazily dequantize a :class:`DaskMXArray` into a Dask array of ``q.shape``.
+
+    The chunks follow ``q.scales`` (``packed`` is rechunked to match if needed); each
+    chunk is dequantized with :func:`mxarray.dequantize`, so the values equal the
+    in-memory ones exactly.
+
+    Parameters
+    ----------
+    q : DaskMXArray
+    dtype : {numpy.float32, numpy.float64}, optional
+    backend : str, optional
+
+    Raises
+    ------
+    TypeError
+        If ``q`` is not a DaskMXArray or ``dtype`` is unsupported.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, mxarray, mxarray.dask
+    >>> q = mxarray.dask.quantize(da.from_array(np.array([0.3, -1.7, 5.0, 100.0])), "mxfp4_e2m1")
+    >>> mxarray.dask.dequantize(q).compute()
+    array([ 0., -0.,  8., 96.], dtype=float32)
+    """
+    if not isinstance(q, DaskMXArray):
+        raise TypeError(f"q must be a DaskMXArray, not {type(q).__name__}")
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    fmt, ax = q.format, q.block_axis
+    scales = q.scales
+    packed = q.packed.rechunk(
+        scales.chunks[:-1] + (tuple(n * _bytes_per_block(fmt) for n in scales.chunks[-1]),)
+    )
+    bounds = np.cumsum((0,) + scales.chunks[-1]) * fmt.block_size
+    length = q.shape[ax]
+    lengths = tuple(int(min(hi, length) - lo)
+                    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True))
+    values = da.map_blocks(
+        functools.partial(_dequantize_chunk, fmt=fmt, lengths=lengths, dtype=dt,
+                          backend=backend),
+        packed, scales, dtype=dt, chunks=scales.chunks[:-1] + (lengths,),
+        meta=np.empty((0,) * q.ndim, dtype=dt),
+    )
+    return da.moveaxis(values, -1, ax)
+
+
+def store(q: DaskMXArray, packed: Any, scales: Any, **kwargs: Any) -> None:
+    """Write ``q.packed`` and ``q.scales`` into two array-likes, chunk by chunk.
+
+    The targets (``numpy.memmap``, ``np.lib.format.open_memmap``, Zarr arrays ...) must
+    have the shapes of ``q.packed`` and ``q.scales`` and support slice assignment.  Both
+    parts are written in one pass: each chunk is read and quantized once.  Keyword
+    arguments go to :func:`dask.array.store` (``scheduler=...``, ``lock=...``).
+
+    Raises
+    ------
+    TypeError
+        If ``q`` is not a DaskMXArray.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, mxarray, mxarray.dask
+    >>> q = mxarray.dask.quantize(da.ones((4, 64), chunks=(2, 32)), "mxint8")
+    >>> packed, scales = np.empty(q.packed.shape, np.uint8), np.empty(q.scales.shape, np.uint8)
+    >>> mxarray.dask.store(q, packed, scales)
+    >>> int(packed[0, 0]), int(scales[0, 0]) - 127          # 1.0 = 64/64 * 2**0
+    (64, 0)
+    """
+    if not isinstance(q, DaskMXArray):
+        raise TypeError(f"q must be a DaskMXArray, not {type(q).__name__}")
+    da.store([q.packed, q.scales], [packed, scales], **kwargs)
+
+
+class _NpyFile:
+    """A ``.npy`` file as an array-like that reads only the slices asked for.
+
+    ``dask.array.from_array`` copies arrays that have a ``copy`` method, which for a
+    memory map reads the whole file; this stand-in has none, and pickles as its path
+    (so distributed workers open the file themselves).
+    """
+
+    def __init__(self, path: Any) -> None:
+        self.path = str(path)
+        header = np.load(self.path, mmap_mode="r")
+        self.shape, self.dtype, self.ndim = header.shape, header.dtype, header.ndim
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.array(np.load(self.path, mmap_mode="r")[key])
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        stat = os.stat(self.path)
+        return (self.path, stat.st_mtime_ns, stat.st_size, self.shape, str(self.dtype))
+
+
+def quantize_npy(
+    source: str | os.PathLike[str],
+    packed_path: str | os.PathLike[str],
+    scales_path: str | os.PathLike[str],
+    fmt: str | Format,
+    *,
+    axis: int = -1,
+    chunk_bytes: int = 64 * 2**20,
+    rounding: str = "even",
+    scale_mode: str = "floor",
+    backend: str | None = None,
+    **kwargs: Any,
+) -> DaskMXArray:
+    """Quantize a ``.npy`` file into two ``.npy`` files without loading it whole.
+
+    The source is read through a memory map in chunks of about ``chunk_bytes`` (whole blocks
+    along ``axis``); the packed bytes and scales are written to new memory-mapped
+    ``.npy`` files in the canonical layout of :class:`DaskMXArray`.  Peak memory is a
+    few chunks per worker thread, however large the file.
+
+    Parameters
+    ----------
+    source : str or path
+        A ``.npy`` file of float16, float32 or float64 values.
+    packed_path, scales_path : str or path
+        The ``.npy`` files to create (overwritten if they exist).
+    fmt, axis, rounding, scale_mode, backend
+        As for :func:`quantize`.
+    chunk_bytes : int, optional
+        About how many bytes of the source one chunk holds (default 64 MiB).
+    **kwargs
+        Passed to :func:`dask.array.store` (``scheduler=...``).
+
+    Returns
+    -------
+    DaskMXArray
+        Over the written files (opened read-only, lazily).  The format, logical shape
+        and block axis are not in the ``.npy`` files: keep them to reopen the pair as a
+        ``DaskMXArray(packed, scales, fmt, shape, axis)`` of two Dask arrays.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os, mxarray, mxarray.dask
+    >>> d = tempfile.mkdtemp()
+    >>> np.save(os.path.join(d, "x.npy"), np.linspace(-1, 1, 300).reshape(3, 100))
+    >>> q = mxarray.dask.quantize_npy(os.path.join(d, "x.npy"), os.path.join(d, "p.npy"),
+    ...                               os.path.join(d, "s.npy"), "mxfp6_e2m3", chunk_bytes=512)
+    >>> np.load(os.path.join(d, "p.npy")).shape, np.load(os.path.join(d, "s.npy")).shape
+    ((3, 96), (3, 4))
+    >>> in_memory = mxarray.quantize(np.load(os.path.join(d, "x.npy")), "mxfp6_e2m3")
+    >>> bool(np.array_equal(q.compute().packed, in_memory.packed))
+    True
+    """
+    fmt = get_format(fmt)
+    src = _NpyFile(source)
+    ax = blocks.normalize_axis(axis, src.ndim)
+    if not isinstance(chunk_bytes, int) or chunk_bytes <= 0:
+        raise ValueError(f"chunk_bytes must be a positive integer, got {chunk_bytes!r}")
+    chunks = da.core.normalize_chunks("auto", src.shape, limit=chunk_bytes, dtype=src.dtype,
+                                      previous_chunks=None)
+    chunks = chunks[:ax] + (_align_chunks(chunks[ax], fmt.block_size),) + chunks[ax + 1 :]
+    x = da.from_array(src, chunks=chunks)
+    q = quantize(x, fmt, axis=ax, rounding=rounding, scale_mode=scale_mode, backend=backend)
+    out_packed = np.lib.format.open_memmap(packed_path, mode="w+", dtype=np.uint8,
+                                           shape=q.packed.shape)
+    out_scales = np.lib.format.open_memmap(scales_path, mode="w+", dtype=np.uint8,
+                                           shape=q.scales.shape)
+    store(q, out_packed, out_scales, **kwargs)
+    out_packed.flush()
+    out_scales.flush()
+    del out_packed, out_scales
+    reopened = [da.from_array(_NpyFile(p), chunks=c)
+                for p, c in [(packed_path, q.packed.chunks), (scales_path, q.scales.chunks)]]
+    return DaskMXArray(*reopened, fmt, q.shape, ax, rounding, scale_mode)

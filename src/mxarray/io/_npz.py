@@ -1,0 +1,193 @@
+"""``.npz`` and ``.npy`` files, read without pickle and with sizes checked first.
+
+An ``.npz`` file is a zip archive of ``.npy`` members.  Before a member is read, its
+``.npy`` header (dtype, shape) is parsed and the bytes it declares are compared with
+the member's size in the archive, and the member's size with the archive's size, so a
+corrupt header cannot make the reader allocate more than the file holds.  Object
+dtypes (which ``.npy`` stores as pickles) are refused and every read passes
+``allow_pickle=False``.  The metadata dict rides in a member named ``__metadata__``:
+a uint8 array of the UTF-8 JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+import zlib
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from numpy.lib import format as npy
+
+from ._container import (
+    TensorInfo,
+    TensorReader,
+    TensorWriter,
+    corrupt,
+    nbytes_of,
+    strict_json_object,
+)
+
+__all__ = ["NpzReader", "NpzWriter", "NpyReader", "METADATA_MEMBER"]
+
+METADATA_MEMBER = "__metadata__"
+_MAX_DEFLATE_RATIO = 1100  # deflate expands at most about 1032:1
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
+
+
+def _read_npy_header(fp: IO[bytes], where: str) -> tuple[np.dtype, tuple[int, ...], int]:
+    """Parse a ``.npy`` header; return the dtype, the shape and the header's length."""
+    try:
+        version = npy.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = npy.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+        raise corrupt(where, f"bad .npy header ({exc})") from None
+    if dtype.hasobject:
+        raise corrupt(where, "it holds Python objects (a pickle); mxarray never loads pickles")
+    if fortran and len(shape) > 1:
+        raise corrupt(where, "Fortran-ordered arrays are not supported")
+    if dtype.kind == "V" or dtype.fields is not None:
+        raise corrupt(where, f"unsupported dtype {dtype}")
+    return dtype, tuple(shape), fp.tell()
+
+
+class NpyReader(TensorReader):
+    """One ``.npy`` file as a container of one tensor named after the file's stem."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.metadata = {}
+        with open(self.path, "rb") as f:
+            dtype, shape, start = _read_npy_header(f, str(self.path))
+            size = os.fstat(f.fileno()).st_size
+        nbytes = nbytes_of(shape, dtype.itemsize)
+        if start + nbytes != size:
+            raise corrupt(self.path, f"the header declares {nbytes} bytes of data, the file "
+                                     f"has {size - start}")
+        self.entries = {self.path.stem: TensorInfo(dtype.name, shape, nbytes)}
+
+    def read(self, name: str) -> np.ndarray:
+        """Return the tensor (its size was checked against the file)."""
+        if name not in self.entries:
+            raise KeyError(name)
+        return np.load(self.path, allow_pickle=False)
+
+
+class NpzReader(TensorReader):
+    """Read an ``.npz`` archive member by member."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        size = os.path.getsize(self.path)
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except _ZIP_ERRORS as exc:
+            raise corrupt(self.path, f"broken zip archive ({exc})") from None
+        try:
+            self._members = self._scan(size)
+            raw = self._read_member(METADATA_MEMBER) if METADATA_MEMBER in self._members \
+                else None
+            self.metadata = self._decode_metadata(raw) if raw is not None else {}
+        except _ZIP_ERRORS as exc:
+            self._zip.close()
+            raise corrupt(self.path, f"broken zip archive ({exc})") from None
+        except BaseException:
+            self._zip.close()
+            raise
+        self.entries = {k: v for k, (_, v) in self._members.items() if k != METADATA_MEMBER}
+
+    def _scan(self, archive_size: int) -> dict[str, tuple[zipfile.ZipInfo, TensorInfo]]:
+        members = {}
+        for info in self._zip.infolist():
+            where = f"{self.path} member {info.filename!r}"
+            if not info.filename.endswith(".npy"):
+                raise corrupt(self.path, f"member {info.filename!r} is not a .npy file")
+            if info.compress_size > archive_size:
+                raise corrupt(self.path, f"member {info.filename!r} claims more bytes than "
+                                         "the archive holds")
+            if info.compress_type == zipfile.ZIP_STORED:
+                limit = info.compress_size
+            elif info.compress_type == zipfile.ZIP_DEFLATED:
+                limit = info.compress_size * _MAX_DEFLATE_RATIO
+            else:
+                raise corrupt(self.path, f"member {info.filename!r} uses an unsupported "
+                                         "compression")
+            if info.file_size > limit:
+                raise corrupt(self.path, f"member {info.filename!r} claims {info.file_size} "
+                                         f"bytes from {info.compress_size} stored")
+            with self._zip.open(info) as fp:
+                dtype, shape, start = _read_npy_header(fp, where)
+            nbytes = nbytes_of(shape, dtype.itemsize)
+            if start + nbytes != info.file_size:
+                raise corrupt(where, f"the header declares {nbytes} bytes of data, the member "
+                                     f"has {info.file_size - start}")
+            name = info.filename[: -len(".npy")]
+            if name in members:
+                raise corrupt(self.path, f"member {info.filename!r} appears twice")
+            members[name] = (info, TensorInfo(dtype.name, shape, nbytes))
+        return members
+
+    def _read_member(self, name: str) -> np.ndarray:
+        info, _ = self._members[name]
+        with self._zip.open(info) as fp:
+            return npy.read_array(fp, allow_pickle=False)
+
+    def _decode_metadata(self, raw: np.ndarray) -> dict[str, str]:
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise corrupt(self.path, f"{METADATA_MEMBER} must be a 1-D uint8 array")
+        try:
+            metadata = json.loads(raw.tobytes().decode("utf-8"),
+                                  object_pairs_hook=strict_json_object)
+        except (ValueError, RecursionError) as exc:
+            raise corrupt(self.path, f"{METADATA_MEMBER} is not UTF-8 JSON ({exc})") from None
+        if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
+            raise corrupt(self.path, f"{METADATA_MEMBER} must map strings to strings")
+        return metadata
+
+    def read(self, name: str) -> np.ndarray:
+        """Return member ``name`` (its size was checked against the archive)."""
+        if name not in self.entries:
+            raise KeyError(name)
+        try:
+            return self._read_member(name)
+        except (*_ZIP_ERRORS, ValueError) as exc:
+            raise corrupt(self.path, f"member {name!r}: {exc}") from None
+
+    def close(self) -> None:
+        """Close the archive."""
+        self._zip.close()
+
+
+class NpzWriter(TensorWriter):
+    """Stream declared tensors into an uncompressed ``.npz`` archive."""
+
+    def __init__(self, path: str | os.PathLike[str], entries: list[tuple[str, Any, tuple]],
+                 metadata: dict[str, str]) -> None:
+        if metadata:
+            raw = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
+            entries = [(METADATA_MEMBER, raw.dtype, raw.shape), *entries]
+        super().__init__(path, entries, metadata)
+        for name, dtype, _ in self._pending:
+            if dtype.kind not in "biuf":
+                raise ValueError(f"tensor {name!r}: .npz cannot record dtype {dtype} "
+                                 "portably; use a .safetensors file")
+        self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED,
+                                    allowZip64=True)
+        if metadata:
+            self.write(METADATA_MEMBER, raw)
+
+    def _write(self, name: str, array: np.ndarray) -> None:
+        with self._zip.open(name + ".npy", "w", force_zip64=True) as fp:
+            npy.write_array(fp, array, allow_pickle=False)
+
+    def _finish(self) -> None:
+        self._zip.close()

@@ -1,0 +1,194 @@
+"""safetensors files: header validation, reading through the ``safetensors`` package, and a
+streaming writer.
+
+The format: 8 bytes (little-endian u64) giving the header length N, N bytes of UTF-8
+JSON mapping each tensor name to ``{"dtype", "shape", "data_offsets": [begin, end]}``
+(offsets into the data that follows the header) plus an optional ``"__metadata__"``
+``str -> str`` dict, then the tensor bytes, little-endian and C-ordered.
+
+The header is parsed and checked here before anything is read: the offsets must tile
+the data region exactly and each tensor's byte count must equal its shape times its
+item size, so a corrupt header cannot make the reader allocate more than the file
+holds.  Tensors are then read with ``safetensors.safe_open`` (memory-mapped, one at a
+time).  The package has no incremental writer, so the writer here streams tensors one
+at a time, which bounds the memory of ``mxarray quantize`` by the largest tensor; the
+tests check that the package reads every file it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._container import (
+    TensorInfo,
+    TensorReader,
+    TensorWriter,
+    corrupt,
+    nbytes_of,
+    strict_json_object,
+)
+
+__all__ = ["SafetensorsReader", "SafetensorsWriter"]
+
+MAX_HEADER_BYTES = 100_000_000
+"""Largest header accepted (the limit the ``safetensors`` package applies too)."""
+
+# safetensors dtype code -> (NumPy dtype name, item size in bytes)
+_DTYPES: dict[str, tuple[str, int]] = {
+    "BOOL": ("bool", 1),
+    "U8": ("uint8", 1),
+    "I8": ("int8", 1),
+    "F8_E4M3": ("float8_e4m3fn", 1),
+    "F8_E5M2": ("float8_e5m2", 1),
+    "U16": ("uint16", 2),
+    "I16": ("int16", 2),
+    "F16": ("float16", 2),
+    "BF16": ("bfloat16", 2),
+    "U32": ("uint32", 4),
+    "I32": ("int32", 4),
+    "F32": ("float32", 4),
+    "U64": ("uint64", 8),
+    "I64": ("int64", 8),
+    "F64": ("float64", 8),
+}
+_CODES = {name: code for code, (name, _) in _DTYPES.items()}
+
+
+def require_package() -> Any:
+    """Import ``safetensors.safe_open`` (and ``ml_dtypes``, which gives NumPy bfloat16)."""
+    try:
+        import ml_dtypes  # noqa: F401 - registers bfloat16 and float8 with NumPy
+        from safetensors import safe_open
+    except ImportError as exc:
+        raise ImportError(
+            f"reading .safetensors files needs the safetensors and ml_dtypes packages "
+            f"({exc.name} is missing): pip install 'mxarray[io]'"
+        ) from None
+    return safe_open
+
+
+def _is_index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def parse_header(path: str | os.PathLike[str], head: bytes, file_size: int
+                 ) -> tuple[dict[str, TensorInfo], dict[str, str], int]:
+    """Validate a header; return the tensors, the metadata and the header length.
+
+    ``head`` holds the first bytes of the file (at least the whole header).
+
+    Raises
+    ------
+    ValueError
+        If the header is malformed or its offsets and sizes disagree with the file.
+    """
+    if file_size < 8 or len(head) < 8:
+        raise corrupt(path, f"{file_size} bytes is too short for a safetensors header")
+    n = int.from_bytes(head[:8], "little")
+    if n > min(file_size - 8, MAX_HEADER_BYTES) or len(head) < 8 + n:
+        raise corrupt(path, f"the header claims {n} bytes but the file has {file_size}")
+    try:
+        header = json.loads(head[8:8 + n].decode("utf-8"), object_pairs_hook=strict_json_object)
+    except (ValueError, RecursionError) as exc:
+        raise corrupt(path, f"the header is not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise corrupt(path, "the header must be a JSON object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise corrupt(path, "__metadata__ must map strings to strings")
+    entries: dict[str, TensorInfo] = {}
+    spans = []
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise corrupt(path, f"tensor {name!r} must have exactly dtype, shape, data_offsets")
+        code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(code, str) or code not in _DTYPES:
+            raise corrupt(path, f"tensor {name!r} has an unsupported dtype {code!r}")
+        if not isinstance(shape, list) or not all(_is_index(d) for d in shape):
+            raise corrupt(path, f"tensor {name!r}: shape must be a list of non-negative ints")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(_is_index(o) for o in offsets) or offsets[0] > offsets[1]):
+            raise corrupt(path, f"tensor {name!r}: data_offsets must be [begin, end]")
+        dtype, itemsize = _DTYPES[code]
+        size = nbytes_of(tuple(shape), itemsize)
+        if offsets[1] - offsets[0] != size:
+            raise corrupt(path, f"tensor {name!r}: {code} {shape} needs {size} bytes, "
+                                f"data_offsets give {offsets[1] - offsets[0]}")
+        entries[name] = TensorInfo(dtype, tuple(shape), size)
+        spans.append((offsets[0], offsets[1], name))
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin != position:
+            raise corrupt(path, f"tensor {name!r} starts at {begin}, expected {position} "
+                                "(tensor data must not overlap or leave gaps)")
+        position = end
+    if position != file_size - 8 - n:
+        raise corrupt(path, f"the tensors cover {position} bytes but the file holds "
+                            f"{file_size - 8 - n} after the header")
+    return entries, metadata, n
+
+
+class SafetensorsReader(TensorReader):
+    """Read a ``.safetensors`` file after validating its header."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        safe_open = require_package()
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            if len(head) == 8:
+                n = int.from_bytes(head, "little")
+                head += f.read(min(n, MAX_HEADER_BYTES, size))
+        self.entries, self.metadata, _ = parse_header(self.path, head, size)
+        try:
+            self._file = safe_open(os.fspath(self.path), framework="numpy")
+        except Exception as exc:  # the package's SafetensorError derives from Exception
+            raise corrupt(self.path, str(exc)) from None
+
+    def read(self, name: str) -> np.ndarray:
+        """Return tensor ``name`` (memory-mapped read of its bytes)."""
+        if name not in self.entries:
+            raise KeyError(name)
+        try:
+            return self._file.get_tensor(name)
+        except Exception as exc:
+            raise corrupt(self.path, f"tensor {name!r}: {exc}") from None
+
+    def close(self) -> None:
+        """Release the memory map."""
+        self._file = None
+
+
+class SafetensorsWriter(TensorWriter):
+    """Stream declared tensors into a ``.safetensors`` file."""
+
+    def __init__(self, path: str | os.PathLike[str], entries: list[tuple[str, Any, tuple]],
+                 metadata: dict[str, str]) -> None:
+        super().__init__(path, entries, metadata)
+        header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+        offset = 0
+        for name, dtype, shape in self._pending:
+            if dtype.name not in _CODES:
+                raise ValueError(f"tensor {name!r}: safetensors cannot hold dtype {dtype}")
+            size = nbytes_of(shape, dtype.itemsize)
+            header[name] = {"dtype": _CODES[dtype.name], "shape": list(shape),
+                            "data_offsets": [offset, offset + size]}
+            offset += size
+        text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
+        self._file = open(self._tmp, "wb")
+        self._file.write(len(text).to_bytes(8, "little") + text)
+
+    def _write(self, name: str, array: np.ndarray) -> None:
+        self._file.write(array.reshape(-1).view(np.uint8).data)
+
+    def _finish(self) -> None:
+        self._file.close()
