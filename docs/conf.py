@@ -32,6 +32,7 @@ extensions = [
     "mx_formats",
     "mx_cli_help",
     "mx_api",
+    "mx_block_figures",
 ]
 if os.environ.get("MXARRAY_DOCS_INTERSPHINX") == "1":
     extensions.append("sphinx.ext.intersphinx")
@@ -74,7 +75,7 @@ html_theme = "pydata_sphinx_theme"
 html_title = f"mxarray {release}"
 html_theme_options = {
     "navigation_with_keys": False,
-    "header_links_before_dropdown": 4,
+    "header_links_before_dropdown": 3,
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
     "footer_start": ["copyright"],
@@ -84,4 +85,4 @@ html_static_path = ["_static"]
 html_css_files = ["mxarray.css"]
 html_show_sourcelink = False
 # Pages without sub-pages get the full width instead of an empty section navigation.
-html_sidebars = {page: [] for page in ("index", "formats", "figures", "comparison")}
+html_sidebars = {page: [] for page in ("index", "formats", "block_formats", "figures", "comparison")}

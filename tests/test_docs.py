@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 import mxarray
@@ -129,6 +130,47 @@ def test_number_text_names_the_power_of_two() -> None:
     assert spec_tables.number_text(2.0**-9) == "0.001953125 = 2⁻⁹"
     assert spec_tables.number_text(57344.0) == "57344 = 7 × 2¹³"
     assert spec_tables.number_text(7.5) == "7.5 = 15 × 2⁻¹"
+
+
+def _block_figures():
+    """The QSNR data of docs/block_formats.md (``mx_block_figures`` needs docutils)."""
+    pytest.importorskip("docutils", reason="needs the docs extra (pip install -e '.[docs]')")
+    import mx_block_figures
+
+    return mx_block_figures
+
+
+def test_block_qsnr_table_covers_every_spec_format_and_distribution() -> None:
+    figures = _block_figures()
+    names = [*SPEC["formats"], *SPEC["block_formats"]]
+    rows = figures.table_rows()
+    assert [r[0] for r in rows] == names
+    assert set(figures.qsnr_rows()) == {"gaussian", "laplace", "student_t"}
+    for d in figures.DISTRIBUTIONS:
+        assert list(figures.qsnr_rows()[d]) == names
+    bits = {r[0]: r[1] for r in rows}
+    # MX4: 3 + 1/2 + 8/16; MXFP4: 4 + 8/32; NVFP4: 4 + 8/16; MX9: 8 + 1/2 + 8/16
+    assert [bits[n] for n in ("mx4", "mxfp4_e2m1", "nvfp4", "mx9")] == ["4", "4.25", "4.5", "9"]
+    assert figures.QSNR_SIZE == 2**16  # the page says so
+
+
+def test_block_qsnr_table_data_equal_report_evaluate_on_the_same_data() -> None:
+    from mxarray.datasets import make_dataset
+    from mxarray.report import evaluate
+
+    figures = _block_figures()
+    x = make_dataset("laplace", (figures.QSNR_SIZE,))
+    want = evaluate(x, ["mx6"], backend="numpy", repeats=1)[0]
+    got = figures.qsnr_rows()["laplace"]["mx6"]
+    assert got.qsnr_db == want.qsnr_db and got.bits_per_element == want.bits_per_element
+    # the same QSNR from its definition, on the dequantized values
+    y = mxarray.quantize(x, "mx6", backend="numpy").dequantize(np.float64)
+    x64 = x.astype(np.float64)
+    direct = 10 * np.log10(np.sum(x64**2) / np.sum((x64 - y) ** 2))
+    assert abs(got.qsnr_db - direct) < 1e-9
+    cells = {r[0]: r for r in figures.table_rows()}["mx6"]
+    laplace_column = 2 + figures.DISTRIBUTIONS.index("laplace")
+    assert cells[laplace_column] == f"{direct:.2f}"
 
 
 def _inventory_names(path: Path) -> set[str]:
