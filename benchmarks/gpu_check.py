@@ -6,13 +6,15 @@ Run on a machine with a CUDA GPU and ``pip install -e .[cuda,test]``::
     python benchmarks/gpu_check.py --dry-run  # no GPU needed: checks the plumbing only
 
 Steps: (1) the GPU tests (tests/test_gpu.py, test_device_storage.py and the CuPy rows
-of test_conformance.py); (2) bit-equality with the NumPy reference
-on fresh random and adversarial data (a new seed each run, printed); (3) quantize and
-dequantize bandwidth against a device-to-device copy measured in the same run; (4) MX matmul
-TFLOP/s of the tensor-core kernel (forced, and whether its first-use self-check passed)
+of test_conformance.py); (2) bit-equality with the NumPy reference on fresh random and
+adversarial data (a new seed each run, printed), the OCP formats and MX9/MX6/MX4/NVFP4
+(with block_ids and tensor scales); (3) quantize and dequantize bandwidth against a
+device-to-device copy measured in the same run, OCP mxfp8 and each block format; (4) MX
+matmul TFLOP/s of the tensor-core kernel (forced, and whether its first-use self-check passed)
 against ``cupy.matmul`` in bf16 (fp16 where CuPy lacks bf16) and fp32, same shape: 8192^3
 when the estimated time allows, else the largest of 4096^3, 2048^3, plus every smaller
-size; the simple kernel at 2048^3 for comparison.  A short table is printed last.
+size; the simple kernel at 2048^3 for comparison, and the simple block-format kernel
+(MX9, NVFP4) at 2048^3.  A short table is printed last.
 ``--dry-run`` builds the data, runs the reference, compiles every kernel with NVRTC when
 CuPy is importable, and prints the table with the GPU rows left empty.
 """
@@ -30,12 +32,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the shared adversarial-data helpers
 
-from cuda_adversarial import adversarial_blocks  # noqa: E402
+from cuda_adversarial import adversarial_blocks, two_level_blocks  # noqa: E402
 
 from mxarray import _cuda_sources  # noqa: E402
 from mxarray.backends import cupy_backend  # noqa: E402
 from mxarray.backends.numpy_backend import NumpyBackend  # noqa: E402
-from mxarray.formats import FORMATS, ROUNDING_MODES, SCALE_MODES  # noqa: E402
+from mxarray.formats import BLOCK_FORMATS, FORMATS, ROUNDING_MODES, SCALE_MODES  # noqa: E402
 
 REF = NumpyBackend()
 BANDWIDTH_ELEMENTS = 1 << 26  # 256 MiB of float32 input
@@ -43,6 +45,7 @@ MATMUL_SIZES = (8192, 4096, 2048)
 MATMUL_BUDGET_S = 10.0  # the largest shape whose estimated single run fits is used
 
 
+BLOCK_KERNEL_FORMATS = tuple(BLOCK_FORMATS[n] for n in cupy_backend.BLOCK_KERNEL_FORMATS)
 GPU_TEST_FILES = ("test_gpu.py", "test_device_storage.py", "test_conformance.py")
 
 
@@ -79,9 +82,46 @@ def check_bits(gpu: object | None, seed: int) -> str:
                     if not all(np.array_equal(g.get(), w) for g, w in zip(got, want)):
                         mismatches += 1
                         print(f"MISMATCH {fmt} {np.dtype(dtype)} {scale_mode} {rounding}")
+    for fmt in BLOCK_KERNEL_FORMATS:
+        for case in _block_cases(rng, fmt):
+            want = REF.quantize_blocks(*case[:5], **case[5])
+            checked += 1
+            if gpu is None:
+                continue
+            got = gpu.quantize_blocks(*case[:5], **case[5])
+            if not all(np.array_equal(g.get(), w) for g, w in zip(got, want)):
+                mismatches += 1
+                print(f"MISMATCH {fmt} {case[0].dtype} {case[3]} {case[2]} {case[5]}")
     if gpu is None:
         return f"reference ran on {checked} cases (no GPU to compare)"
     return f"{checked - mismatches}/{checked} cases bit-identical (seed {seed})"
+
+
+def _block_cases(rng: np.random.Generator, fmt) -> list[tuple]:
+    """Quantize cases of a general block format: (blocks, fmt, rounding, scale_mode, seed,
+    keywords), every dtype and allowed mode; stochastic with and without block_ids; NVFP4
+    under its amax tensor scale and a tiny and a huge one."""
+    cases = []
+    for dtype in (np.float16, np.float32, np.float64):
+        if fmt.tensor_scale != "none":
+            for ts in (None, 2.0**-140, 2.0**120):
+                gauss = rng.standard_normal((1000, fmt.block_size)) * 10.0
+                ts = float(fmt.tensor_scale_for(float(np.abs(gauss).max()))) if ts is None else ts
+                blocks = np.concatenate([two_level_blocks(rng, 1000, dtype, fmt, ts),
+                                         (gauss * ts * 448).astype(dtype)])
+                cases += [(blocks, fmt, r, "floor", None, {"tensor_scale": ts})
+                          for r in ROUNDING_MODES if r != "stochastic"]
+            continue
+        blocks = np.concatenate([adversarial_blocks(rng, 1000, dtype, fmt),
+                                 (rng.standard_normal((1000, fmt.block_size)) * 10).astype(dtype)])
+        ids = rng.integers(0, 2**64, size=len(blocks), dtype=np.uint64)
+        for scale_mode in SCALE_MODES:
+            for rounding in ROUNDING_MODES:
+                s = int(rng.integers(0, 2**63)) if rounding == "stochastic" else None
+                cases.append((blocks, fmt, rounding, scale_mode, s, {}))
+                if rounding == "stochastic":
+                    cases.append((blocks, fmt, rounding, scale_mode, s, {"block_ids": ids}))
+    return cases
 
 
 def compile_all() -> str:
@@ -90,7 +130,8 @@ def compile_all() -> str:
 
     n = 0
     for source, macros in _cuda_sources.KERNEL_SOURCES.items():
-        for fmt in FORMATS.values():
+        block = source in _cuda_sources.BLOCK_SOURCES
+        for fmt in (BLOCK_KERNEL_FORMATS if block else FORMATS.values()):
             defs = _cuda_sources.compile_definitions({m: fmt for m in macros})
             prog = nvrtc.createProgram(_cuda_sources.read_source(source), source, [], [])
             nvrtc.compileProgram(prog, [*defs, "-arch=sm_90", "-ftz=true", "-std=c++17"])
@@ -132,6 +173,18 @@ def bandwidth(gpu: cupy_backend.CupyBackend) -> list[tuple[str, str, str]]:
     for name, t in (("quantize fp32->mxfp8", t_q), ("dequantize mxfp8->fp32", t_d)):
         gbs = moved_q / t / 1e9
         rows.append((name, f"{gbs:.0f} GB/s", f"{100 * gbs / copy_gbs:.0f}% (target 75%)"))
+    for fmt in BLOCK_KERNEL_FORMATS:  # the general block formats (no target yet)
+        kw = {"tensor_scale": 1.0} if fmt.tensor_scale != "none" else {}
+        xb = x.reshape(-1, fmt.block_size)
+        c, sc = gpu.quantize_blocks(xb, fmt, "even", "floor", None, **kw)
+        moved = x.nbytes + c.nbytes + sc.nbytes
+        t_q = gpu_time(lambda xb=xb, fmt=fmt, kw=kw: gpu.quantize_blocks(xb, fmt, "even", "floor",
+                                                                         None, **kw))
+        t_d = gpu_time(lambda c=c, sc=sc, fmt=fmt, kw=kw: gpu.dequantize_blocks(
+            c, sc, fmt, np.float32, **kw))
+        for name, t in ((f"quantize fp32->{fmt}", t_q), (f"dequantize {fmt}->fp32", t_d)):
+            gbs = moved / t / 1e9
+            rows.append((name, f"{gbs:.0f} GB/s", f"{100 * gbs / copy_gbs:.0f}% of copy"))
     return rows
 
 
@@ -161,11 +214,32 @@ def matmul_rates() -> list[tuple[str, str, str]]:
     rows = []
     for size in sorted(s for s in MATMUL_SIZES if s <= top):
         rows += _rates_at(size, mma, simple if size == MATMUL_SIZES[-1] else None)
+    rows += _block_matmul_rates(MATMUL_SIZES[-1], simple)
     device = cp.cuda.Device().id
     for fmt_name in ("mxfp4_e2m1", "mxfp6_e3m2", "mxfp8_e4m3"):
         fmt = FORMATS[fmt_name]
         ok = cupy_backend._mma_verified(device, fmt, fmt)
         rows.append((f"mma self-check {fmt_name}", "passed" if ok else "FAILED", ""))
+    return rows
+
+
+def _block_matmul_rates(size: int, gpu: cupy_backend.CupyBackend) -> list[tuple[str, str, str]]:
+    """TFLOP/s of the simple block-format matmul kernel (MX9, NVFP4) at ``size``^3."""
+    import cupy as cp
+
+    rows = []
+    for name in ("mx9", "nvfp4"):
+        fmt = BLOCK_FORMATS[name]
+        kw = {"tensor_scale": 1.0} if fmt.tensor_scale != "none" else {}
+        x = cp.random.standard_normal((size * size // fmt.block_size, fmt.block_size),
+                                      dtype=cp.float32)
+        c, s = gpu.quantize_blocks(x, fmt, "even", "floor", None, **kw)
+        kb = size // fmt.block_size
+        ops = (c.reshape(1, size, kb, -1), s.reshape(1, size, kb), fmt) * 2
+        mm_kw = {"a_tensor_scale": 1.0, "b_tensor_scale": 1.0} if kw else {}
+        t = gpu_time(lambda ops=ops, mm_kw=mm_kw: gpu.matmul_blocks(*ops, **mm_kw), repeat=1)
+        rows.append((f"MX matmul simple-block {name} {size}^3",
+                     f"{2.0 * size**3 / t / 1e12:.2f} TFLOP/s", "no target (simple kernel)"))
     return rows
 
 

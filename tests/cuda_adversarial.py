@@ -17,9 +17,15 @@ from mxarray.backends.cupy_backend import spec_bound_violations
 from mxarray.formats import SCALE, Format
 
 __all__ = [
-    "EXPONENT_RANGE", "adversarial_blocks", "assert_within_spec_bound", "emulated_matmul",
-    "emulated_mma_matmul", "grid_points",
+    "EXPONENT_RANGE", "TENSOR_SCALES", "adversarial_blocks", "assert_within_spec_bound",
+    "emulated_matmul", "emulated_mma_matmul", "grid_points", "scale_grid_points",
+    "two_level_blocks",
 ]
+
+TENSOR_SCALES = tuple(float(np.float32(s)) for s in (  # float32 tensor scales for NVFP4
+    2.0**-149, 3 * 2.0**-148, 2.0**-130 * 1.75, 2.0**-126, 1.0, 0.1, 3.0, 1 / 2688,
+    np.finfo(np.float32).max / 2688, 2.0**127, np.finfo(np.float32).max))
+"""Tiny (subnormal), ordinary, non-dyadic and huge per-tensor scales."""
 
 EXPONENT_RANGE = {  # exponents whose powers of two the input type holds (subnormals included)
     np.dtype(np.float16): (-24, 15),
@@ -33,6 +39,47 @@ def grid_points(fmt: Format) -> np.ndarray:
     table = fmt.decode_table
     values = np.unique(np.abs(table[np.isfinite(table)]))
     return np.concatenate([values, (values[:-1] + values[1:]) / 2])
+
+
+def scale_grid_points(fmt: Format) -> np.ndarray:
+    """The finite block-scale values of a UE4M3 format and the midpoints between them."""
+    values = fmt.scale.finite_grid
+    return np.concatenate([values, (values[:-1] + values[1:]) / 2])
+
+
+def two_level_blocks(
+    rng: np.random.Generator, n_blocks: int, dtype: np.dtype, fmt: Format, tensor_scale: float
+) -> np.ndarray:
+    """Adversarial blocks for a UE4M3-scaled format (NVFP4) under ``tensor_scale``.
+
+    Each block picks a scale code s; its elements sit on the element grid, on element
+    ties, or one ulp either side, times ``E4M3(s) * tensor_scale``; the first element is
+    a block maximum on a UE4M3 value or a UE4M3 tie times ``max_normal * tensor_scale``
+    (the block-scale rounding boundaries), nudged like the rest.  Some blocks are plain
+    Gaussian data at a random scale; some hold NaN or an infinity.
+    """
+    dtype = np.dtype(dtype)
+    bs = fmt.block_size
+    s_t = float(np.float32(tensor_scale))
+    grid = fmt.scale.finite_grid
+    divisor = grid[rng.integers(0, grid.size, size=(n_blocks, 1))] * s_t
+    points = grid_points(fmt)
+    values = points[rng.integers(0, points.size, size=(n_blocks, bs))] * divisor
+    tops = scale_grid_points(fmt)
+    values[:, 0] = tops[rng.integers(0, tops.size, size=n_blocks)] * fmt.max_normal * s_t
+    nudge = rng.choice([-1, 0, 0, 1], size=values.shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.where(nudge == 0, values, np.nextafter(values, np.inf * nudge))
+        gauss = rng.standard_normal((n_blocks, bs)) * np.ldexp(
+            s_t, rng.integers(-12, 14, size=(n_blocks, 1)))
+        values = np.where(rng.random((n_blocks, 1)) < 0.2, gauss, values)
+        values *= rng.choice([-1.0, 1.0], size=values.shape)
+        values[rng.random(values.shape) < 0.05] = -0.0
+        out = values.astype(dtype)
+    special = rng.random(n_blocks) < 0.1
+    lanes = rng.integers(0, bs, size=n_blocks)
+    out[special, lanes[special]] = rng.choice([np.nan, np.inf, -np.inf], size=int(special.sum()))
+    return out
 
 
 def adversarial_blocks(
@@ -121,10 +168,11 @@ def emulated_mma_matmul(
 
 def assert_within_spec_bound(
     got: np.ndarray, a_codes: np.ndarray, a_scales: np.ndarray, fa: Format,
-    b_codes: np.ndarray, b_scales: np.ndarray, fb: Format,
+    b_codes: np.ndarray, b_scales: np.ndarray, fb: Format, **tensor_scales: float | None,
 ) -> None:
-    """Assert that a float32 matmul result ``(M, N)`` of ``(M|N, KB, 32)`` operands meets
-    spec/mx.toml [dot] (see :func:`mxarray.backends.cupy_backend.spec_bound_violations`)."""
+    """Assert that a float32 matmul result ``(M, N)`` of ``(M|N, KB, block size)`` operands
+    meets spec/mx.toml [dot] (see :func:`mxarray.backends.cupy_backend.spec_bound_violations`;
+    ``a_tensor_scale=`` / ``b_tensor_scale=`` for formats with a tensor scale)."""
     problems = spec_bound_violations(got, a_codes[None], a_scales[None], fa, b_codes[None],
-                                     b_scales[None], fb)
+                                     b_scales[None], fb, **tensor_scales)
     assert not problems, problems

@@ -140,6 +140,76 @@ def test_use_backend_is_local_to_asyncio_tasks(clean_registry) -> None:
     assert observed == registry._default().name
 
 
+def test_named_backend_reports_the_users_choice(clean_registry) -> None:
+    clean_registry.register_backend("dummy", _Dummy, priority=-5)
+    assert registry.named_backend() is None  # the automatic default is no one's choice
+    mxarray.set_backend("numpy")
+    assert registry.named_backend() == "numpy"
+    with mxarray.use_backend("dummy"):
+        assert registry.named_backend() == "dummy"  # the context beats the global
+        assert mxarray.get_backend().name == "dummy"
+    assert registry.named_backend() == "numpy"
+    mxarray.set_backend(None)
+    assert registry.named_backend() is None
+
+
+def test_named_backend_is_local_to_threads(clean_registry) -> None:
+    clean_registry.register_backend("dummy", _Dummy, priority=-5)
+    seen: dict[str, str | None] = {}
+    inside, checked, main_read = threading.Event(), threading.Event(), threading.Event()
+
+    def other_thread() -> None:
+        inside.wait()
+        seen["other, main in a context"] = registry.named_backend()
+        with mxarray.use_backend("numpy"):
+            seen["other, own context"] = registry.named_backend()
+            checked.set()
+            main_read.wait()  # hold the context while the main thread looks
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    with mxarray.use_backend("dummy"):
+        inside.set()
+        checked.wait()
+        seen["main"] = registry.named_backend()
+        main_read.set()
+    t.join()
+    assert seen == {"other, main in a context": None, "other, own context": "numpy",
+                    "main": "dummy"}
+
+
+def test_named_backend_is_local_to_asyncio_tasks(clean_registry) -> None:
+    clean_registry.register_backend("dummy", _Dummy, priority=-5)
+
+    async def main() -> list[str | None]:
+        entered = asyncio.Event()
+        release = asyncio.Event()
+
+        async def holder() -> str | None:
+            with mxarray.use_backend("dummy"):
+                entered.set()
+                await release.wait()
+                return registry.named_backend()
+
+        async def observer() -> str | None:
+            await entered.wait()
+            name = registry.named_backend()
+            release.set()
+            return name
+
+        async def inheritor() -> str | None:  # a task started inside the context copies it
+            with mxarray.use_backend("dummy"):
+                return await asyncio.create_task(_named())
+
+        return list(await asyncio.gather(holder(), observer(), inheritor()))
+
+    async def _named() -> str | None:
+        return registry.named_backend()
+
+    assert asyncio.run(main()) == ["dummy", None, "dummy"]
+    assert registry.named_backend() is None
+
+
 def test_entry_point_registration(clean_registry, monkeypatch: pytest.MonkeyPatch) -> None:
     ep = metadata.EntryPoint(
         name="thirdparty", value=f"{__name__}:_Dummy", group=registry.ENTRY_POINT_GROUP

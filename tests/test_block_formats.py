@@ -7,6 +7,7 @@ format's definition (bit counts, the bit-stream layout built with Python integer
 
 from __future__ import annotations
 
+import importlib
 import math
 from fractions import Fraction
 
@@ -534,29 +535,53 @@ def test_repr_pickle_and_device_keep_the_tensor_scale() -> None:
 # --- backend selection -------------------------------------------------------------------
 
 
-def _ocp_only_backend() -> str:
-    """Name of a usable backend without kernels for the block formats (numba, today)."""
-    for info in mxarray.backends():
-        if info.available and not supports(
-                mxarray.get_backend(info.name), mxarray.get_format("mx9")):
-            return info.name
-    pytest.skip("waits for an OCP-only backend (numba) usable here")
+class _OcpOnly:
+    """A stand-in backend with the reference's kernels and no ``supports``: OCP formats only."""
+
+    name = "ocp-only"
+
+    def __init__(self) -> None:
+        # A private instance: the registry builds backends under its non-reentrant lock.
+        from mxarray.backends.numpy_backend import NumpyBackend
+
+        self._ref = NumpyBackend()
+
+    def __getattr__(self, attr: str):
+        if attr == "supports":
+            raise AttributeError(attr)
+        return getattr(self._ref, attr)
 
 
-def test_default_selection_picks_a_backend_that_supports_the_format() -> None:
+@pytest.fixture
+def ocp_only_default(monkeypatch: pytest.MonkeyPatch) -> str:
+    """``_OcpOnly`` registered as the highest-priority backend, so the default picks it."""
+    registry = importlib.import_module("mxarray.backends")  # the module, not the function
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
+    monkeypatch.setattr(registry, "_global_choice", None)
+    registry.register_backend("ocp-only", _OcpOnly, priority=1000)
+    assert mxarray.get_backend().name == "ocp-only"
+    return "ocp-only"
+
+
+def test_default_selection_picks_a_backend_that_supports_the_format(ocp_only_default) -> None:
     from mxarray.core import backend_for
 
-    assert backend_for(mxarray.get_format("mx9")).name == "numpy"
-    assert backend_for(mxarray.mxfp4_e2m1).name == mxarray.get_backend().name
-    a = mxarray.quantize(np.ones(16), "mx6")  # no backend named: runs on the reference
+    mx9 = mxarray.get_format("mx9")
+    chosen = backend_for(mx9)
+    assert chosen.name != ocp_only_default and supports(chosen, mx9)
+    usable = [i for i in mxarray.backends()
+              if i.available and supports(mxarray.get_backend(i.name), mx9)]
+    assert chosen.name == max(usable, key=lambda i: i.priority).name
+    assert backend_for(mxarray.mxfp4_e2m1).name == ocp_only_default
+    a = mxarray.quantize(np.ones(16), "mx6")  # no backend named: runs where a kernel exists
     assert a.dequantize().tolist() == [1.0] * 16
 
 
-def test_a_named_backend_without_the_kernel_is_refused() -> None:
-    name = _ocp_only_backend()
+def test_a_named_backend_without_the_kernel_is_refused(ocp_only_default) -> None:
+    name = ocp_only_default
     with pytest.raises(NotImplementedError, match=f"backend '{name}' has no kernel for mx9"):
         mxarray.quantize(np.ones(16), "mx9", backend=name)
-    a = mxarray.quantize(np.ones(16), "nvfp4")
+    a = mxarray.quantize(np.ones(16), "nvfp4", backend="numpy")
     with pytest.raises(NotImplementedError, match="nvfp4"):
         mxarray.dequantize(a, backend=name)
     with mxarray.use_backend(name), pytest.raises(NotImplementedError, match="mx4"):

@@ -25,12 +25,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cuda_adversarial import (
-    EXPONENT_RANGE, adversarial_blocks, assert_within_spec_bound, emulated_matmul,
-    emulated_mma_matmul, grid_points,
+    EXPONENT_RANGE, TENSOR_SCALES, adversarial_blocks, assert_within_spec_bound,
+    emulated_matmul, emulated_mma_matmul, grid_points, scale_grid_points, two_level_blocks,
 )
 from mxarray import _cuda_sources
 from mxarray.backends.numpy_backend import NumpyBackend
-from mxarray.formats import FORMATS, ROUNDING_MODES, SCALE, SCALE_MODES, Format
+from mxarray.formats import BLOCK_FORMATS, FORMATS, ROUNDING_MODES, SCALE, SCALE_MODES, Format
 
 pytestmark = pytest.mark.skipif(
     platform.machine() not in ("x86_64", "AMD64") or shutil.which("g++") is None,
@@ -50,8 +50,16 @@ class _MxFormat(ctypes.Structure):
     ]
 
 
+class _MxBlockFormat(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int) for name in _cuda_sources.block_fields(FORMATS["mxint8"])]
+
+
 def _struct(fmt: Format) -> _MxFormat:
     return _MxFormat(**_cuda_sources.format_fields(fmt))
+
+
+def _block_struct(fmt: Format) -> _MxBlockFormat:
+    return _MxBlockFormat(**_cuda_sources.block_fields(fmt))
 
 
 def _ptr(a: np.ndarray) -> int:
@@ -75,7 +83,15 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     fp = ctypes.POINTER(_MxFormat)
     so.mx_host_ftz_flags.argtypes = [i32]
     so.mx_host_ftz_flags.restype = ctypes.c_uint
-    so.mx_host_quantize.argtypes = [_p, i32, i64, fp, i32, i32, u64, _p, _p, i32]
+    bp, u32 = ctypes.POINTER(_MxBlockFormat), ctypes.c_uint32
+    so.mx_host_quantize.argtypes = [_p, i32, i64, fp, i32, i32, u64, _p, _p, _p, i32]
+    so.mx_host_block_quantize.argtypes = [_p, i32, i64, fp, bp, i32, i32, u64, _p, u32, _p, _p,
+                                          i32]
+    so.mx_host_block_dequantize.argtypes = [_p, _p, i64, fp, bp, u32, i32, _p, i32]
+    so.mx_host_block_pack.argtypes = [_p, _p, i64, fp, bp]
+    so.mx_host_block_unpack.argtypes = [_p, _p, i64, fp, bp]
+    so.mx_host_block_matmul.argtypes = [_p, _p, fp, bp, u32, _p, _p, fp, bp, u32, i64, i64, i64,
+                                        i64, i64, _p, i32]
     so.mx_host_dequantize.argtypes = [_p, _p, i64, fp, i32, _p, i32]
     so.mx_host_pack.argtypes = [_p, _p, i64, fp]
     so.mx_host_unpack.argtypes = [_p, _p, i64, fp]
@@ -90,7 +106,11 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     return so
 
 
-def host_quantize(lib, blocks, fmt, rounding, scale_mode, seed, ftz):
+def _ids_ptr(block_ids: np.ndarray | None) -> int | None:
+    return None if block_ids is None else _ptr(block_ids)
+
+
+def host_quantize(lib, blocks, fmt, rounding, scale_mode, seed, ftz, block_ids=None):
     blocks = np.ascontiguousarray(blocks)
     n = blocks.shape[0]
     codes = np.zeros((n, fmt.block_size), np.uint8)
@@ -98,7 +118,7 @@ def host_quantize(lib, blocks, fmt, rounding, scale_mode, seed, ftz):
     lib.mx_host_quantize(
         _ptr(blocks), blocks.dtype.itemsize * 8, n, ctypes.byref(_struct(fmt)),
         ROUNDING_MODES.index(rounding), SCALE_MODES.index(scale_mode), seed or 0,
-        _ptr(codes), _ptr(scales), ftz,
+        _ids_ptr(block_ids), _ptr(codes), _ptr(scales), ftz,
     )
     return codes, scales
 
@@ -530,3 +550,351 @@ def test_the_backends_self_check_accepts_the_kernel_and_rejects_a_wrong_result(l
         lost = got.copy()
         lost[np.isnan(lost)] = 0.0
         assert not cupy_backend._agrees_with_exact(lost, ac, as_, fa, bc, bs, fb)
+
+
+# --- block_ids: the random index of element (b, i) is block_ids[b] * block_size + i ------
+
+
+def _placed_reference(blocks, fmt, rounding, scale_mode, seed, block_ids, **kw):
+    """The reference's codes for rows quantized at positions ``block_ids`` of a larger
+    array (block_ids None there): the index rule without the block_ids keyword."""
+    rows = np.zeros((int(block_ids.max()) + 1, blocks.shape[1]), blocks.dtype)
+    rows[block_ids.astype(np.int64)] = blocks
+    codes, scales = REF.quantize_blocks(rows, fmt, rounding, scale_mode, seed, **kw)
+    return codes[block_ids.astype(np.int64)], scales[block_ids.astype(np.int64)]
+
+
+@pytest.mark.parametrize("ftz", FTZ)
+def test_block_ids_index_rule_ocp(lib, ftz):
+    fmt = FORMATS["mxfp6_e2m3"]
+    rng = np.random.default_rng(31)
+    blocks = adversarial_blocks(rng, 40, np.float32, fmt)
+    seed = 0xDEAD_BEEF_0123_4567
+    ids = rng.permutation(300)[:40].astype(np.uint64)
+    got = host_quantize(lib, blocks, fmt, "stochastic", "floor", seed, ftz, ids)
+    for g, w in zip(got, _placed_reference(blocks, fmt, "stochastic", "floor", seed, ids)):
+        np.testing.assert_array_equal(g, w)
+    default = host_quantize(lib, blocks, fmt, "stochastic", "floor", seed, ftz)
+    counted = host_quantize(lib, blocks, fmt, "stochastic", "floor", seed, ftz,
+                            np.arange(40, dtype=np.uint64))
+    for d, c in zip(default, counted):
+        np.testing.assert_array_equal(d, c)
+    huge = np.array([2**64 - 1, 2**59 + 3, 2**63], np.uint64)  # wrapping uint64 products
+    got = host_quantize(lib, blocks[:3], fmt, "stochastic", "floor", seed, ftz, huge)
+    want = REF.quantize_blocks(blocks[:3], fmt, "stochastic", "floor", seed, block_ids=huge)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    assert not np.array_equal(got[0], default[0][:3])  # the ids really moved the stream
+
+
+# --- the general block formats: MX9/MX6/MX4 (microexponents) and NVFP4 (UE4M3) --------
+
+SUB_BLOCK_FORMATS = [BLOCK_FORMATS[n] for n in ("mx9", "mx6", "mx4")]
+NVFP4 = BLOCK_FORMATS["nvfp4"]
+TWO_LEVEL_ROUNDINGS = [r for r in ROUNDING_MODES if r != "stochastic"]  # NVFP4 has no stochastic
+
+
+def host_block_quantize(lib, blocks, fmt, rounding, scale_mode, seed, ftz, block_ids=None,
+                        tensor_scale=1.0):
+    blocks = np.ascontiguousarray(blocks)
+    n = blocks.shape[0]
+    codes = np.zeros((n, fmt.block_size), np.uint16)
+    scales = np.zeros(n, np.uint8)
+    ts_bits = int(np.float32(tensor_scale).view(np.uint32))
+    lib.mx_host_block_quantize(
+        _ptr(blocks), blocks.dtype.itemsize * 8, n, ctypes.byref(_struct(fmt)),
+        ctypes.byref(_block_struct(fmt)), ROUNDING_MODES.index(rounding),
+        SCALE_MODES.index(scale_mode), seed or 0, _ids_ptr(block_ids), ts_bits, _ptr(codes),
+        _ptr(scales), ftz,
+    )
+    assert codes.max(initial=0) < 1 << fmt.code_bits
+    return codes.astype(fmt.code_dtype), scales
+
+
+def check_block_quantize(lib, blocks, fmt, rounding, scale_mode, seed, ftz, block_ids=None,
+                         tensor_scale=None):
+    seed = seed if rounding == "stochastic" else None
+    kw = {} if tensor_scale is None else {"tensor_scale": tensor_scale}
+    want_codes, want_scales = REF.quantize_blocks(blocks, fmt, rounding, scale_mode, seed,
+                                                  block_ids=block_ids, **kw)
+    codes, scales = host_block_quantize(lib, blocks, fmt, rounding, scale_mode, seed, ftz,
+                                        block_ids, 1.0 if tensor_scale is None else tensor_scale)
+    np.testing.assert_array_equal(scales, want_scales)
+    np.testing.assert_array_equal(codes, want_codes)
+    assert codes.dtype == want_codes.dtype
+
+
+@pytest.mark.parametrize("ftz", FTZ)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("fmt", SUB_BLOCK_FORMATS, ids=str)
+def test_sub_block_quantize_all_modes_adversarial(lib, fmt, dtype, ftz):
+    rng = np.random.default_rng(20261129 + fmt.bits + np.dtype(dtype).itemsize)
+    blocks = adversarial_blocks(rng, 400, dtype, fmt)
+    ids = rng.integers(0, 2**64, size=400, dtype=np.uint64)
+    for scale_mode in SCALE_MODES:
+        for rounding in ROUNDING_MODES:
+            check_block_quantize(lib, blocks, fmt, rounding, scale_mode, 0x0F1E_2D3C_4B5A_6978,
+                                 ftz)
+    check_block_quantize(lib, blocks, fmt, "stochastic", "floor", 99, ftz, block_ids=ids)
+
+
+@pytest.mark.parametrize("ftz", FTZ)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_two_level_quantize_adversarial(lib, dtype, ftz):
+    rng = np.random.default_rng(4444 + np.dtype(dtype).itemsize)
+    for tensor_scale in TENSOR_SCALES:
+        blocks = two_level_blocks(rng, 300, dtype, NVFP4, tensor_scale)
+        for rounding in TWO_LEVEL_ROUNDINGS:
+            check_block_quantize(lib, blocks, NVFP4, rounding, "floor", None, ftz,
+                                 tensor_scale=tensor_scale)
+
+
+def test_two_level_blocks_hit_the_rounding_boundaries():
+    """The NVFP4 data really contain exact E4M3 ties and element ties (else the tests
+    above would not test tie-breaking)."""
+    s_t = 1.0
+    blocks = two_level_blocks(np.random.default_rng(1), 400, np.float64, NVFP4, s_t)
+    amax = np.abs(np.where(np.isfinite(blocks), blocks, 0)).max(axis=1)
+    grid = NVFP4.scale.finite_grid
+    mids = (grid[:-1] + grid[1:]) / 2 * NVFP4.max_normal * s_t
+    assert np.isin(amax, mids).sum() > 10
+    _, scales = REF.quantize_blocks(blocks, NVFP4, "even", "floor", None, tensor_scale=s_t)
+    ok = (scales > 0) & (scales < NVFP4.scale.nan_code)
+    ratio = np.abs(blocks[ok]) / (grid[scales[ok]] * s_t)[:, None]
+    element = NVFP4.decode_table[: NVFP4.max_code + 1]
+    assert np.isin(ratio, (element[:-1] + element[1:]) / 2).sum() > 10
+
+
+@st.composite
+def sub_blocks(draw, fmt: Format, dtype: np.dtype) -> np.ndarray:
+    """Blocks whose pairs sit at microexponent boundaries: each pair's maximum is a power
+    of two relative to the block's, or one ulp below, or a grid value or tie."""
+    lo, hi = EXPONENT_RANGE[np.dtype(dtype)]
+    points = grid_points(fmt)
+    rows = []
+    for _ in range(draw(st.integers(1, 3))):
+        x0 = draw(st.integers(lo + 2, hi))
+        row = []
+        for _ in range(fmt.block_size // 2):
+            shift = draw(st.integers(-3, 1))
+            boundary = st.builds(_grid_value, st.just(1.0), st.just(x0 + shift),
+                                 st.sampled_from([-1.0, 1.0]), st.booleans())
+            near = st.builds(lambda v: float(np.nextafter(v, 0)), boundary)
+            on_grid = st.builds(_grid_value, st.sampled_from(list(points)), st.just(x0),
+                                st.sampled_from([-1.0, 1.0]), st.booleans())
+            anything = st.floats(allow_nan=False, allow_infinity=False,
+                                 width=8 * np.dtype(dtype).itemsize)
+            pick = st.one_of(boundary, near, on_grid, anything, st.sampled_from([0.0, -0.0]))
+            row += [draw(pick), draw(pick)]
+        bad = draw(st.one_of(st.none(), st.tuples(st.integers(0, fmt.block_size - 1),
+                                                  st.sampled_from([np.nan, np.inf, -np.inf]))))
+        if bad is not None:
+            row[bad[0]] = bad[1]
+        rows.append(row)
+    with np.errstate(over="ignore"):
+        return np.array(rows, dtype=np.float64).astype(dtype)
+
+
+@pytest.mark.parametrize("ftz", FTZ)
+@pytest.mark.parametrize("fmt", SUB_BLOCK_FORMATS, ids=str)
+@given(data=st.data())
+def test_sub_block_quantize_hypothesis(lib, fmt, ftz, data):
+    dtype = data.draw(st.sampled_from([np.float16, np.float32, np.float64]))
+    blocks = data.draw(sub_blocks(fmt, dtype))
+    rounding = data.draw(st.sampled_from(ROUNDING_MODES))
+    scale_mode = data.draw(st.sampled_from(SCALE_MODES))
+    seed = data.draw(st.integers(0, 2**64 - 1))
+    ids = data.draw(st.one_of(st.none(), st.lists(st.integers(0, 2**64 - 1), min_size=len(blocks),
+                                                  max_size=len(blocks))))
+    ids = None if ids is None else np.array(ids, np.uint64)
+    check_block_quantize(lib, blocks, fmt, rounding, scale_mode, seed, ftz, block_ids=ids)
+
+
+@st.composite
+def two_level_data(draw, dtype: np.dtype) -> tuple[np.ndarray, float]:
+    """NVFP4 blocks and a tensor scale: elements on the grid, on ties or one ulp away,
+    times a drawn block scale; block maxima on UE4M3 values or ties; any float32 scale."""
+    tensor_scale = draw(st.one_of(
+        st.sampled_from(TENSOR_SCALES),
+        st.floats(min_value=2.0**-149, max_value=float(np.finfo(np.float32).max), width=32)))
+    s_t = float(np.float32(tensor_scale))
+    grid = NVFP4.scale.finite_grid
+    width = 8 * np.dtype(dtype).itemsize
+    rows = []
+    for _ in range(draw(st.integers(1, 3))):
+        divisor = float(grid[draw(st.integers(0, grid.size - 1))]) * s_t
+        on_grid = st.builds(lambda p, sign, nudge, d=divisor: _nudged(sign * p * d, nudge),
+                            st.sampled_from(list(grid_points(NVFP4))),
+                            st.sampled_from([-1.0, 1.0]), st.booleans())
+        top = st.builds(lambda p, nudge: _nudged(p * NVFP4.max_normal * s_t, nudge),
+                        st.sampled_from(list(scale_grid_points(NVFP4))), st.booleans())
+        anything = st.floats(allow_nan=False, allow_infinity=False, width=width)
+        row = draw(st.lists(st.one_of(on_grid, top, anything, st.sampled_from([0.0, -0.0])),
+                            min_size=16, max_size=16))
+        if draw(st.booleans()):
+            row[draw(st.integers(0, 15))] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+        rows.append(row)
+    with np.errstate(over="ignore"):
+        return np.array(rows, dtype=np.float64).astype(dtype), tensor_scale
+
+
+def _nudged(v: float, nudge: bool) -> float:
+    with np.errstate(over="ignore"):
+        return float(np.nextafter(v, np.copysign(np.inf, v))) if nudge else v
+
+
+@pytest.mark.parametrize("ftz", FTZ)
+@given(data=st.data())
+def test_two_level_quantize_hypothesis(lib, ftz, data):
+    dtype = data.draw(st.sampled_from([np.float16, np.float32, np.float64]))
+    blocks, tensor_scale = data.draw(two_level_data(dtype))
+    rounding = data.draw(st.sampled_from(TWO_LEVEL_ROUNDINGS))
+    check_block_quantize(lib, blocks, NVFP4, rounding, "floor", None, ftz,
+                         tensor_scale=tensor_scale)
+
+
+def host_block_dequantize(lib, codes, scales, fmt, out_bits, ftz, tensor_scale=1.0):
+    codes = np.ascontiguousarray(codes, np.uint16)
+    scales = np.ascontiguousarray(scales, np.uint8)
+    out = np.zeros(codes.shape, BITS_DTYPE[out_bits])
+    ts_bits = int(np.float32(tensor_scale).view(np.uint32))
+    lib.mx_host_block_dequantize(_ptr(codes), _ptr(scales), codes.size,
+                                 ctypes.byref(_struct(fmt)), ctypes.byref(_block_struct(fmt)),
+                                 ts_bits, out_bits, _ptr(out), ftz)
+    return out
+
+
+@pytest.mark.parametrize("ftz", FTZ)
+@pytest.mark.parametrize("out_bits", [32, 64])
+@pytest.mark.parametrize("fmt", [*SUB_BLOCK_FORMATS, NVFP4], ids=str)
+def test_block_dequantize_exhaustive(lib, fmt, out_bits, ftz):
+    """Every unpacked code (microexponents included) under every scale byte (NaN and
+    invalid UE4M3 bytes included), and for NVFP4 under tiny, ordinary and huge tensor
+    scales (float32 results from subnormal to overflow)."""
+    n_codes = 1 << fmt.code_bits
+    per_scale = -(-n_codes // fmt.block_size)
+    codes = np.resize(np.arange(n_codes, dtype=fmt.code_dtype), (256 * per_scale, fmt.block_size))
+    scales = np.repeat(np.arange(256, dtype=np.uint8), per_scale)
+    dtype = np.dtype(np.float32 if out_bits == 32 else np.float64)
+    for tensor_scale in (TENSOR_SCALES if fmt.tensor_scale != "none" else (None,)):
+        kw = {} if tensor_scale is None else {"tensor_scale": tensor_scale}
+        want = REF.dequantize_blocks(codes, scales, fmt, dtype, **kw)
+        got = host_block_dequantize(lib, codes, scales, fmt, out_bits, ftz,
+                                    1.0 if tensor_scale is None else tensor_scale)
+        assert np.count_nonzero(want.view(BITS_DTYPE[out_bits]) != got) == 0, tensor_scale
+
+
+@pytest.mark.parametrize("fmt", [*SUB_BLOCK_FORMATS, NVFP4], ids=str)
+def test_block_pack_unpack_match_reference(lib, fmt):
+    """Codes with one microexponent per sub-block (as quantization makes them) pack to the
+    reference's bytes and unpack back; NVFP4 packs as nibbles."""
+    rng = np.random.default_rng(77)
+    n_blocks = 64
+    codes = rng.integers(0, fmt.n_codes, size=(n_blocks, fmt.block_size)).astype(np.uint16)
+    if fmt.sub_block_size:
+        d = rng.integers(0, 1 << fmt.sub_block_bits, size=(n_blocks, fmt.n_sub_blocks))
+        codes |= np.repeat(d, fmt.sub_block_size, axis=1).astype(np.uint16) << fmt.bits
+    codes = codes.astype(fmt.code_dtype)
+    packed = np.zeros(n_blocks * fmt.bytes_per_block, np.uint8)
+    wide = np.ascontiguousarray(codes, np.uint16)
+    lib.mx_host_block_pack(_ptr(wide), _ptr(packed), n_blocks, ctypes.byref(_struct(fmt)),
+                           ctypes.byref(_block_struct(fmt)))
+    np.testing.assert_array_equal(packed, REF.pack(codes, fmt).reshape(-1))
+    back = np.zeros(codes.size, np.uint16)
+    lib.mx_host_block_unpack(_ptr(packed), _ptr(back), n_blocks, ctypes.byref(_struct(fmt)),
+                             ctypes.byref(_block_struct(fmt)))
+    np.testing.assert_array_equal(back, codes.reshape(-1))
+
+
+def test_block_kernels_reject_what_they_do_not_implement():
+    """The block layout check names the reason for formats the kernels cannot run."""
+    from mxarray.formats import register
+
+    promote = BLOCK_FORMATS.get("cuda_test_promote") or register(
+        {"name": "cuda_test_promote", "block_size": 16, "scale": "e8m0", "sub_block_size": 2,
+         "sub_block_bits": 1, "magnitude_overflow": "promote",
+         "element": {"kind": "signmag", "bits": 8, "mantissa_bits": 6}})
+    with pytest.raises(ValueError, match="saturating"):
+        _cuda_sources.block_fields(promote)
+    wide = BLOCK_FORMATS.get("cuda_test_block64") or register(
+        {"name": "cuda_test_block64", "block_size": 64, "scale": "e8m0", "element": "mxfp8_e4m3"})
+    with pytest.raises(ValueError, match="warp"):
+        _cuda_sources.block_fields(wide)
+
+
+# --- the simple matmul for the general block formats ------------------------------------
+
+
+def _f32_bits(tensor_scale: float | None) -> int:
+    return int(np.float32(1.0 if tensor_scale is None else tensor_scale).view(np.uint32))
+
+
+def host_block_matmul(lib, ac, as_, fa, ta, bc, bs, fb, tb, ftz):
+    """(M, KB, bs) and (N, KB', bs') operands; the first min(K, K') elements meet."""
+    m, n = as_.shape[0], bs.shape[0]
+    a_len, b_len = ac.shape[1] * ac.shape[2], bc.shape[1] * bc.shape[2]
+    a16 = np.ascontiguousarray(ac, np.uint16)
+    b16 = np.ascontiguousarray(bc, np.uint16)
+    as_, bs = np.ascontiguousarray(as_), np.ascontiguousarray(bs)
+    out = np.zeros((m, n), np.uint32)
+    lib.mx_host_block_matmul(_ptr(a16), _ptr(as_), ctypes.byref(_struct(fa)),
+                             ctypes.byref(_block_struct(fa)), _f32_bits(ta), _ptr(b16), _ptr(bs),
+                             ctypes.byref(_struct(fb)), ctypes.byref(_block_struct(fb)),
+                             _f32_bits(tb), m, n, a_len, b_len, min(a_len, b_len), _ptr(out), ftz)
+    return out.view(np.float32)
+
+
+def _block_operand(rng, rows, k, fmt, tensor_scale=None, integers=False):
+    """Quantized (rows, KB, block size) codes and (rows, KB) scales of K = k values per
+    row, zero-padded to whole blocks; adversarial data unless ``integers``."""
+    kb = -(-k // fmt.block_size)
+    if integers:
+        x = np.zeros((rows, kb * fmt.block_size))
+        x[:, :k] = rng.integers(-3, 4, (rows, k))
+        x = x.reshape(-1, fmt.block_size)
+    elif fmt.tensor_scale != "none":
+        x = two_level_blocks(rng, rows * kb, np.float32, fmt, tensor_scale)
+    else:
+        x = adversarial_blocks(rng, rows * kb, np.float32, fmt)
+    x[np.isinf(x)] = 1.0  # NaN blocks stay; Inf * 0 is covered by NaN
+    kw = {} if fmt.tensor_scale == "none" else {"tensor_scale": tensor_scale}
+    c, s = REF.quantize_blocks(x.astype(np.float32), fmt, "even", "floor", None, **kw)
+    return c.reshape(rows, kb, fmt.block_size), s.reshape(rows, kb)
+
+
+BLOCK_PAIRS = [("mx9", "mx9"), ("mx6", "mx4"), ("nvfp4", "nvfp4"), ("nvfp4", "mx9"),
+               ("mx4", "mxfp8_e4m3"), ("mxfp8_e5m2", "nvfp4"), ("mxint8", "mx6")]
+
+
+@pytest.mark.parametrize("ftz", FTZ)
+@pytest.mark.parametrize("fa,fb", BLOCK_PAIRS)
+def test_block_matmul_within_spec_bound(lib, fa, fb, ftz):
+    """Adversarial operands (tiny and huge scales, NaN blocks, NVFP4 under tiny, ordinary and
+    huge tensor scales), K not a multiple of either block size: within [dot_block_formats]."""
+    fa, fb = BLOCK_FORMATS[fa], BLOCK_FORMATS[fb]
+    rng = np.random.default_rng(fa.bits * 13 + fb.bits)
+    for ta, tb in ((1.0, 1.0), (2.0**-140, 1.0), (TENSOR_SCALES[-2], 0.1)):
+        ta = ta if fa.tensor_scale != "none" else None
+        tb = tb if fb.tensor_scale != "none" else None
+        ac, as_ = _block_operand(rng, 9, 70, fa, ta)
+        bc, bs = _block_operand(rng, 6, 70, fb, tb)
+        got = host_block_matmul(lib, ac, as_, fa, ta, bc, bs, fb, tb, ftz)
+        assert_within_spec_bound(got, ac, as_, fa, bc, bs, fb, a_tensor_scale=ta,
+                                 b_tensor_scale=tb)
+
+
+@pytest.mark.parametrize("ftz", FTZ)
+@pytest.mark.parametrize("fa,fb", BLOCK_PAIRS)
+def test_block_matmul_exact_sums_are_bitwise(lib, fa, fb, ftz):
+    """Small integers: every partial sum is exact, so the bits are the reference's."""
+    fa, fb = BLOCK_FORMATS[fa], BLOCK_FORMATS[fb]
+    rng = np.random.default_rng(5)
+    ta = 0.5 if fa.tensor_scale != "none" else None
+    tb = 0.25 if fb.tensor_scale != "none" else None
+    ac, as_ = _block_operand(rng, 5, 40, fa, ta, integers=True)
+    bc, bs = _block_operand(rng, 4, 40, fb, tb, integers=True)
+    got = host_block_matmul(lib, ac, as_, fa, ta, bc, bs, fb, tb, ftz)
+    scales = {k: v for k, v in (("a_tensor_scale", ta), ("b_tensor_scale", tb)) if v is not None}
+    want = REF.matmul_blocks(ac[None], as_[None], fa, bc[None], bs[None], fb, **scales)[0]
+    assert np.any(want != 0)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -15,6 +15,8 @@ import mxarray  # noqa: E402
 import mxarray.dask as mxd  # noqa: E402
 
 FORMATS = tuple(mxarray.FORMATS)
+# Every built-in format with power-of-two scales (NVFP4's tensor scale needs the whole array).
+STOCHASTIC = FORMATS + ("mx9", "mx6", "mx4")
 
 
 def _data(shape: tuple[int, ...], seed: int, dtype=np.float32) -> np.ndarray:
@@ -31,6 +33,7 @@ def _assert_same(q: mxd.DaskMXArray, ref: mxarray.MXArray) -> None:
     np.testing.assert_array_equal(got.packed, ref.packed)
     np.testing.assert_array_equal(got.scales, ref.scales)
     assert (got.shape, got.block_axis, got.format) == (ref.shape, ref.block_axis, ref.format)
+    assert (got.rounding, got.seed) == (ref.rounding, ref.seed)
     values = mxd.dequantize(q, np.float64).compute(scheduler="synchronous")
     want = ref.dequantize(np.float64)
     assert values.shape == want.shape
@@ -50,10 +53,10 @@ def _layouts(bs: int) -> list[tuple[tuple[int, ...], int, tuple]]:
     ]
 
 
-@pytest.mark.parametrize("name", FORMATS)
+@pytest.mark.parametrize("name", STOCHASTIC)
 @pytest.mark.parametrize("case", range(6))
 def test_chunked_quantize_equals_in_memory(name, case) -> None:
-    bs = mxarray.FORMATS[name].block_size
+    bs = mxarray.get_format(name).block_size
     shape, axis, chunks = _layouts(bs)[case]
     x = _data(shape, case)
     q = mxd.quantize(da.from_array(x, chunks=chunks), name, axis=axis)
@@ -65,7 +68,7 @@ def test_chunked_quantize_equals_in_memory(name, case) -> None:
 @pytest.mark.parametrize("dtype", [np.float16, np.float64])
 def test_modes_and_dtypes_pass_through(scale_mode, rounding, dtype) -> None:
     name = "mxfp4_e2m1"
-    bs = mxarray.FORMATS[name].block_size
+    bs = mxarray.get_format(name).block_size
     x = _data((3, 3 * bs + 2), 7, dtype)
     q = mxd.quantize(da.from_array(x, chunks=(2, bs)), name, rounding=rounding,
                      scale_mode=scale_mode)
@@ -77,7 +80,7 @@ def test_modes_and_dtypes_pass_through(scale_mode, rounding, dtype) -> None:
 @given(data=st.data())
 def test_any_chunking_gives_the_in_memory_bytes(data) -> None:
     name = data.draw(st.sampled_from(FORMATS))
-    bs = mxarray.FORMATS[name].block_size
+    bs = mxarray.get_format(name).block_size
     rows = data.draw(st.integers(1, 4))
     length = data.draw(st.integers(1, 5 * bs))
     row_chunk = data.draw(st.integers(1, rows))
@@ -93,7 +96,7 @@ def test_any_chunking_gives_the_in_memory_bytes(data) -> None:
 
 def test_misaligned_chunks_are_rechunked_to_whole_blocks() -> None:
     for name in FORMATS:
-        bs = mxarray.FORMATS[name].block_size
+        bs = mxarray.get_format(name).block_size
         x = da.ones((2, 10 * bs), chunks=(1, bs + 1), dtype=np.float32)
         q = mxd.quantize(x, name)
         blocks_per_chunk = q.scales.chunks[-1]
@@ -104,7 +107,7 @@ def test_misaligned_chunks_are_rechunked_to_whole_blocks() -> None:
 
 def test_dequantize_follows_the_scales_when_packed_is_chunked_differently() -> None:
     name = "mxfp6_e3m2"
-    bs = mxarray.FORMATS[name].block_size
+    bs = mxarray.get_format(name).block_size
     x = _data((4, 5 * bs - 3), 11)
     ref = mxarray.quantize(x, name)
     packed = da.from_array(np.asarray(ref.packed), chunks=(3, 7))  # splits blocks' bytes
@@ -113,9 +116,67 @@ def test_dequantize_follows_the_scales_when_packed_is_chunked_differently() -> N
     np.testing.assert_array_equal(mxd.dequantize(q).compute(), ref.dequantize())
 
 
-def test_stochastic_rounding_is_refused_with_the_reason() -> None:
-    with pytest.raises(ValueError, match="stochastic.*index"):
-        mxd.quantize(da.ones(64, chunks=32), "mxfp8_e4m3", rounding="stochastic")
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_stochastic_rounding_gives_the_in_memory_bytes_for_any_chunking(data) -> None:
+    """One seed, every chunking (rechunked ones included), 1-D to 3-D, any block axis."""
+    name = data.draw(st.sampled_from(STOCHASTIC))
+    bs = mxarray.get_format(name).block_size
+    ndim = data.draw(st.integers(1, 3))
+    axis = data.draw(st.integers(0, ndim - 1))
+    shape = [data.draw(st.integers(1, 3)) for _ in range(ndim)]
+    shape[axis] = data.draw(st.integers(1, 4 * bs + 3))
+    chunks = tuple(data.draw(st.integers(1, n)) for n in shape)
+    seed = data.draw(st.integers(0, 2**64 - 1))
+    x = _data(tuple(shape), data.draw(st.integers(0, 2**16)))
+    q = mxd.quantize(da.from_array(x, chunks=chunks), name, axis=axis, rounding="stochastic",
+                     seed=seed)
+    assert q.seed == seed
+    ref = mxarray.quantize(x, name, axis=axis, rounding="stochastic", seed=seed,
+                           backend="numpy")
+    _assert_same(q, ref)
+
+
+@pytest.mark.parametrize("name", ["mxfp4_e2m1", "mx4"])
+def test_stochastic_rounding_depends_on_the_position_of_each_chunk(name) -> None:
+    """Two chunks holding equal values draw different bits (their global block numbers
+    differ), as the in-memory quantization does."""
+    bs = mxarray.get_format(name).block_size
+    half = _data((2, 2 * bs), 16)
+    half[np.isinf(half)] = 1.0
+    x = np.concatenate([half, half], axis=1)
+    q = mxd.quantize(da.from_array(x, chunks=(2, 2 * bs)), name, rounding="stochastic", seed=9)
+    got = q.compute(scheduler="synchronous")
+    assert not np.array_equal(got.packed[:, : got.packed.shape[1] // 2],
+                              got.packed[:, got.packed.shape[1] // 2 :])
+    _assert_same(q, mxarray.quantize(x, name, rounding="stochastic", seed=9, backend="numpy"))
+
+
+def test_stochastic_seed_is_drawn_once_and_recorded() -> None:
+    x = _data((3, 100), 17)
+    q = mxd.quantize(da.from_array(x, chunks=(1, 32)), "mxfp6_e3m2", rounding="stochastic")
+    assert isinstance(q.seed, int) and 0 <= q.seed < 2**64
+    _assert_same(q, mxarray.quantize(x, "mxfp6_e3m2", rounding="stochastic", seed=q.seed,
+                                     backend="numpy"))
+    assert mxd.quantize(da.from_array(x), "mxfp6_e3m2", seed=5).seed is None  # not stochastic
+
+
+def test_stochastic_npy_file_matches_in_memory(tmp_path) -> None:
+    name = "mx6"
+    bs = mxarray.get_format(name).block_size
+    x = _data((5, 7 * bs + 3), 18)
+    np.save(tmp_path / "x.npy", x)
+    q = mxd.quantize_npy(tmp_path / "x.npy", tmp_path / "p.npy", tmp_path / "s.npy", name,
+                         chunk_bytes=2 * bs * x.itemsize, rounding="stochastic", seed=2**63,
+                         scheduler="synchronous")
+    assert q.scales.npartitions > 1
+    _assert_same(q, mxarray.quantize(x, name, rounding="stochastic", seed=2**63,
+                                     backend="numpy"))
+
+
+def test_formats_with_a_tensor_scale_are_refused() -> None:
+    with pytest.raises(ValueError, match="nvfp4.*per-tensor scale"):
+        mxd.quantize(da.ones(64, chunks=32), "nvfp4")
 
 
 def test_bad_input_is_refused() -> None:
@@ -127,6 +188,10 @@ def test_bad_input_is_refused() -> None:
         mxd.quantize(da.ones((2, 0)), "mxfp8_e4m3")
     with pytest.raises(ValueError, match="unknown"):
         mxd.quantize(da.ones(64), "mxfp8_e4m3", scale_mode="up")
+    with pytest.raises(ValueError, match="seed"):
+        mxd.quantize(da.ones(64), "mxfp8_e4m3", rounding="stochastic", seed=-1)
+    with pytest.raises(TypeError, match="seed"):
+        mxd.quantize(da.ones(64), "mxfp8_e4m3", rounding="stochastic", seed=1.5)
     with pytest.raises(TypeError, match="DaskMXArray"):
         mxd.dequantize(mxarray.quantize(np.ones(64), "mxfp8_e4m3"))
     q = mxd.quantize(da.ones(64), "mxfp8_e4m3")
@@ -140,7 +205,7 @@ def test_bad_input_is_refused() -> None:
 
 def test_store_writes_both_parts_into_memmaps(tmp_path) -> None:
     name = "mxfp4_e2m1"
-    bs = mxarray.FORMATS[name].block_size
+    bs = mxarray.get_format(name).block_size
     x = _data((5, 3 * bs + 9), 12)
     q = mxd.quantize(da.from_array(x, chunks=(2, bs)), name)
     packed = np.lib.format.open_memmap(tmp_path / "p.npy", "w+", np.uint8, q.packed.shape)
@@ -154,7 +219,7 @@ def test_store_writes_both_parts_into_memmaps(tmp_path) -> None:
 def test_store_into_zarr(tmp_path) -> None:
     zarr = pytest.importorskip("zarr", reason="zarr not installed: this store test needs it")
     name = "mxfp8_e5m2"
-    bs = mxarray.FORMATS[name].block_size
+    bs = mxarray.get_format(name).block_size
     x = _data((3, 4 * bs), 13)
     q = mxd.quantize(da.from_array(x, chunks=(1, 2 * bs)), name)
     packed = zarr.open_array(tmp_path / "p.zarr", mode="w", shape=q.packed.shape,
@@ -170,7 +235,7 @@ def test_store_into_zarr(tmp_path) -> None:
 @pytest.mark.parametrize("axis", [0, -1])
 def test_quantize_npy_matches_in_memory(tmp_path, axis) -> None:
     name = "mxfp6_e2m3"
-    bs = mxarray.FORMATS[name].block_size
+    bs = mxarray.get_format(name).block_size
     x = _data((7, 5 * bs + 3), 14)
     np.save(tmp_path / "x.npy", x)
     q = mxd.quantize_npy(tmp_path / "x.npy", tmp_path / "p.npy", tmp_path / "s.npy", name,
@@ -212,7 +277,7 @@ def test_local_cluster_with_two_workers_gives_the_in_memory_bytes() -> None:
     distributed = pytest.importorskip("distributed",
                                       reason="distributed not installed: the dask extra")
     name = "mxfp4_e2m1"
-    bs = mxarray.FORMATS[name].block_size
+    bs = mxarray.get_format(name).block_size
     x = _data((6, 8 * bs + 5), 15)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster, \

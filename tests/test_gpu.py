@@ -4,7 +4,9 @@ Marked ``gpu``: skipped with a reason unless CuPy finds a CUDA driver and device
 CPU-only parts (detection never fails, the reason is reported, the matmul kernel option
 is validated) run everywhere.  The tensor-core matmul is checked against the simple
 kernel and the reference under the spec's error bound (not bitwise: the order and
-rounding of the additions inside an mma instruction are the hardware's).
+rounding of the additions inside an mma instruction are the hardware's).  The general
+block formats (MX9/6/4, NVFP4) are checked bitwise for quantize (with ``block_ids``),
+dequantize and pack, and their matmul kernel under [dot_block_formats].
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import sys
 import numpy as np
 import pytest
 
-from cuda_adversarial import adversarial_blocks, assert_within_spec_bound, emulated_matmul
+from cuda_adversarial import (
+    TENSOR_SCALES, adversarial_blocks, assert_within_spec_bound, emulated_matmul,
+    two_level_blocks,
+)
 from mxarray.backends import cupy_backend
 from mxarray.backends.numpy_backend import NumpyBackend
-from mxarray.formats import FORMATS, ROUNDING_MODES, SCALE_MODES
+from mxarray.formats import BLOCK_FORMATS, FORMATS, ROUNDING_MODES, SCALE_MODES, register
 
 REF = NumpyBackend()
 ALL_FORMATS = pytest.mark.parametrize("fmt", list(FORMATS.values()), ids=str)
@@ -196,3 +201,133 @@ def test_self_check_passes_once_per_device_and_pair():
     before = cupy_backend._mma_verified.cache_info().hits
     cupy_backend._mma_verified(cupy.cuda.Device().id, fmt, fmt)
     assert cupy_backend._mma_verified.cache_info().hits == before + 1
+
+
+# --- the general block formats (MX9, MX6, MX4, NVFP4) and block_ids ----------------------
+
+BLOCK_KERNEL_FORMATS = [BLOCK_FORMATS[n] for n in cupy_backend.BLOCK_KERNEL_FORMATS]
+ALL_BLOCK_FORMATS = pytest.mark.parametrize("fmt", BLOCK_KERNEL_FORMATS, ids=str)
+
+
+def test_supports_names_the_formats_with_kernels():
+    assert all(cupy_backend.CupyBackend.supports(f) for f in FORMATS.values())
+    assert all(cupy_backend.CupyBackend.supports(f) for f in BLOCK_KERNEL_FORMATS)
+    other = BLOCK_FORMATS.get("gpu_test_bfp") or register(
+        {"name": "gpu_test_bfp", "block_size": 16, "scale": "e8m0",
+         "element": {"kind": "signmag", "bits": 8, "mantissa_bits": 6}})
+    assert not cupy_backend.CupyBackend.supports(other)
+
+
+def _block_data(rng, fmt, dtype, n, tensor_scale):
+    if fmt.tensor_scale != "none":
+        return two_level_blocks(rng, n, dtype, fmt, tensor_scale)
+    return np.concatenate([adversarial_blocks(rng, n, dtype, fmt),
+                           rng.standard_normal((n, fmt.block_size)).astype(dtype)])
+
+
+@pytest.mark.gpu
+@needs_gpu
+@ALL_BLOCK_FORMATS
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_block_quantize_bitwise(gpu, fmt, dtype):
+    rng = np.random.default_rng(1234)
+    two_level = fmt.tensor_scale != "none"
+    roundings = [r for r in ROUNDING_MODES if not (two_level and r == "stochastic")]
+    for tensor_scale in (TENSOR_SCALES if two_level else (None,)):
+        blocks = _block_data(rng, fmt, dtype, 1500, tensor_scale)[:-1]  # half a warp left over
+        kw = {} if tensor_scale is None else {"tensor_scale": tensor_scale}
+        ids = rng.integers(0, 2**64, size=len(blocks), dtype=np.uint64)
+        for scale_mode in (("floor",) if two_level else SCALE_MODES):
+            for rounding in roundings:
+                seed = 2**63 + 777 if rounding == "stochastic" else None
+                for block_ids in ((None, ids) if rounding == "stochastic" else (None,)):
+                    want = REF.quantize_blocks(blocks, fmt, rounding, scale_mode, seed,
+                                               block_ids=block_ids, **kw)
+                    got = gpu.quantize_blocks(blocks, fmt, rounding, scale_mode, seed,
+                                              block_ids=block_ids, **kw)
+                    np.testing.assert_array_equal(_host(got[1]), want[1])
+                    np.testing.assert_array_equal(_host(got[0]), want[0])
+                    assert _host(got[0]).dtype == fmt.code_dtype
+
+
+@pytest.mark.gpu
+@needs_gpu
+@ALL_FORMATS
+def test_block_ids_bitwise_ocp(gpu, fmt):
+    rng = np.random.default_rng(4321)
+    blocks = adversarial_blocks(rng, 999, np.float32, fmt)  # not a whole number of warps
+    ids = rng.integers(0, 2**64, size=999, dtype=np.uint64)
+    want = REF.quantize_blocks(blocks, fmt, "stochastic", "floor", 5, block_ids=ids)
+    got = gpu.quantize_blocks(blocks, fmt, "stochastic", "floor", 5, block_ids=ids)
+    np.testing.assert_array_equal(_host(got[0]), want[0])
+
+
+@pytest.mark.gpu
+@needs_gpu
+@ALL_BLOCK_FORMATS
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_dequantize_bitwise(gpu, fmt, dtype):
+    n_codes = 1 << fmt.code_bits
+    per_scale = -(-n_codes // fmt.block_size)
+    codes = np.resize(np.arange(n_codes, dtype=fmt.code_dtype), (256 * per_scale, fmt.block_size))
+    scales = np.repeat(np.arange(256, dtype=np.uint8), per_scale)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    for tensor_scale in (TENSOR_SCALES if fmt.tensor_scale != "none" else (None,)):
+        kw = {} if tensor_scale is None else {"tensor_scale": tensor_scale}
+        want = REF.dequantize_blocks(codes, scales, fmt, np.dtype(dtype), **kw)
+        got = _host(gpu.dequantize_blocks(codes, scales, fmt, dtype, **kw))
+        np.testing.assert_array_equal(got.view(bits), want.view(bits))
+
+
+@pytest.mark.gpu
+@needs_gpu
+@ALL_BLOCK_FORMATS
+def test_block_pack_unpack_bitwise(gpu, fmt):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3 * 40 * 4, fmt.block_size)) * np.ldexp(1.0, rng.integers(
+        -8, 8, (3 * 40 * 4, fmt.block_size)))
+    kw = {"tensor_scale": 1.0} if fmt.tensor_scale != "none" else {}
+    codes, _ = REF.quantize_blocks(x, fmt, "even", "floor", None, **kw)
+    codes = codes.reshape(3, 40, 4 * fmt.block_size)
+    packed = gpu.pack(codes, fmt)
+    np.testing.assert_array_equal(_host(packed), REF.pack(codes, fmt))
+    np.testing.assert_array_equal(_host(gpu.unpack(packed, fmt)), codes)
+
+
+BLOCK_MATMUL_PAIRS = [("mx9", "mx9"), ("mx6", "mx6"), ("mx4", "mx4"), ("nvfp4", "nvfp4"),
+                      ("nvfp4", "mx9"), ("mx4", "mxfp8_e4m3"), ("mxfp8_e5m2", "nvfp4")]
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("fa,fb", BLOCK_MATMUL_PAIRS)
+def test_block_matmul_kernel(gpu, fa, fb):
+    """Adversarial operands (NVFP4 under a tiny and a huge tensor scale), K a multiple of
+    neither block size: within [dot_block_formats] of the reference; small integers
+    (exact sums): bitwise."""
+    fa, fb = BLOCK_FORMATS[fa], BLOCK_FORMATS[fb]
+    rng = np.random.default_rng(fa.bits * 5 + fb.bits)
+    for ts, integers in ((2.0**-140, False), (TENSOR_SCALES[-2], False), (0.5, True)):
+        ta = ts if fa.tensor_scale != "none" else None
+        tb = ts if fb.tensor_scale != "none" else None
+        ops = []
+        for fmt, rows, t in ((fa, 37, ta), (fb, 21, tb)):
+            kb = -(-75 // fmt.block_size)
+            if integers:
+                x = np.zeros((rows, kb * fmt.block_size))
+                x[:, :75] = rng.integers(-3, 4, (rows, 75))
+                x = x.reshape(-1, fmt.block_size)
+            else:
+                x = _block_data(rng, fmt, np.float32, rows * kb, t)[: rows * kb]
+                x[np.isinf(x)] = 1.0
+            kw = {} if t is None else {"tensor_scale": t}
+            c, s = REF.quantize_blocks(x.astype(np.float32), fmt, "even", "floor", None, **kw)
+            ops.append((c.reshape(1, rows, kb, fmt.block_size), s.reshape(1, rows, kb)))
+        (ac, as_), (bc, bs) = ops
+        scales = {k: v for k, v in (("a_tensor_scale", ta), ("b_tensor_scale", tb))
+                  if v is not None}
+        got = _host(gpu.matmul_blocks(ac, as_, fa, bc, bs, fb, **scales))[0]
+        assert_within_spec_bound(got, ac[0], as_[0], fa, bc[0], bs[0], fb, **scales)
+        if integers:
+            want = REF.matmul_blocks(ac, as_, fa, bc, bs, fb, **scales)[0]
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

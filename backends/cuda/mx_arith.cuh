@@ -24,7 +24,8 @@
     !defined(MX_SCALE_MODE_CEIL) || !defined(MX_SCALE_MODE_RCEIL) ||                      \
     !defined(MX_SCALE_MODE_EVEN) || !defined(MX_ROUNDING_EVEN) ||                         \
     !defined(MX_ROUNDING_NEAREST) || !defined(MX_ROUNDING_TOWARD_ZERO) ||                 \
-    !defined(MX_ROUNDING_STOCHASTIC)
+    !defined(MX_ROUNDING_STOCHASTIC) || !defined(MX_KIND_FLOAT) || !defined(MX_KIND_INT) ||  \
+    !defined(MX_KIND_SIGNMAG)
 #error "compile with the definitions of mxarray._cuda_sources.spec_definitions()"
 #endif
 
@@ -33,7 +34,8 @@ typedef unsigned int mx_u32;
 
 // One element format, field for field the spec entry (see _cuda_sources.format_fields).
 struct MxFormat {
-    int is_int;          // kind == "int": two's-complement k with value k / 2^mantissa_bits
+    int kind;            // MX_KIND_FLOAT, MX_KIND_INT (two's-complement k / 2^mantissa_bits)
+                         // or MX_KIND_SIGNMAG (sign bit and magnitude M / 2^mantissa_bits)
     int bits;            // bits per element code
     int mantissa_bits;   // mantissa (float) or fraction (int) bits
     int bias;            // exponent bias (float kinds)
@@ -127,8 +129,9 @@ MX_HD mx_u64 mx_magnitude_key(const MxValue& v) {
 // Shared exponent X of a block from the key of its largest magnitude
 // ---------------------------------------------------------------------------------------
 
-MX_HD int mx_shared_exponent(const MxFormat& f, mx_u64 amax_key, int scale_mode) {
-    if (amax_key == 0) return MX_SCALE_MIN_EXP;  // all-zero block: byte 0
+// The scale mode's exponent of a positive maximum (amax_key != 0), not clamped: the
+// sub-block exponents X_j of formats with microexponents use it unclamped.
+MX_HD int mx_mode_exponent(const MxFormat& f, mx_u64 amax_key, int scale_mode) {
     const int e = (int)(amax_key >> 52) - MX_KEY_EXP_OFFSET;
     const mx_u64 sig = (amax_key & ((1ull << 52) - 1)) | (1ull << 52);
     int x;
@@ -148,6 +151,12 @@ MX_HD int mx_shared_exponent(const MxFormat& f, mx_u64 amax_key, int scale_mode)
     } else {  // MX_SCALE_MODE_FLOOR
         x = e - f.emax;
     }
+    return x;
+}
+
+MX_HD int mx_shared_exponent(const MxFormat& f, mx_u64 amax_key, int scale_mode) {
+    if (amax_key == 0) return MX_SCALE_MIN_EXP;  // all-zero block: byte 0
+    int x = mx_mode_exponent(f, amax_key, scale_mode);
     if (x < MX_SCALE_MIN_EXP) x = MX_SCALE_MIN_EXP;
     if (x > MX_SCALE_MAX_EXP) x = MX_SCALE_MAX_EXP;
     return x;
@@ -163,6 +172,13 @@ MX_HD mx_u32 mx_random_u32(mx_u64 seed, mx_u64 index) {
     z = (z ^ (z >> 27)) * (mx_u64)MX_RNG_MIX2;
     z = z ^ (z >> 31);
     return (mx_u32)(z >> 32);
+}
+
+// Random-stream index of lane `lane` of row b: block_ids[b] * block_size + lane (uint64,
+// wrapping), or b * block_size + lane when block_ids is null.
+MX_HD mx_u64 mx_random_index(const mx_u64* block_ids, long long b, int block_size, int lane) {
+    const mx_u64 id = block_ids ? block_ids[b] : (mx_u64)b;
+    return id * (mx_u64)block_size + (mx_u64)lane;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -207,7 +223,7 @@ MX_HD mx_u64 mx_round_shift(mx_u64 sig, int sh, int rounding, mx_u64 seed, mx_u6
 MX_HD unsigned mx_encode(const MxFormat& f, const MxValue& v, int x, int rounding,
                          mx_u64 seed, mx_u64 index) {
     const unsigned code_mask = (1u << f.bits) - 1u;
-    if (f.is_int) {
+    if (f.kind == MX_KIND_INT) {
         mx_u64 k = 0;
         if (v.cls == MX_FINITE) {
             k = mx_round_shift(v.sig, 52 + (x - f.mantissa_bits) - v.e, rounding, seed, index);
@@ -217,7 +233,9 @@ MX_HD unsigned mx_encode(const MxFormat& f, const MxValue& v, int x, int roundin
         return (v.neg ? (0u - kk) : kk) & code_mask;  // no negative zero: -0 gives code 0
     }
     mx_u64 magnitude = 0;
-    if (v.cls == MX_FINITE) {
+    if (v.cls == MX_FINITE && f.kind == MX_KIND_SIGNMAG) {  // a uniform grid of step 2^(x-m)
+        magnitude = mx_round_shift(v.sig, 52 + (x - f.mantissa_bits) - v.e, rounding, seed, index);
+    } else if (v.cls == MX_FINITE) {
         int e_elem = v.e - x;
         if (e_elem < f.emin) e_elem = f.emin;  // the subnormal range shares emin's quantum
         const int step = x + e_elem - f.mantissa_bits;  // log2 of the grid step
@@ -249,7 +267,7 @@ MX_HD MxElement mx_element(const MxFormat& f, unsigned code) {
     el.kind = MX_ELEM_FINITE;
     const unsigned sign_bit = 1u << (f.bits - 1);
     code &= (1u << f.bits) - 1u;
-    if (f.is_int) {
+    if (f.kind == MX_KIND_INT) {
         el.neg = (code & sign_bit) ? 1 : 0;
         el.n = el.neg ? (2u * sign_bit - code) : code;  // |two's complement value|
         el.p = -f.mantissa_bits;
@@ -259,6 +277,11 @@ MX_HD MxElement mx_element(const MxFormat& f, unsigned code) {
     el.neg = (code & sign_bit) ? 1 : 0;
     el.n = 0;
     el.p = 0;
+    if (f.kind == MX_KIND_SIGNMAG) {  // every magnitude is a value: M / 2^mantissa_bits
+        el.n = magnitude;
+        el.p = -f.mantissa_bits;
+        return el;
+    }
     if ((int)magnitude > f.max_code) {
         el.kind = (int)magnitude == f.inf_code ? MX_ELEM_INF : MX_ELEM_NAN;
         return el;
@@ -275,18 +298,16 @@ MX_HD MxElement mx_element(const MxFormat& f, unsigned code) {
     return el;
 }
 
-// float32 bits of decode(code) * 2^x.  Every format's smallest value times 2^-127 is a
-// float32 (normal or subnormal) exactly; _cuda_sources checks this for every spec format.
-// Values from 2^128 up overflow to Inf, as the reference's float64 -> float32 cast does.
-MX_HD mx_u32 mx_decode_f32_bits(const MxFormat& f, unsigned code, unsigned scale_byte) {
-    const mx_u32 nan_bits = 0x7FC00000u;
-    if (scale_byte == MX_SCALE_NAN_CODE) return nan_bits;
-    const MxElement el = mx_element(f, code);
+// float32 bits of the element el times 2^x.  Every format's smallest value times 2^-127
+// (times 2^-D for the largest microexponent D) is a float32, normal or subnormal, exactly;
+// _cuda_sources checks this for every format.  Values from 2^128 up overflow to Inf, as
+// the reference's float64 -> float32 cast does.
+MX_HD mx_u32 mx_element_f32_bits(const MxElement& el, int x) {
     const mx_u32 sign = el.neg ? 0x80000000u : 0u;
-    if (el.kind == MX_ELEM_NAN) return nan_bits;
+    if (el.kind == MX_ELEM_NAN) return 0x7FC00000u;
     if (el.kind == MX_ELEM_INF) return sign | 0x7F800000u;
     if (el.n == 0) return sign;
-    const int p = el.p + ((int)scale_byte - MX_SCALE_BIAS);
+    const int p = el.p + x;
     const int lead = 31 - mx_clz32(el.n);
     const int e = lead + p;
     if (e > 127) return sign | 0x7F800000u;
@@ -296,36 +317,44 @@ MX_HD mx_u32 mx_decode_f32_bits(const MxFormat& f, unsigned code, unsigned scale
     return sign | (el.n << (p + 149));  // subnormal: n * 2^p with p >= -149
 }
 
-// float64 bits of decode(code) * 2^x: always a normal float64, exactly.
-MX_HD mx_u64 mx_decode_f64_bits(const MxFormat& f, unsigned code, unsigned scale_byte) {
-    const mx_u64 nan_bits = 0x7FF8000000000000ull;
-    if (scale_byte == MX_SCALE_NAN_CODE) return nan_bits;
-    const MxElement el = mx_element(f, code);
+// float64 bits of the element el times 2^x: always a normal float64, exactly.
+MX_HD mx_u64 mx_element_f64_bits(const MxElement& el, int x) {
     const mx_u64 sign = el.neg ? 0x8000000000000000ull : 0ull;
-    if (el.kind == MX_ELEM_NAN) return nan_bits;
+    if (el.kind == MX_ELEM_NAN) return 0x7FF8000000000000ull;
     if (el.kind == MX_ELEM_INF) return sign | 0x7FF0000000000000ull;
     if (el.n == 0) return sign;
-    const int p = el.p + ((int)scale_byte - MX_SCALE_BIAS);
+    const int p = el.p + x;
     const int lead = 31 - mx_clz32(el.n);
     return sign | ((mx_u64)(lead + p + 1023) << 52) |
            (((mx_u64)el.n << (52 - lead)) & 0xFFFFFFFFFFFFFull);
 }
 
+// float32 / float64 bits of decode(code) * 2^(scale_byte - bias); NaN for the NaN byte.
+MX_HD mx_u32 mx_decode_f32_bits(const MxFormat& f, unsigned code, unsigned scale_byte) {
+    if (scale_byte == MX_SCALE_NAN_CODE) return 0x7FC00000u;
+    return mx_element_f32_bits(mx_element(f, code), (int)scale_byte - MX_SCALE_BIAS);
+}
+
+MX_HD mx_u64 mx_decode_f64_bits(const MxFormat& f, unsigned code, unsigned scale_byte) {
+    if (scale_byte == MX_SCALE_NAN_CODE) return 0x7FF8000000000000ull;
+    return mx_element_f64_bits(mx_element(f, code), (int)scale_byte - MX_SCALE_BIAS);
+}
+
 // ---------------------------------------------------------------------------------------
-// Packing: pack_elements codes of `bits` bits, little-endian, into pack_bytes bytes
+// Packing: pack_elements codes of `bits` bits, little-endian, into pack_bytes <= 8 bytes
 // ---------------------------------------------------------------------------------------
 
 MX_HD void mx_pack_group(const MxFormat& f, const unsigned char* codes, unsigned char* out) {
-    mx_u32 word = 0;
-    for (int i = 0; i < f.pack_elements; ++i) word |= (mx_u32)codes[i] << (f.bits * i);
+    mx_u64 word = 0;
+    for (int i = 0; i < f.pack_elements; ++i) word |= (mx_u64)codes[i] << (f.bits * i);
     for (int j = 0; j < f.pack_bytes; ++j) out[j] = (unsigned char)((word >> (8 * j)) & 0xFFu);
 }
 
 MX_HD void mx_unpack_group(const MxFormat& f, const unsigned char* packed,
                            unsigned char* codes) {
-    mx_u32 word = 0;
-    for (int j = 0; j < f.pack_bytes; ++j) word |= (mx_u32)packed[j] << (8 * j);
-    const mx_u32 mask = (1u << f.bits) - 1u;
+    mx_u64 word = 0;
+    for (int j = 0; j < f.pack_bytes; ++j) word |= (mx_u64)packed[j] << (8 * j);
+    const mx_u64 mask = (1ull << f.bits) - 1u;
     for (int i = 0; i < f.pack_elements; ++i) {
         codes[i] = (unsigned char)((word >> (f.bits * i)) & mask);
     }

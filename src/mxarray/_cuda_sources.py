@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _random
-from .formats import BLOCK_SIZE, ROUNDING_MODES, SCALE, SCALE_MODES, Format
+from .formats import BLOCK_SIZE, FORMATS, ROUNDING_MODES, SCALE, SCALE_MODES, UE4M3, Format
 
 __all__ = [
     "KERNEL_SOURCES",
@@ -28,6 +28,8 @@ __all__ = [
     "spec_definitions",
     "format_fields",
     "format_initializer",
+    "block_fields",
+    "block_initializer",
     "compile_definitions",
 ]
 
@@ -43,8 +45,22 @@ KERNEL_SOURCES: dict[str, tuple[str, ...]] = {
     "mx_pack.cu": ("MX_FORMAT",),
     "mx_matmul_simple.cu": ("MX_FORMAT_A", "MX_FORMAT_B"),
     "mx_matmul_mma.cu": ("MX_FORMAT_A", "MX_FORMAT_B"),
+    "mx_block_quantize.cu": ("MX_FORMAT",),
+    "mx_block_dequantize.cu": ("MX_FORMAT",),
+    "mx_block_pack.cu": ("MX_FORMAT",),
+    "mx_matmul_block.cu": ("MX_FORMAT_A", "MX_FORMAT_B"),
 }
-"""Every kernel source and the format macros it must be compiled with."""
+"""Every kernel source and the format macros it must be compiled with (each macro ``M``
+also gets ``M_BLOCK``, the format's block layout, from :func:`compile_definitions`)."""
+
+BLOCK_SOURCES = frozenset({"mx_block_quantize.cu", "mx_block_dequantize.cu", "mx_block_pack.cu",
+                           "mx_matmul_block.cu"})
+"""The sources of the general block formats (the others serve the six OCP formats)."""
+
+ELEMENT_KINDS = ("float", "int", "signmag")
+"""Element kinds, numbered for ``MxFormat.kind`` (``MX_KIND_FLOAT`` ...)."""
+SCALE_KINDS = ("e8m0", "ue4m3")
+"""Block scale kinds, numbered for ``MxBlockFormat.scale_kind``."""
 
 _INCLUDE = re.compile(r'^#include "([^"]+)"[ \t]*$', re.MULTILINE)
 
@@ -92,7 +108,8 @@ def read_source(name: str) -> str:
 
 
 def spec_definitions() -> dict[str, str]:
-    """Spec-wide constants the sources need: block size, E8M0, generator, mode numbers."""
+    """Spec-wide constants the sources need: block size, E8M0, generator, mode numbers,
+    and ``MX_UE4M3``, the E4M3 element format whose codes 0..0x7E are the UE4M3 grid."""
     defs = {
         "MX_BLOCK_SIZE": str(BLOCK_SIZE),
         "MX_SCALE_BIAS": str(SCALE.bias),
@@ -103,6 +120,11 @@ def spec_definitions() -> dict[str, str]:
         "MX_RNG_MIX1": f"{int(_random._MIX1):#x}ull",
         "MX_RNG_MIX2": f"{int(_random._MIX2):#x}ull",
     }
+    for i, kind in enumerate(ELEMENT_KINDS):
+        defs[f"MX_KIND_{kind.upper()}"] = str(i)
+    for i, kind in enumerate(SCALE_KINDS):
+        defs[f"MX_SCALE_KIND_{kind.upper()}"] = str(i)
+    defs["MX_UE4M3"] = format_initializer(_ue4m3_element())
     for i, mode in enumerate(SCALE_MODES):
         defs[f"MX_SCALE_MODE_{mode.upper()}"] = str(i)
     for i, mode in enumerate(ROUNDING_MODES):
@@ -128,14 +150,15 @@ def format_fields(fmt: Format) -> dict[str, int]:
     expected_nan = {c | s for c in above - inf for s in (0, sign)}
     if fmt.kind == "float" and (len(inf) > 1 or nan != expected_nan):
         raise ValueError(f"{fmt.name}: NaN codes are not the magnitudes above max_code")
-    if math.frexp(fmt.min_subnormal)[1] - 1 + SCALE.min_exponent < -149:
+    lowest = math.frexp(fmt.min_subnormal)[1] - 1 - ((1 << fmt.sub_block_bits) - 1)
+    if lowest + SCALE.min_exponent < -149:
         raise ValueError(f"{fmt.name}: the smallest value times 2^-127 is not a float32")
     finite = fmt.decode_table[np.isfinite(fmt.decode_table)]
     if not np.array_equal(finite.astype(np.float16).astype(np.float64), finite):
         raise ValueError(f"{fmt.name}: an element value is not a float16 (the mma kernel's input)")
     mant, exp = math.frexp(fmt.max_normal)
     return {
-        "is_int": int(fmt.kind == "int"),
+        "kind": ELEMENT_KINDS.index(fmt.kind),
         "bits": fmt.bits,
         "mantissa_bits": fmt.mantissa_bits,
         "bias": fmt.bias,
@@ -158,9 +181,62 @@ def format_initializer(fmt: Format) -> str:
     return "{" + ",".join(parts + [f"{values['max_normal_sig']:#x}ull"]) + "}"
 
 
+def _ue4m3_element() -> Format:
+    """The E4M3 element format whose codes ``0 .. nan_code - 1`` are the UE4M3 grid."""
+    e4m3 = FORMATS["mxfp8_e4m3"]
+    if not np.array_equal(e4m3.decode_table[: UE4M3.nan_code], UE4M3.finite_grid):
+        raise ValueError("the UE4M3 grid is not the non-negative E4M3 codes")
+    return e4m3
+
+
+def block_fields(fmt: Format) -> dict[str, int]:
+    """The fields of the C struct ``MxBlockFormat`` for ``fmt``, in declaration order.
+
+    Raises
+    ------
+    ValueError
+        If the CUDA block kernels cannot run ``fmt``: a block size that is not a power
+        of two dividing 32 (one group of lanes per block), a scale other than E8M0 or
+        UE4M3, UE4M3 with non-float elements or with sub-blocks, or the "promote"
+        overflow rule.
+    """
+    if fmt.block_size > 32 or 32 % fmt.block_size:
+        raise ValueError(f"{fmt.name}: block size {fmt.block_size} does not divide a warp")
+    if fmt.scale is SCALE:
+        scale_kind = "e8m0"
+    elif fmt.scale is UE4M3 and fmt.kind == "float" and not fmt.sub_block_size:
+        scale_kind = "ue4m3"
+        # mx_round_onto_grid: a midpoint in grid units (< 2 max / min) times a UE4M3 or
+        # element significand (< 2^(m+1)) times S_t's 24-bit significand stays below 2^63
+        span = 2 * fmt.max_normal / fmt.min_subnormal
+        if span * 2.0 ** (max(fmt.mantissa_bits, 3) + 1 + 24) >= 2.0**63:
+            raise ValueError(f"{fmt.name}: its grid is too wide for the exact UE4M3 products")
+    else:
+        raise ValueError(f"{fmt.name}: the CUDA kernels have no {fmt.scale.name} scale path")
+    if fmt.magnitude_overflow != "saturate":
+        raise ValueError(f"{fmt.name}: the CUDA kernels implement only saturating sub-blocks")
+    return {
+        "block_size": fmt.block_size,
+        "scale_kind": SCALE_KINDS.index(scale_kind),
+        "scale_nan_code": fmt.scale.nan_code,
+        "sub_block_size": fmt.sub_block_size,
+        "sub_block_bits": fmt.sub_block_bits,
+        "code_bytes": fmt.code_dtype.itemsize,
+        "element_bytes": fmt.element_bytes,
+        "sub_block_bytes": fmt.sub_block_bytes,
+    }
+
+
+def block_initializer(fmt: Format) -> str:
+    """A C brace initializer of ``MxBlockFormat`` for ``fmt``, e.g. ``{16,0,255,2,...}``."""
+    return "{" + ",".join(str(v) for v in block_fields(fmt).values()) + "}"
+
+
 def compile_definitions(formats: dict[str, Format]) -> list[str]:
-    """``-D`` options for a source: the spec constants plus ``{macro: format}`` structs."""
+    """``-D`` options for a source: the spec constants plus ``{macro: format}`` structs
+    (``macro`` the element's ``MxFormat``, ``macro_BLOCK`` its ``MxBlockFormat``)."""
     defs = dict(spec_definitions())
     for macro, fmt in formats.items():
         defs[macro] = format_initializer(fmt)
+        defs[f"{macro}_BLOCK"] = block_initializer(fmt)
     return [f"-D{name}={value}" for name, value in defs.items()]

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import layout as blocks
 from ._device_arrays import device_name, is_device_array, move, parse_device
+from ._random import check_seed
 from .backends import get_backend
 from .formats import Format, check_rounding, check_scale_mode, get_format
 
@@ -122,6 +123,7 @@ class MXArray:
         layout: str | None = None,
         rounding: str | None = None,
         scale_mode: str | None = None,
+        seed: int | None = None,
         tensor_scale: float | None = None,
     ) -> MXArray:
         """Wrap element bytes and scale bytes that came from elsewhere, validating both.
@@ -145,6 +147,9 @@ class MXArray:
             How to read ``data``.  Inferred from its shape when unambiguous.
         rounding, scale_mode : str, optional
             Recorded metadata: how the data were produced, if known.
+        seed : int, optional
+            Recorded metadata: the stochastic-rounding seed that produced the data, an
+            integer in ``[0, 2**64)``; only with ``rounding="stochastic"``.
         tensor_scale : float, optional
             The per-tensor scale, required for formats that have one (NVFP4).
 
@@ -176,6 +181,10 @@ class MXArray:
             check_rounding(rounding)
         if scale_mode is not None:
             check_scale_mode(scale_mode)
+        if seed is not None:
+            seed = check_seed(seed)
+            if rounding != "stochastic":
+                raise ValueError("a seed is recorded only with rounding='stochastic'")
         if fmt.tensor_scale == "none" and tensor_scale is not None:
             raise ValueError(f"{fmt.name} has no per-tensor scale; drop tensor_scale")
         if fmt.tensor_scale != "none":
@@ -242,7 +251,7 @@ class MXArray:
             ax,
             rounding,
             scale_mode,
-            None,
+            seed,
             tensor_scale,
         )
 

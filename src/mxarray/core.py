@@ -15,8 +15,8 @@ from . import layout as blocks
 from ._device_arrays import device_name, is_device_array
 from ._random import check_seed, new_seed
 from .array import MXArray, check_tensor_scale
-from .backends import Backend, get_backend
-from .backends.base import supports
+from .backends import Backend, get_backend, named_backend
+from .backends.base import supports, takes_block_ids
 from .formats import Format, check_rounding, check_scale_mode, get_format
 
 __all__ = ["quantize", "dequantize", "matmul", "backend_for"]
@@ -49,11 +49,7 @@ def _resolve_backend(name: str | None, *arrays: Any) -> Backend:
 
 def _explicitly_chosen(name: str | None) -> bool:
     """Whether the user named the backend: the argument, ``use_backend`` or ``set_backend``."""
-    return (
-        name is not None
-        or registry._context_choice.get() is not None
-        or registry._global_choice is not None
-    )
+    return name is not None or named_backend() is not None
 
 
 def backend_for(fmts: Format | tuple[Format, ...], backend: str | None = None, *arrays: Any
@@ -73,9 +69,11 @@ def backend_for(fmts: Format | tuple[Format, ...], backend: str | None = None, *
     Examples
     --------
     >>> import mxarray
+    >>> from mxarray.backends.base import supports
     >>> from mxarray.core import backend_for
-    >>> backend_for(mxarray.get_format("mx9")).name
-    'numpy'
+    >>> mx9 = mxarray.get_format("mx9")
+    >>> supports(backend_for(mx9), mx9)     # the default, or the best backend with mx9
+    True
     """
     fmts = fmts if isinstance(fmts, tuple) else (fmts,)
     be = _resolve_backend(backend, *arrays)
@@ -173,6 +171,32 @@ def quantize(
     >>> int(a.scales[0]) - 127                      # the shared exponent X
     1
     """
+    return _quantize_with_ids(x, fmt, None, axis=axis, rounding=rounding,
+                              scale_mode=scale_mode, seed=seed, backend=backend,
+                              tensor_scale=tensor_scale)
+
+
+def _quantize_with_ids(
+    x: Any,
+    fmt: str | Format,
+    block_ids: Any,
+    *,
+    axis: int = -1,
+    rounding: str = "even",
+    scale_mode: str = "floor",
+    seed: int | None = None,
+    backend: str | None = None,
+    tensor_scale: float | None = None,
+) -> MXArray:
+    """:func:`quantize` for a piece of a larger array (private: used by ``mxarray.dask``).
+
+    ``block_ids`` is None (``x`` is the whole array) or integers, one per block of ``x``
+    in its canonical layout (``lead + (n_blocks,)``, C order): each block's number in the
+    canonical layout of the larger array.  With stochastic rounding the blocks then draw
+    the random bits the whole array's quantization gives them; other roundings ignore
+    it.  A backend whose quantize methods lack the ``block_ids`` keyword is replaced by
+    the NumPy reference for the call, unless the user named it (NotImplementedError).
+    """
     fmt = get_format(fmt)
     check_rounding(rounding)
     check_scale_mode(scale_mode)
@@ -188,6 +212,9 @@ def quantize(
             raise ValueError(f"{fmt.name} has no per-tensor scale; drop tensor_scale")
         tensor_scale = check_tensor_scale(tensor_scale)
     be = backend_for(fmt, backend, x)
+    numbered = block_ids is not None and rounding == "stochastic"
+    if numbered:
+        be = _taking_block_ids(be, backend, x)
     arr = _as_float_array(x, be.xp)
     ax = blocks.normalize_axis(axis, arr.ndim)
     if arr.shape[ax] == 0:
@@ -196,6 +223,8 @@ def quantize(
     lead = blocks.lead_shape(arr.shape, ax)
     nb = blocks.n_blocks(arr.shape[ax], fmt.block_size)
     extra: dict[str, Any] = {}
+    if numbered:
+        extra["block_ids"] = _check_block_ids(block_ids, rows.shape[0], be.xp)
     if fmt.tensor_scale != "none":
         if tensor_scale is None:
             tensor_scale = fmt.tensor_scale_for(_finite_amax(arr, be.xp))
@@ -210,6 +239,30 @@ def quantize(
         packed, scales.reshape(lead + (nb,)), fmt, arr.shape, ax, rounding, scale_mode, seed,
         tensor_scale,
     )
+
+
+def _taking_block_ids(be: Backend, name: str | None, *arrays: Any) -> Backend:
+    """``be`` if it accepts ``block_ids``; else the NumPy reference, if the user did not
+    name ``be`` and the data are on the host (NotImplementedError otherwise)."""
+    if takes_block_ids(be):
+        return be
+    if not _explicitly_chosen(name) and not any(is_device_array(a) for a in arrays):
+        return get_backend("numpy")
+    raise NotImplementedError(
+        f"backend {be.name!r} cannot yet quantize part of an array with stochastic rounding "
+        "(its quantize methods take no block_ids keyword); use backend='numpy'"
+    )
+
+
+def _check_block_ids(block_ids: Any, n: int, xp: Any) -> Any:
+    """``block_ids`` as a C-contiguous uint64 ``(n,)`` array of module ``xp``."""
+    ids = np.asarray(block_ids)
+    if ids.dtype.kind not in "iu" or ids.size != n:
+        raise ValueError(f"block_ids must hold {n} integers, one per block, "
+                         f"got {ids.size} of dtype {ids.dtype}")
+    if ids.dtype.kind == "i" and ids.size and ids.min() < 0:
+        raise ValueError("block_ids must not be negative")
+    return xp.ascontiguousarray(xp.asarray(ids.reshape(-1).astype(np.uint64)))
 
 
 def _check_scale_kind(fmt: Format, rounding: str, scale_mode: str) -> None:

@@ -2,13 +2,13 @@
 
 Each chunk is quantized with :func:`mxarray.quantize` on its own.  Because every block
 has its own scale, and chunks along the block axis hold whole blocks, the bytes equal
-those of quantizing the whole array in memory.  The result, :class:`DaskMXArray`,
+those of quantizing the whole array in memory.  Stochastic rounding keys its random
+bits by each element's index in the canonical layout of the whole array, so each chunk
+is told the global numbers of its blocks and, with one seed for the whole array, draws
+exactly the bits the in-memory quantization would.  The result, :class:`DaskMXArray`,
 holds two lazy uint8 Dask arrays in the canonical layout (block axis innermost):
 ``packed`` (``lead + (packed bytes,)``) and ``scales`` (``lead + (n_blocks,)``), where
 ``lead`` is the logical shape without the block axis.
-
-Stochastic rounding is not supported here: its random stream is keyed by an element's
-index in the whole array, which a per-chunk call cannot reproduce yet.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from . import layout as blocks
+from ._random import check_seed, new_seed
 from .array import MXArray
+from .core import _quantize_with_ids
 from .core import dequantize as _dequantize
-from .core import quantize as _quantize
 from .formats import Format, check_rounding, check_scale_mode, get_format
 
 try:
@@ -37,10 +38,6 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 __all__ = ["DaskMXArray", "quantize", "dequantize", "store", "quantize_npy"]
 
 _INPUT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _bytes_per_block(fmt: Format) -> int:
-    return fmt.block_size // fmt.layout.elements * fmt.layout.bytes
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -61,6 +58,8 @@ class DaskMXArray:
         The block axis of the logical shape (non-negative).
     rounding, scale_mode : str or None
         How the data were quantized, if known.
+    seed : int or None
+        The stochastic-rounding seed, if any (recorded on :meth:`compute`'s result).
     """
 
     packed: Any
@@ -70,9 +69,14 @@ class DaskMXArray:
     block_axis: int
     rounding: str | None = None
     scale_mode: str | None = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         fmt = get_format(self.format)
+        if fmt.tensor_scale != "none":
+            raise ValueError(_TENSOR_SCALE_REFUSAL.format(fmt.name))
+        if self.seed is not None:
+            object.__setattr__(self, "seed", check_seed(self.seed))
         object.__setattr__(self, "format", fmt)
         shape = blocks.normalize_shape(self.shape)
         object.__setattr__(self, "shape", shape)
@@ -103,7 +107,7 @@ class DaskMXArray:
         return MXArray.from_parts(
             packed, np.moveaxis(scales, -1, self.block_axis), self.format, self.shape,
             axis=self.block_axis, layout="packed", rounding=self.rounding,
-            scale_mode=self.scale_mode,
+            scale_mode=self.scale_mode, seed=self.seed,
         )
 
     def dequantize(self, dtype: Any = np.float32) -> Any:
@@ -121,9 +125,36 @@ def _align_chunks(chunks: tuple[int, ...], block_size: int) -> tuple[int, ...]:
     return tuple(min(step, length - start) for start in range(0, length, step))
 
 
-def _quantize_chunk(chunk: np.ndarray, **kwargs: Any) -> np.ndarray:
-    """Quantize one chunk (block axis last); return packed bytes and scales side by side."""
-    q = _quantize(chunk, axis=-1, **kwargs)
+_TENSOR_SCALE_REFUSAL = (
+    "mxarray.dask does not support {} yet: its per-tensor scale depends on the whole "
+    "array's amax, which a chunk cannot know; quantize it in memory with mxarray.quantize"
+)
+
+
+def _global_block_ids(location: list[tuple[int, int]], shape: tuple[int, ...],
+                      block_size: int) -> np.ndarray:
+    """Numbers, in the canonical layout of an array of ``shape`` (block axis last), of the
+    blocks of the chunk at ``location`` ((start, stop) per axis; it holds whole blocks)."""
+    *lead, (start, stop) = location
+    first = start // block_size
+    ranges = [np.arange(lo, hi) for lo, hi in lead]
+    ranges.append(np.arange(first, first + blocks.n_blocks(stop - start, block_size)))
+    dims = tuple(shape[:-1]) + (blocks.n_blocks(shape[-1], block_size),)
+    return np.ravel_multi_index(np.ix_(*ranges), dims).astype(np.uint64).reshape(-1)
+
+
+def _quantize_chunk(chunk: np.ndarray, block_info: Any = None, *, fmt: Format, rounding: str,
+                    **kwargs: Any) -> np.ndarray:
+    """Quantize one chunk (block axis last); return packed bytes and scales side by side.
+
+    Dask passes ``block_info``: where the chunk lies in the whole array, which gives
+    its blocks' global numbers for stochastic rounding.
+    """
+    ids = None
+    if rounding == "stochastic":
+        where = block_info[0]
+        ids = _global_block_ids(where["array-location"], where["shape"], fmt.block_size)
+    q = _quantize_with_ids(chunk, fmt, ids, axis=-1, rounding=rounding, **kwargs)
     return np.concatenate([q.packed, q.scales], axis=-1)
 
 
@@ -144,20 +175,25 @@ def quantize(
     axis: int = -1,
     rounding: str = "even",
     scale_mode: str = "floor",
+    seed: int | None = None,
     backend: str | None = None,
 ) -> DaskMXArray:
     """Quantize a Dask array chunk by chunk; the bytes equal :func:`mxarray.quantize`'s.
 
     Chunks along ``axis`` must hold whole blocks (each but the last a multiple of
     ``fmt.block_size``); other chunkings are rechunked to that, keeping the chunk
-    length about the same.  Nothing is computed until the result is.
+    length about the same.  Nothing is computed until the result is.  With
+    ``rounding="stochastic"`` the bytes equal those of :func:`mxarray.quantize` with the
+    same seed, whatever the chunking.
 
     Parameters
     ----------
     x : dask.array.Array
         float16, float32 or float64, at least one dimension.
-    fmt, axis, rounding, scale_mode, backend
-        As for :func:`mxarray.quantize`; ``rounding="stochastic"`` is refused.
+    fmt, axis, rounding, scale_mode, seed, backend
+        As for :func:`mxarray.quantize` (one seed serves the whole array; if omitted
+        for stochastic rounding, one is drawn now and recorded on the result).  Formats
+        with a per-tensor scale (NVFP4) are refused.
 
     Returns
     -------
@@ -168,7 +204,8 @@ def quantize(
     TypeError
         If ``x`` is not a float Dask array.
     ValueError
-        For stochastic rounding, a 0-d or empty block axis, or an unknown mode/format.
+        For a 0-d or empty block axis, an unknown mode or format, a format with a
+        per-tensor scale, or a bad seed.
 
     Examples
     --------
@@ -179,6 +216,11 @@ def quantize(
     (((1, 1), (64, 64)), ((1, 1), (2, 2)))
     >>> bool(np.array_equal(q.compute().packed, mxarray.quantize(x, "mxfp8_e4m3").packed))
     True
+    >>> q = mxarray.dask.quantize(da.from_array(x, chunks=(1, 64)), "mxfp4_e2m1",
+    ...                           rounding="stochastic", seed=7)
+    >>> ref = mxarray.quantize(x, "mxfp4_e2m1", rounding="stochastic", seed=7)
+    >>> bool(np.array_equal(q.compute().packed, ref.packed)), q.compute().seed
+    (True, 7)
     """
     if not isinstance(x, da.Array):
         raise TypeError(f"x must be a dask array, not {type(x).__name__}; use mxarray.quantize "
@@ -188,23 +230,25 @@ def quantize(
     if x.ndim == 0:
         raise ValueError("x must have at least one dimension (got a 0-d array)")
     fmt = get_format(fmt)
+    if fmt.tensor_scale != "none":
+        raise ValueError(_TENSOR_SCALE_REFUSAL.format(fmt.name))
     check_scale_mode(scale_mode)
-    if check_rounding(rounding) == "stochastic":
-        raise ValueError(
-            "mxarray.dask.quantize does not support rounding='stochastic': the random draws "
-            "are keyed by each element's index in the whole array, which a per-chunk "
-            "quantize cannot reproduce yet; quantize in memory with mxarray.quantize"
-        )
+    if seed is not None:
+        seed = check_seed(seed)
+    if check_rounding(rounding) != "stochastic":
+        seed = None
+    elif seed is None:
+        seed = new_seed()
     ax = blocks.normalize_axis(axis, x.ndim)
     if x.shape[ax] == 0:
         raise ValueError(f"the block axis ({ax}) of x with shape {x.shape} is empty")
     moved = da.moveaxis(x, ax, -1)
     moved = moved.rechunk(moved.chunks[:-1] + (_align_chunks(moved.chunks[-1], fmt.block_size),))
-    bpb = _bytes_per_block(fmt)
+    bpb = fmt.bytes_per_block
     nb = [blocks.n_blocks(c, fmt.block_size) for c in moved.chunks[-1]]
     both = moved.map_blocks(
         functools.partial(_quantize_chunk, fmt=fmt, rounding=rounding,
-                          scale_mode=scale_mode, backend=backend),
+                          scale_mode=scale_mode, seed=seed, backend=backend),
         dtype=np.uint8, chunks=moved.chunks[:-1] + (tuple(n * (bpb + 1) for n in nb),),
         meta=np.empty((0,) * moved.ndim, dtype=np.uint8),
     )
@@ -212,7 +256,7 @@ def quantize(
     packed = both.map_blocks(_packed_part, bpb, dtype=np.uint8,
                              chunks=lead + (tuple(n * bpb for n in nb),))
     scales = both.map_blocks(_scales_part, bpb, dtype=np.uint8, chunks=lead + (tuple(nb),))
-    return DaskMXArray(packed, scales, fmt, tuple(x.shape), ax, rounding, scale_mode)
+    return DaskMXArray(packed, scales, fmt, tuple(x.shape), ax, rounding, scale_mode, seed)
 
 
 def _dequantize_chunk(
@@ -259,7 +303,7 @@ def dequantize(
     fmt, ax = q.format, q.block_axis
     scales = q.scales
     packed = q.packed.rechunk(
-        scales.chunks[:-1] + (tuple(n * _bytes_per_block(fmt) for n in scales.chunks[-1]),)
+        scales.chunks[:-1] + (tuple(n * fmt.bytes_per_block for n in scales.chunks[-1]),)
     )
     bounds = np.cumsum((0,) + scales.chunks[-1]) * fmt.block_size
     length = q.shape[ax]
@@ -332,6 +376,7 @@ def quantize_npy(
     chunk_bytes: int = 64 * 2**20,
     rounding: str = "even",
     scale_mode: str = "floor",
+    seed: int | None = None,
     backend: str | None = None,
     **kwargs: Any,
 ) -> DaskMXArray:
@@ -348,7 +393,7 @@ def quantize_npy(
         A ``.npy`` file of float16, float32 or float64 values.
     packed_path, scales_path : str or path
         The ``.npy`` files to create (overwritten if they exist).
-    fmt, axis, rounding, scale_mode, backend
+    fmt, axis, rounding, scale_mode, seed, backend
         As for :func:`quantize`.
     chunk_bytes : int, optional
         About how many bytes of the source one chunk holds (default 64 MiB).
@@ -384,7 +429,8 @@ def quantize_npy(
                                       previous_chunks=None)
     chunks = chunks[:ax] + (_align_chunks(chunks[ax], fmt.block_size),) + chunks[ax + 1 :]
     x = da.from_array(src, chunks=chunks)
-    q = quantize(x, fmt, axis=ax, rounding=rounding, scale_mode=scale_mode, backend=backend)
+    q = quantize(x, fmt, axis=ax, rounding=rounding, scale_mode=scale_mode, seed=seed,
+                 backend=backend)
     out_packed = np.lib.format.open_memmap(packed_path, mode="w+", dtype=np.uint8,
                                            shape=q.packed.shape)
     out_scales = np.lib.format.open_memmap(scales_path, mode="w+", dtype=np.uint8,
@@ -395,4 +441,4 @@ def quantize_npy(
     del out_packed, out_scales
     reopened = [da.from_array(_NpyFile(p), chunks=c)
                 for p, c in [(packed_path, q.packed.chunks), (scales_path, q.scales.chunks)]]
-    return DaskMXArray(*reopened, fmt, q.shape, ax, rounding, scale_mode)
+    return DaskMXArray(*reopened, fmt, q.shape, ax, rounding, scale_mode, q.seed)

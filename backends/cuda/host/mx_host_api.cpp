@@ -9,6 +9,7 @@
 
 #include <vector>
 
+#include "../mx_block_arith.cuh"
 #include "../mx_dot.cuh"
 #include "../mx_mma_tile.cuh"
 
@@ -225,10 +226,11 @@ unsigned mx_host_ftz_flags(int ftz) {
     return _mm_getcsr() & 0x8040u;
 }
 
-// Quantize n_blocks rows of MX_BLOCK_SIZE float16/32/64 values given as raw bits.
+// Quantize n_blocks rows of MX_BLOCK_SIZE float16/32/64 values given as raw bits;
+// block_ids (or null) number the rows for stochastic rounding.
 void mx_host_quantize(const void* in, int input_bits, long long n_blocks, const MxFormat* f,
-                      int rounding, int scale_mode, mx_u64 seed, unsigned char* codes,
-                      unsigned char* scales, int ftz) {
+                      int rounding, int scale_mode, mx_u64 seed, const mx_u64* block_ids,
+                      unsigned char* codes, unsigned char* scales, int ftz) {
     FlushToZero guard(ftz);
     for (long long b = 0; b < n_blocks; ++b) {
         MxValue v[MX_BLOCK_SIZE];
@@ -243,10 +245,112 @@ void mx_host_quantize(const void* in, int input_bits, long long n_blocks, const 
         const int x = mx_shared_exponent(*f, key, scale_mode);
         for (int lane = 0; lane < MX_BLOCK_SIZE; ++lane) {
             const long long t = b * MX_BLOCK_SIZE + lane;
-            codes[t] = bad ? 0
-                           : (unsigned char)mx_encode(*f, v[lane], x, rounding, seed, (mx_u64)t);
+            const mx_u64 index = mx_random_index(block_ids, b, MX_BLOCK_SIZE, lane);
+            codes[t] = bad ? 0 : (unsigned char)mx_encode(*f, v[lane], x, rounding, seed, index);
         }
         scales[b] = (unsigned char)(bad ? MX_SCALE_NAN_CODE : x + MX_SCALE_BIAS);
+    }
+}
+
+// mx_block_quantize.cu block by block: the group reductions of the kernel become loops
+// over the block's and each sub-block's lanes.  Codes are written as uint16.
+void mx_host_block_quantize(const void* in, int input_bits, long long n_blocks,
+                            const MxFormat* f, const MxBlockFormat* bf, int rounding,
+                            int scale_mode, mx_u64 seed, const mx_u64* block_ids,
+                            mx_u32 tensor_scale, unsigned short* codes, unsigned char* scales,
+                            int ftz) {
+    FlushToZero guard(ftz);
+    const int size = bf->block_size;
+    std::vector<MxValue> v(size);
+    std::vector<mx_u64> key(size);
+    for (long long b = 0; b < n_blocks; ++b) {
+        mx_u64 amax = 0;
+        bool bad = false;
+        for (int lane = 0; lane < size; ++lane) {
+            v[lane] = unpack_input(in, input_bits, b * size + lane);
+            key[lane] = mx_magnitude_key(v[lane]);
+            amax = key[lane] > amax ? key[lane] : amax;
+            bad = bad || v[lane].cls == MX_NONFINITE;
+        }
+        unsigned scale;
+        if (bf->scale_kind == MX_SCALE_KIND_UE4M3) {
+            const MxTensorScale ts = mx_tensor_scale(tensor_scale);
+            scale = mx_ue4m3_scale_code(*f, amax, ts);
+            for (int lane = 0; lane < size; ++lane) {
+                codes[b * size + lane] =
+                    (unsigned short)mx_ue4m3_element_code(*f, v[lane], scale, ts, rounding);
+            }
+        } else {
+            const int x = mx_shared_exponent(*f, amax, scale_mode);
+            scale = (unsigned)(x + MX_SCALE_BIAS);
+            const int sub = bf->sub_block_size ? bf->sub_block_size : 1;
+            for (int lane = 0; lane < size; ++lane) {
+                mx_u64 sub_max = 0;
+                for (int j = lane - lane % sub; j < lane - lane % sub + sub; ++j) {
+                    sub_max = key[j] > sub_max ? key[j] : sub_max;
+                }
+                const mx_u64 index = mx_random_index(block_ids, b, size, lane);
+                codes[b * size + lane] = (unsigned short)mx_sub_block_code(
+                    *f, *bf, v[lane], x, sub_max, scale_mode, rounding, seed, index);
+            }
+        }
+        if (bad) {
+            for (int lane = 0; lane < size; ++lane) codes[b * size + lane] = 0;
+        }
+        scales[b] = (unsigned char)(bad ? (unsigned)bf->scale_nan_code : scale);
+    }
+}
+
+// mx_block_dequantize.cu: n uint16 codes to float32 (out_bits 32) or float64 bits.
+void mx_host_block_dequantize(const unsigned short* codes, const unsigned char* scales,
+                              long long n, const MxFormat* f, const MxBlockFormat* bf,
+                              mx_u32 tensor_scale, int out_bits, void* out, int ftz) {
+    FlushToZero guard(ftz);
+    const MxTensorScale ts = mx_tensor_scale(tensor_scale);
+    for (long long t = 0; t < n; ++t) {
+        const unsigned s = scales[t / bf->block_size];
+        if (out_bits == 32) {
+            static_cast<mx_u32*>(out)[t] = mx_block_decode_f32_bits(*f, *bf, codes[t], s, ts);
+        } else {
+            static_cast<mx_u64*>(out)[t] = mx_block_decode_f64_bits(*f, *bf, codes[t], s, ts);
+        }
+    }
+}
+
+// mx_block_pack.cu: n_blocks blocks of uint16 codes to bytes and back.
+void mx_host_block_pack(const unsigned short* codes, unsigned char* packed, long long n_blocks,
+                        const MxFormat* f, const MxBlockFormat* bf) {
+    const int bytes = bf->element_bytes + bf->sub_block_bytes;
+    for (long long g = 0; g < n_blocks; ++g) {
+        mx_pack_block(*f, *bf, codes + g * bf->block_size, packed + g * bytes);
+    }
+}
+
+void mx_host_block_unpack(const unsigned char* packed, unsigned short* codes, long long n_blocks,
+                          const MxFormat* f, const MxBlockFormat* bf) {
+    const int bytes = bf->element_bytes + bf->sub_block_bytes;
+    for (long long g = 0; g < n_blocks; ++g) {
+        mx_unpack_block(*f, *bf, packed + g * bytes, codes + g * bf->block_size);
+    }
+}
+
+// mx_matmul_block.cu one output at a time, on uint16 codes of any two block formats.
+void mx_host_block_matmul(const unsigned short* a_codes, const unsigned char* a_scales,
+                          const MxFormat* fa, const MxBlockFormat* ba, mx_u32 a_tensor_scale,
+                          const unsigned short* b_codes, const unsigned char* b_scales,
+                          const MxFormat* fb, const MxBlockFormat* bb, mx_u32 b_tensor_scale,
+                          long long m, long long n, long long a_len, long long b_len,
+                          long long k_len, mx_u32* out, int ftz) {
+    FlushToZero guard(ftz);
+    const MxTensorScale ta = mx_tensor_scale(a_tensor_scale), tb = mx_tensor_scale(b_tensor_scale);
+    for (long long row = 0; row < m; ++row) {
+        for (long long col = 0; col < n; ++col) {
+            const double dot = mx_block_row_dot(
+                *fa, *ba, a_codes + row * a_len, a_scales + row * (a_len / ba->block_size), ta,
+                *fb, *bb, b_codes + col * b_len, b_scales + col * (b_len / bb->block_size), tb,
+                k_len);
+            out[row * n + col] = mx_f64_to_f32_bits(mx_f64_bits(dot));
+        }
     }
 }
 

@@ -35,9 +35,11 @@ def setitem(x: MXArray, key: Any, value: Any) -> tuple[np.ndarray, np.ndarray, i
 
     Blocks that hold at least one written element are requantized from their new
     values with ``x``'s recorded rounding and scale mode (defaults "even"/"floor" when
-    unknown); all other blocks keep their bytes.  A partial write therefore may change
-    the other elements of a touched block (they share the new scale), never elements
-    of other blocks.
+    unknown); all other blocks keep their bytes.  With stochastic rounding the touched
+    blocks draw, under ``x``'s seed (a fresh one if none is recorded), the random bits
+    they would get if the whole updated array were quantized with it.  A partial write
+    therefore may change the other elements of a touched block (they share the new
+    scale), never elements of other blocks.
 
     Raises
     ------
@@ -64,8 +66,9 @@ def setitem(x: MXArray, key: Any, value: Any) -> tuple[np.ndarray, np.ndarray, i
     scales = x._scales.reshape(-1).copy()
     if rows.shape[0]:
         extra = {} if x.tensor_scale is None else {"tensor_scale": x.tensor_scale}
+        ids = np.flatnonzero(touched).astype(np.uint64)  # their numbers in the whole array
         new_codes, new_scales = be.quantize_blocks(rows, x.format, rounding, scale_mode, seed,
-                                                   **extra)
+                                                   block_ids=ids, **extra)
         codes[touched] = new_codes
         scales[touched] = new_scales
     lead = x._packed.shape[:-1]

@@ -201,12 +201,30 @@ def _default() -> Any:
     raise RuntimeError("no mxarray backend is usable")  # pragma: no cover - numpy always is
 
 
+def named_backend() -> str | None:
+    """The backend the user has named for calls here, or None for the automatic default.
+
+    That is the innermost :func:`use_backend` of this thread and asyncio task, else the
+    process-wide :func:`set_backend` choice.  A call's own ``backend=`` argument is not
+    seen here; callers check it first.  The core uses this to tell a user's choice, which
+    it must honour or refuse, from the default, which it may replace by a backend that
+    can do the job.
+
+    Examples
+    --------
+    >>> from mxarray.backends import named_backend, use_backend
+    >>> with use_backend("numpy"):
+    ...     named_backend()
+    'numpy'
+    """
+    choice = _context_choice.get()
+    return choice if choice is not None else _global_choice
+
+
 def get_backend(name: str | None = None) -> Backend:
     """Resolve the backend for a call: the argument, the context, the global, the default."""
-    for choice in (name, _context_choice.get(), _global_choice):
-        if choice is not None:
-            return _usable(choice)
-    return _default()
+    choice = name if name is not None else named_backend()
+    return _usable(choice) if choice is not None else _default()
 
 
 def _builtin(module: str, cls: str) -> Callable[[], Any]:

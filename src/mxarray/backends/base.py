@@ -2,11 +2,16 @@
 
 Contracts (every backend is tested against the NumPy reference, bit for bit):
 
-``quantize_blocks(blocks, fmt, rounding, scale_mode, seed) -> (codes, scales)``
+``quantize_blocks(blocks, fmt, rounding, scale_mode, seed, *, block_ids=None) -> (codes, scales)``
     ``blocks`` is a C-contiguous ``(n, block_size)`` float16/32/64 array.  Returns
     ``(n, block_size)`` uint8 element codes and ``(n,)`` uint8 E8M0 scale bytes, following
     the spec exactly.  ``seed`` is an int for ``rounding == "stochastic"``, else None;
     element ``(b, i)`` draws its random bits with index ``b * block_size + i``.
+    ``block_ids`` is None or a C-contiguous uint64 ``(n,)`` array giving each row's block
+    number in the canonical layout of a larger array (a chunk, or the blocks an
+    assignment rewrites); element ``(b, i)`` then draws with index
+    ``block_ids[b] * block_size + i`` (uint64 arithmetic), so the rows get the bits the
+    whole array would give them.  Other roundings ignore it.
 ``dequantize_blocks(codes, scales, fmt, dtype) -> values``
     ``(n, block_size)`` codes and ``(n,)`` scales to ``(n, block_size)`` values of
     ``dtype`` (float32 or float64), exactly ``decode(code) * 2**(scale - 127)``; NaN for
@@ -35,7 +40,7 @@ block formats (MX9/MX6/MX4, NVFP4, registered ones) the contracts above change s
 
 Optional fused paths, used by the core when a backend defines them (same results):
 
-``quantize_packed(blocks, fmt, rounding, scale_mode, seed) -> (packed, scales)``
+``quantize_packed(blocks, fmt, rounding, scale_mode, seed, *, block_ids=None) -> (packed, scales)``
     As ``quantize_blocks`` followed by ``pack`` of each row.
 ``dequantize_packed(packed, scales, fmt, dtype, out=None) -> values``
     As ``unpack`` followed by ``dequantize_blocks``; ``packed`` holds one block's bytes per row.
@@ -43,15 +48,24 @@ Optional fused paths, used by the core when a backend defines them (same results
     and returns ``out``.
 ``matmul_packed(a_packed, a_scales, a_fmt, b_packed, b_scales, b_fmt) -> c``
     As ``matmul_blocks`` on ``(B, M, packed K)`` and ``(B, N, packed K)`` bytes.
+
+The core passes ``block_ids`` only when it is not None and the rounding is stochastic,
+and only to a backend whose quantize methods name the keyword in their signatures (a
+catch-all ``**kwargs`` does not count); see :func:`takes_block_ids`.  For any other
+backend it runs the NumPy reference instead, or raises NotImplementedError if the user
+named that backend.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Protocol
 
 from ..formats import Format
 
-__all__ = ["Backend", "supports"]
+__all__ = ["Backend", "supports", "takes_block_ids"]
+
+_QUANTIZE_METHODS = ("quantize_blocks", "quantize_packed")
 
 
 class Backend(Protocol):
@@ -63,7 +77,14 @@ class Backend(Protocol):
     def available(self) -> tuple[bool, str]: ...
 
     def quantize_blocks(
-        self, blocks: Any, fmt: Format, rounding: str, scale_mode: str, seed: int | None
+        self,
+        blocks: Any,
+        fmt: Format,
+        rounding: str,
+        scale_mode: str,
+        seed: int | None,
+        *,
+        block_ids: Any = None,
     ) -> tuple[Any, Any]: ...
 
     def dequantize_blocks(self, codes: Any, scales: Any, fmt: Format, dtype: Any) -> Any: ...
@@ -97,3 +118,41 @@ def supports(backend: Any, fmt: Format) -> bool:
     """
     probe = getattr(backend, "supports", None)
     return bool(probe(fmt)) if probe is not None else fmt.is_ocp
+
+
+def takes_block_ids(backend: Any) -> bool:
+    """Whether ``backend`` accepts the ``block_ids`` keyword in every quantize method it has.
+
+    A method qualifies when its signature names a ``block_ids`` parameter that can be
+    passed by keyword; ``**kwargs`` alone does not (it might drop the keyword silently).
+    The answer is computed once per backend class.
+
+    Examples
+    --------
+    >>> import mxarray
+    >>> from mxarray.backends.base import takes_block_ids
+    >>> class OldBackend:
+    ...     def quantize_blocks(self, blocks, fmt, rounding, scale_mode, seed, **kw): ...
+    >>> takes_block_ids(mxarray.get_backend("numpy")), takes_block_ids(OldBackend())
+    (True, False)
+    """
+    cls = type(backend)
+    if cls not in _BLOCK_IDS_BY_CLASS:
+        methods = [getattr(backend, n) for n in _QUANTIZE_METHODS if hasattr(backend, n)]
+        _BLOCK_IDS_BY_CLASS[cls] = bool(methods) and all(map(_names_block_ids, methods))
+    return _BLOCK_IDS_BY_CLASS[cls]
+
+
+def _names_block_ids(method: Any) -> bool:
+    """Whether ``method``'s signature has a ``block_ids`` parameter passable by keyword."""
+    try:
+        param = inspect.signature(method).parameters.get("block_ids")
+    except (TypeError, ValueError):  # no introspectable signature (some extension types)
+        return False
+    return param is not None and param.kind in (
+        inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD
+    )
+
+
+# Backend class -> answer of takes_block_ids (a class's signatures do not change).
+_BLOCK_IDS_BY_CLASS: dict[type, bool] = {}

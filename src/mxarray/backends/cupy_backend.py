@@ -6,8 +6,11 @@ also caches the binary on disk) and launches it.  Importing this module never to
 GPU: whether CuPy, a driver and a device are present is probed once, on the first call to
 :meth:`CupyBackend.available`, and the answer (with the reason) is cached.
 
-MX matmul has two kernels: the simple one (one thread per output, float64 accumulation)
-and the tensor-core one (``mx_matmul_mma.cu``).  The tensor-core kernel is used only after
+The general block formats MX9, MX6, MX4 and NVFP4 have their own quantize, dequantize,
+pack and simple matmul kernels (``mx_block_*.cu``, ``mx_matmul_block.cu``); see
+:meth:`CupyBackend.supports`.  For the OCP formats, MX matmul has two kernels: the simple
+one (one thread per output, float64 accumulation) and the tensor-core one
+(``mx_matmul_mma.cu``).  The tensor-core kernel is used only after
 it has passed a self-check on the device for the format pair: a small problem with tiny,
 huge and NaN scales, compared with the exact result under the spec's error bound.  If it
 fails, a warning is issued once and the simple kernel is used for that device and pair.
@@ -25,9 +28,13 @@ from typing import Any
 import numpy as np
 
 from .. import _cuda_sources
-from ..formats import BLOCK_SIZE, ROUNDING_MODES, SCALE_MODES, Format
+from ..formats import BLOCK_FORMATS, BLOCK_SIZE, ROUNDING_MODES, SCALE_MODES, Format
 
-__all__ = ["MATMUL_KERNELS", "CupyBackend", "probe", "spec_bound_violations"]
+__all__ = ["BLOCK_KERNEL_FORMATS", "MATMUL_KERNELS", "CupyBackend", "probe",
+           "spec_bound_violations"]
+
+BLOCK_KERNEL_FORMATS = ("mx9", "mx6", "mx4", "nvfp4")
+"""The general block formats with CUDA kernels for every path (besides the six OCP ones)."""
 
 MATMUL_KERNELS = ("auto", "mma", "simple")
 """Values of ``matmul_kernel`` / ``MXARRAY_CUDA_MATMUL``: self-checked mma, forced mma, simple."""
@@ -104,6 +111,43 @@ def _launch_matmul(kernel_kind: str, a_codes: Any, a_scales: Any, a_fmt: Format,
     return out
 
 
+def _tensor_scale_bits(fmt: Format, tensor_scale: float | None) -> np.uint32:
+    """The float32 bits of ``fmt``'s tensor scale (those of 1.0 for formats without one)."""
+    if fmt.tensor_scale == "none":
+        return np.float32(1.0).view(np.uint32)
+    if tensor_scale is None:
+        raise ValueError(f"{fmt.name} needs its per-tensor scale (tensor_scale=...)")
+    return np.float32(tensor_scale).view(np.uint32)
+
+
+def _launch_block_matmul(cp: Any, a_codes: Any, a_scales: Any, a_fmt: Format, a_ts: np.uint32,
+                         b_codes: Any, b_scales: Any, b_fmt: Format, b_ts: np.uint32) -> Any:
+    """The simple matmul for any pair of block formats; operand rows meet over the shorter
+    padded length, as in the reference."""
+    a_codes = cp.ascontiguousarray(cp.asarray(a_codes, dtype=a_fmt.code_dtype))
+    b_codes = cp.ascontiguousarray(cp.asarray(b_codes, dtype=b_fmt.code_dtype))
+    a_scales = cp.ascontiguousarray(cp.asarray(a_scales, dtype=cp.uint8))
+    b_scales = cp.ascontiguousarray(cp.asarray(b_scales, dtype=cp.uint8))
+    shapes_ok = (a_codes.ndim == 4 and b_codes.ndim == 4
+                 and a_codes.shape[-1] == a_fmt.block_size
+                 and b_codes.shape[-1] == b_fmt.block_size
+                 and a_codes.shape[0] == b_codes.shape[0]
+                 and a_scales.shape == a_codes.shape[:-1] and b_scales.shape == b_codes.shape[:-1])
+    if not shapes_ok:
+        raise ValueError("matmul operands are not canonical (B, M|N, KB, block_size) blocks")
+    batch, m, a_kb, _ = a_codes.shape
+    n, b_kb = b_codes.shape[1], b_codes.shape[2]
+    a_len, b_len = a_kb * a_fmt.block_size, b_kb * b_fmt.block_size
+    out = cp.empty((batch, m, n), dtype=cp.float32)
+    if out.size:
+        kernel = _module("mx_matmul_block.cu", (a_fmt, b_fmt)).get_function("mx_matmul_block")
+        kernel(_grid(out.size), (_THREADS,),
+               (a_codes, a_scales, b_codes, b_scales, out.view(cp.uint32), np.int64(batch),
+                np.int64(m), np.int64(n), np.int64(a_len), np.int64(b_len),
+                np.int64(min(a_len, b_len)), a_ts, b_ts))
+    return out
+
+
 def _self_check_problem(a_fmt: Format, b_fmt: Format) -> tuple[np.ndarray, ...]:
     """A small problem over two tile rows and columns with tiny, huge and NaN scales."""
     from ..backends.numpy_backend import NumpyBackend
@@ -130,25 +174,38 @@ _OVERFLOW = 2.0**128 - 2.0**103  # float32 rounds magnitudes from here up to inf
 
 
 def spec_bound_violations(got: np.ndarray, ac: np.ndarray, as_: np.ndarray, a_fmt: Format,
-                          bc: np.ndarray, bs: np.ndarray, b_fmt: Format) -> list[str]:
+                          bc: np.ndarray, bs: np.ndarray, b_fmt: Format, *,
+                          a_tensor_scale: float | None = None,
+                          b_tensor_scale: float | None = None) -> list[str]:
     """How a float32 MX matmul result breaks spec/mx.toml's [dot] rule (empty if it does not).
 
-    ``ac, as_`` and ``bc, bs`` are one batch of canonical operands, ``(1, M|N, KB, 32)``
-    codes and ``(1, M|N, KB)`` scales; ``got`` is ``(M, N)``.  The rule: NaN exactly where
-    the reference has NaN; where the exact (float64) result is infinite, the reference's
-    infinity; elsewhere ``|C - C_exact| <= (K + 2) 2^-24 sum |A||B| + (2K + 1) 2^-150``,
-    an infinity counting as within the bound when the bound reaches float32's overflow
-    threshold on its side.
+    ``ac, as_`` and ``bc, bs`` are one batch of canonical operands, ``(1, M|N, KB, block
+    size)`` codes and ``(1, M|N, KB)`` scales (with the tensor scales of formats that have
+    one); ``got`` is ``(M, N)``.  The rule ([dot], and [dot_block_formats] for the general
+    block formats, whose dequantized values include microexponents and tensor scales): NaN
+    exactly where the reference has NaN; where the exact (float64) result is infinite, the
+    reference's infinity; elsewhere ``|C - C_exact| <= (K + 2) 2^-24 sum |A||B| +
+    (2K + 1) 2^-150``, an infinity counting as within the bound when the bound reaches
+    float32's overflow threshold on its side.  Rows of different padded lengths meet over
+    the shorter one, as in the reference.
     """
     from ..backends.numpy_backend import NumpyBackend
 
     ref = NumpyBackend()
-    want = ref.matmul_blocks(ac, as_, a_fmt, bc, bs, b_fmt)[0]
-    da = ref.dequantize_blocks(ac.reshape(-1, BLOCK_SIZE), as_.reshape(-1), a_fmt,
-                               np.dtype(np.float64)).reshape(ac.shape[1], -1)
-    db = ref.dequantize_blocks(bc.reshape(-1, BLOCK_SIZE), bs.reshape(-1), b_fmt,
-                               np.dtype(np.float64)).reshape(bc.shape[1], -1)
-    k = da.shape[1]
+    scales = {k: v for k, v in (("a_tensor_scale", a_tensor_scale),
+                                ("b_tensor_scale", b_tensor_scale)) if v is not None}
+    want = ref.matmul_blocks(ac, as_, a_fmt, bc, bs, b_fmt, **scales)[0]
+
+    def values(codes: np.ndarray, sc: np.ndarray, fmt: Format, ts: float | None) -> np.ndarray:
+        kw = {} if ts is None else {"tensor_scale": ts}
+        flat = ref.dequantize_blocks(codes.reshape(-1, fmt.block_size), sc.reshape(-1), fmt,
+                                     np.dtype(np.float64), **kw)
+        return flat.reshape(codes.shape[1], -1)
+
+    da = values(ac, as_, a_fmt, a_tensor_scale)
+    db = values(bc, bs, b_fmt, b_tensor_scale)
+    k = min(da.shape[1], db.shape[1])
+    da, db = da[:, :k], db[:, :k]
     problems = []
     with np.errstate(invalid="ignore", over="ignore"):
         exact = da @ db.T
@@ -248,75 +305,139 @@ class CupyBackend:
         """Whether CuPy and a CUDA device are usable here, and why (not); probed once."""
         return probe()
 
+    @staticmethod
+    def supports(fmt: Format) -> bool:
+        """Whether every path here has a kernel for ``fmt``: the six OCP formats and
+        MX9, MX6, MX4 and NVFP4 (registered formats run on the NumPy reference).
+
+        Examples
+        --------
+        >>> import mxarray
+        >>> from mxarray.backends.cupy_backend import CupyBackend
+        >>> CupyBackend.supports(mxarray.get_format("nvfp4"))
+        True
+        """
+        return fmt.is_ocp or any(fmt is BLOCK_FORMATS.get(name) for name in BLOCK_KERNEL_FORMATS)
+
     def quantize_blocks(
-        self, blocks: Any, fmt: Format, rounding: str, scale_mode: str, seed: int | None
+        self, blocks: Any, fmt: Format, rounding: str, scale_mode: str, seed: int | None, *,
+        block_ids: Any = None, tensor_scale: float | None = None,
     ) -> tuple[Any, Any]:
-        """Quantize ``(n, block_size)`` float16/32/64 rows on the GPU."""
+        """Quantize ``(n, block_size)`` float16/32/64 rows on the GPU.
+
+        ``block_ids`` (uint64, ``(n,)``) number the rows for stochastic rounding (default
+        ``0 .. n-1``); ``tensor_scale`` is the float32 per-tensor scale of formats with one.
+        """
         cp = self.xp
         blocks = cp.ascontiguousarray(cp.asarray(blocks))
-        if blocks.ndim != 2 or blocks.shape[1] != BLOCK_SIZE:
-            raise ValueError(f"blocks must have shape (n, {BLOCK_SIZE}), got {blocks.shape}")
+        size = fmt.block_size
+        if blocks.ndim != 2 or blocks.shape[1] != size:
+            raise ValueError(f"blocks must have shape (n, {size}), got {blocks.shape}")
         if blocks.dtype not in _INPUT_KERNELS:
             raise TypeError(f"blocks must be float16, float32 or float64, got {blocks.dtype}")
         if rounding == "stochastic" and seed is None:
             raise ValueError("stochastic rounding needs a seed")
-        kernel_name, bits = _INPUT_KERNELS[blocks.dtype]
+        if rounding == "stochastic" and fmt.scale.kind == "ue4m3":
+            raise ValueError(f"rounding 'stochastic' is not defined for {fmt.name}'s "
+                             f"{fmt.scale.name} scale")
         n = blocks.shape[0]
-        codes = cp.empty((n, BLOCK_SIZE), dtype=cp.uint8)
+        ids = self._block_ids(block_ids, n, rounding)
+        kernel_name, bits = _INPUT_KERNELS[blocks.dtype]
+        codes = cp.empty((n, size), dtype=fmt.code_dtype)
         scales = cp.empty((n,), dtype=cp.uint8)
         if n:
-            kernel = _module("mx_quantize.cu", (fmt,)).get_function(kernel_name)
             args = (blocks.view(bits), codes, scales, np.int64(n),
                     np.int32(ROUNDING_MODES.index(rounding)),
-                    np.int32(SCALE_MODES.index(scale_mode)), np.uint64(seed or 0))
-            kernel(_grid(n * BLOCK_SIZE), (_THREADS,), args)
+                    np.int32(SCALE_MODES.index(scale_mode)), np.uint64(seed or 0), ids)
+            if fmt.is_ocp:
+                kernel = _module("mx_quantize.cu", (fmt,)).get_function(kernel_name)
+            else:
+                kernel = _module("mx_block_quantize.cu", (fmt,)).get_function(
+                    kernel_name.replace("mx_", "mx_block_", 1))
+                args += (_tensor_scale_bits(fmt, tensor_scale),)
+            kernel(_grid(n * size), (_THREADS,), args)
         return codes, scales
 
-    def dequantize_blocks(self, codes: Any, scales: Any, fmt: Format, dtype: Any) -> Any:
-        """Exact ``decode(code) * 2**(scale - 127)`` as float32 or float64 on the GPU."""
+    def _block_ids(self, block_ids: Any, n: int, rounding: str) -> Any:
+        """``block_ids`` as a uint64 CuPy array, or an empty one (a null pointer: the
+        kernels then number the rows 0 .. n-1)."""
+        cp = self.xp
+        if block_ids is None or rounding != "stochastic":
+            return cp.empty((0,), dtype=cp.uint64)
+        if tuple(block_ids.shape) != (n,):
+            raise ValueError(f"block_ids must have shape ({n},), one id per row, "
+                             f"got {tuple(block_ids.shape)}")
+        return cp.ascontiguousarray(cp.asarray(block_ids, dtype=cp.uint64))
+
+    def dequantize_blocks(self, codes: Any, scales: Any, fmt: Format, dtype: Any, *,
+                          tensor_scale: float | None = None) -> Any:
+        """Exact ``decode(code) * scale value (* tensor scale)`` as float32 or float64."""
         cp = self.xp
         dtype = np.dtype(dtype)
         if dtype not in _OUTPUT_KERNELS:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        codes = cp.ascontiguousarray(cp.asarray(codes, dtype=cp.uint8))
+        codes = cp.ascontiguousarray(cp.asarray(codes, dtype=fmt.code_dtype))
         scales = cp.ascontiguousarray(cp.asarray(scales, dtype=cp.uint8))
-        if codes.shape != (scales.shape[0], BLOCK_SIZE):
+        if codes.shape != (scales.shape[0], fmt.block_size):
             raise ValueError(f"codes {codes.shape} and scales {scales.shape} do not match")
         kernel_name, bits = _OUTPUT_KERNELS[dtype]
         out = cp.empty(codes.shape, dtype=dtype)
         if codes.size:
-            kernel = _module("mx_dequantize.cu", (fmt,)).get_function(kernel_name)
-            kernel(_grid(codes.size), (_THREADS,), (codes, scales, out.view(bits),
-                                                    np.int64(codes.size)))
+            args = (codes, scales, out.view(bits), np.int64(codes.size))
+            if fmt.is_ocp:
+                kernel = _module("mx_dequantize.cu", (fmt,)).get_function(kernel_name)
+            else:
+                kernel = _module("mx_block_dequantize.cu", (fmt,)).get_function(
+                    kernel_name.replace("mx_", "mx_block_", 1))
+                args += (_tensor_scale_bits(fmt, tensor_scale),)
+            kernel(_grid(codes.size), (_THREADS,), args)
         return out
 
     def pack(self, codes: Any, fmt: Format) -> Any:
-        """Pack uint8 codes along the last axis into the format's byte layout."""
-        return self._repack(codes, fmt, "mx_pack", fmt.layout.elements, fmt.layout.bytes)
+        """Pack codes along the last axis into the format's byte layout."""
+        if fmt.is_ocp:
+            return self._repack(codes, fmt, "mx_pack", fmt.layout.elements, fmt.layout.bytes)
+        return self._repack(codes, fmt, "mx_block_pack", fmt.block_size, fmt.bytes_per_block)
 
     def unpack(self, packed: Any, fmt: Format) -> Any:
-        """Inverse of :meth:`pack`: one uint8 code per element along the last axis."""
-        return self._repack(packed, fmt, "mx_unpack", fmt.layout.bytes, fmt.layout.elements)
+        """Inverse of :meth:`pack`: one code (``fmt.code_dtype``) per element."""
+        if fmt.is_ocp:
+            return self._repack(packed, fmt, "mx_unpack", fmt.layout.bytes, fmt.layout.elements)
+        return self._repack(packed, fmt, "mx_block_unpack", fmt.bytes_per_block, fmt.block_size)
 
     def _repack(self, src: Any, fmt: Format, kernel_name: str, per_in: int, per_out: int) -> Any:
+        """Run a pack (codes to bytes) or unpack kernel over groups of ``per_in`` items."""
         cp = self.xp
-        src = cp.ascontiguousarray(cp.asarray(src, dtype=cp.uint8))
-        if per_in == per_out:
+        packing = "unpack" not in kernel_name
+        src_dtype, out_dtype = ((fmt.code_dtype, np.uint8) if packing
+                                else (np.uint8, fmt.code_dtype))
+        src = cp.ascontiguousarray(cp.asarray(src, dtype=src_dtype))
+        if per_in == per_out and src_dtype == out_dtype:
             return src.copy()
         if src.ndim == 0 or src.shape[-1] % per_in:
             raise ValueError(f"the last axis of {src.shape} is not a multiple of {per_in}")
         n_groups = src.size // per_in
-        out = cp.empty(src.shape[:-1] + (src.shape[-1] // per_in * per_out,), dtype=cp.uint8)
+        out = cp.empty(src.shape[:-1] + (src.shape[-1] // per_in * per_out,), dtype=out_dtype)
         if n_groups:
-            kernel = _module("mx_pack.cu", (fmt,)).get_function(kernel_name)
+            source = "mx_pack.cu" if fmt.is_ocp else "mx_block_pack.cu"
+            kernel = _module(source, (fmt,)).get_function(kernel_name)
             kernel(_grid(n_groups), (_THREADS,), (src, out, np.int64(n_groups)))
         return out
 
     def matmul_blocks(
         self, a_codes: Any, a_scales: Any, a_fmt: Format, b_codes: Any, b_scales: Any,
-        b_fmt: Format,
+        b_fmt: Format, *, a_tensor_scale: float | None = None,
+        b_tensor_scale: float | None = None,
     ) -> Any:
-        """MX matmul of canonical operands; ``(B, M, N)`` float32 (see ``matmul_kernel``)."""
+        """MX matmul of canonical operands; ``(B, M, N)`` float32 (see ``matmul_kernel``).
+
+        Pairs of OCP formats use the kernel ``matmul_kernel`` selects; a pair with a general
+        block format (MX9/6/4, NVFP4) uses the simple block-format kernel.
+        """
+        if not (a_fmt.is_ocp and b_fmt.is_ocp):
+            return _launch_block_matmul(
+                self.xp, a_codes, a_scales, a_fmt, _tensor_scale_bits(a_fmt, a_tensor_scale),
+                b_codes, b_scales, b_fmt, _tensor_scale_bits(b_fmt, b_tensor_scale))
         cp = self.xp
         a_codes, b_codes = _aligned(a_codes), _aligned(b_codes)
         a_scales, b_scales = _aligned(a_scales), _aligned(b_scales)

@@ -233,13 +233,15 @@ class NumpyBackend:
         scale_mode: str,
         seed: int | None,
         *,
+        block_ids: np.ndarray | None = None,
         tensor_scale: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Quantize ``(n, block_size)`` floats; return ``(codes, scale_bytes)``.
 
         ``codes`` are unpacked codes (``fmt.code_dtype``): element bits, plus each
-        sub-block's microexponent shifted above them.  ``tensor_scale`` is required for
-        formats with a per-tensor scale.
+        sub-block's microexponent shifted above them.  ``block_ids`` (uint64, ``(n,)``)
+        numbers the rows for stochastic rounding (default ``0 .. n-1``).
+        ``tensor_scale`` is required for formats with a per-tensor scale.
         """
         v = np.asarray(blocks, dtype=np.float64)
         finite = np.isfinite(v)
@@ -247,7 +249,7 @@ class NumpyBackend:
         v = np.where(finite, v, 0.0)
         index = None
         if rounding == "stochastic":
-            index = np.arange(v.size, dtype=np.uint64).reshape(v.shape)
+            index = _random_indices(v.shape, block_ids)
         if fmt.scale.kind == "ue4m3":
             codes, scale_bytes = self._quantize_ue4m3(v, fmt, rounding, tensor_scale)
         else:
@@ -397,6 +399,19 @@ class NumpyBackend:
             tensor_scale=tensor_scale,
         )
         return flat.reshape(lead + (codes.shape[-2] * codes.shape[-1],))
+
+
+def _random_indices(shape: tuple[int, int], block_ids: np.ndarray | None) -> np.ndarray:
+    """Random-stream index (uint64) of each element of ``(n, block_size)`` rows:
+    ``block_ids[b] * block_size + i``, with ``block_ids`` defaulting to ``0 .. n-1``."""
+    n, size = shape
+    if block_ids is None:
+        block_ids = np.arange(n, dtype=np.uint64)
+    elif np.shape(block_ids) != (n,):
+        raise ValueError(f"block_ids must have shape ({n},), one id per row, "
+                         f"got {np.shape(block_ids)}")
+    ids = np.asarray(block_ids, dtype=np.uint64)
+    return ids[:, None] * np.uint64(size) + np.arange(size, dtype=np.uint64)
 
 
 def _tensor_scale(fmt: Format, tensor_scale: float | None) -> np.float64:

@@ -171,18 +171,12 @@ def mx_records(reader: TensorReader) -> list[MXRecord]:
 def read_mx(reader: TensorReader, record: MXRecord) -> MXArray:
     """Read and validate one MX array of an open file."""
     tensor_scale = None if record.tensor_scale is None else reader.read(record.tensor_scale)
-    a = MXArray.from_parts(
+    return MXArray.from_parts(
         reader.read(record.packed), reader.read(record.scales), record.format, record.shape,
         axis=record.block_axis, layout="packed", rounding=record.rounding,
-        scale_mode=record.scale_mode,
+        scale_mode=record.scale_mode, seed=record.seed,
         tensor_scale=None if tensor_scale is None else float(tensor_scale),
     )
-    if record.seed is None:
-        return a
-    return MXArray._wrap(packed=a.packed, scales=np.moveaxis(a.scales, a.block_axis, -1),
-                         fmt=a.format, shape=a.shape, axis=a.block_axis, rounding=a.rounding,
-                         scale_mode=a.scale_mode, seed=record.seed,
-                         tensor_scale=a.tensor_scale)
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
