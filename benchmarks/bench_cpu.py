@@ -25,7 +25,8 @@ from typing import Any, Callable
 import numpy as np
 
 import mxarray
-from mxarray.formats import FORMATS
+from mxarray.backends.base import supports
+from mxarray.formats import BLOCK_FORMATS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"quantize": 0.60, "dequantize": 1.20, "matmul_time": 1.10, "matmul_memory": 0.10}
@@ -96,7 +97,9 @@ def bench_elementwise(n: int, repeats: int) -> dict[str, Any]:
     usable = [b.name for b in mxarray.backends() if b.available]
     for name in usable:
         be = mxarray.get_backend(name)
-        for fmt in FORMATS.values():
+        for fmt in BLOCK_FORMATS.values():  # the OCP formats, then MX9/MX6/MX4 and NVFP4
+            if not supports(be, fmt):
+                continue
             reps = repeats if name != "numpy" else 1
             add("quantize", name, fmt.name, "api",
                 best_time(lambda: mxarray.quantize(x, fmt, backend=name), reps))
@@ -108,13 +111,14 @@ def bench_elementwise(n: int, repeats: int) -> dict[str, Any]:
             if hasattr(be, "quantize_packed"):
                 blocks = x.reshape(-1, fmt.block_size)
                 args = (fmt, "even", "floor", None)
+                kw = {} if a.tensor_scale is None else {"tensor_scale": a.tensor_scale}
                 add("quantize", name, fmt.name, "kernel",
-                    best_time(lambda: be.quantize_packed(blocks, *args), repeats))
-                packed, scales = be.quantize_packed(blocks, *args)
+                    best_time(lambda: be.quantize_packed(blocks, *args, **kw), repeats))
+                packed, scales = be.quantize_packed(blocks, *args, **kw)
                 rows_out = dst.reshape(-1, fmt.block_size)
                 add("dequantize", name, fmt.name, "kernel out=",
                     best_time(lambda: be.dequantize_packed(packed, scales, fmt, np.float32,
-                                                           out=rows_out), repeats))
+                                                           out=rows_out, **kw), repeats))
     return {"shape": [n, n], "copyto_seconds": base,
             "copyto_gb_per_s": x.nbytes / base / 1e9, "rows": rows}
 
@@ -131,14 +135,20 @@ def bench_matmul(n: int, repeats: int) -> dict[str, Any]:
              "extra_fraction": peak_extra_bytes(lambda: a @ b, result) / operands}]
     for name in [b_.name for b_ in mxarray.backends() if b_.available and b_.name != "numpy"]:
         be = mxarray.get_backend(name)
-        for fmt in ("mxfp8_e4m3", "mxfp4_e2m1", "mxfp6_e2m3", "mxint8"):
+        for fmt in ("mxfp8_e4m3", "mxfp4_e2m1", "mxfp6_e2m3", "mxint8", "mx9", "mx6", "mx4",
+                    "nvfp4"):
+            if not supports(be, BLOCK_FORMATS[fmt]):
+                continue
             qa = mxarray.quantize(a, fmt, backend=name)
             qb = mxarray.quantize(b, fmt, axis=0, backend=name)
             calls = {"api": lambda: mxarray.matmul(qa, qb, backend=name)}
             if hasattr(be, "matmul_packed"):
+                kw = {}
+                if qa.tensor_scale is not None:
+                    kw = {"a_tensor_scale": qa.tensor_scale, "b_tensor_scale": qb.tensor_scale}
                 calls["kernel"] = lambda: be.matmul_packed(
                     qa.packed[None], qa.scales[None], qa.format,
-                    qb.packed[None], np.ascontiguousarray(qb.scales.T)[None], qb.format)
+                    qb.packed[None], np.ascontiguousarray(qb.scales.T)[None], qb.format, **kw)
             for path, fn in calls.items():
                 seconds = best_time(fn, repeats)
                 rows.append({"backend": name, "format": fmt, "path": path, "seconds": seconds,
@@ -178,18 +188,20 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "BLAS (threadpoolctl):", ""]
     for info in report["blas"]:
         lines.append("- " + ", ".join(f"{k}={v}" for k, v in info.items() if k != "filepath"))
-    lines += ["", f"First call in a new process (warm cache): {report['first_call_seconds']:.2f} s",
-              ""]
+    lines.append("")
+    for fmt, seconds in report["first_call_seconds"].items():
+        lines.append(f"First call in a new process (warm cache), {fmt}: {seconds:.2f} s")
+    lines.append("")
     return "\n".join(lines)
 
 
-def first_call_seconds() -> float:
+def first_call_seconds(fmt: str) -> float:
     """Wall time of a fresh interpreter importing mxarray and quantizing once."""
     import subprocess
     import sys
 
     code = ("import time; t = time.perf_counter(); import numpy as np, mxarray; "
-            "mxarray.dequantize(mxarray.quantize(np.ones((4, 64), np.float32), 'mxfp8_e4m3')); "
+            f"mxarray.dequantize(mxarray.quantize(np.ones((4, 64), np.float32), {fmt!r})); "
             "print(time.perf_counter() - t)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # warm cache
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
@@ -210,7 +222,7 @@ def main() -> None:
         "backends": [vars(b) for b in mxarray.backends()],
         "blas": blas_info(),
         "quick": args.quick,
-        "first_call_seconds": first_call_seconds(),
+        "first_call_seconds": {f: first_call_seconds(f) for f in ("mxfp8_e4m3", "mx9")},
         "elementwise": bench_elementwise(n_ew, repeats),
         "matmul": bench_matmul(n_mm, repeats),
     }

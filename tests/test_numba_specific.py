@@ -125,7 +125,7 @@ def test_matmul_packed_within_bound(fa, fb, scale) -> None:
         assert not wide  # the float32 path
     elif fa.name == fb.name == "mxfp8_e5m2":
         assert wide  # products below 2**-149 or sums beyond 2**128 need float64 tiles
-    da, db = REF._decode_rows(ac, as_, fa), REF._decode_rows(bc, bs_, fb)
+    da, db = REF._decode_rows(ac, as_, fa, None), REF._decode_rows(bc, bs_, fb, None)
     exact = np.matmul(da, np.swapaxes(db, -1, -2))
     bound = (kb * 32 + 2) * 2.0**-24 * np.matmul(np.abs(da), np.swapaxes(np.abs(db), -1, -2))
     assert got.dtype == np.float32
@@ -143,7 +143,7 @@ def test_matmul_many_small_tiles(monkeypatch) -> None:
     monkeypatch.setattr(numba_backend, "_tile_shape", lambda m, n, k, size: (7, 13))
     monkeypatch.setattr(numba_backend, "sgemm_acc", None)  # the row-tile path
     got = FAST.matmul_blocks(*args)
-    da, db = REF._decode_rows(*args[:3]), REF._decode_rows(*args[3:])
+    da, db = REF._decode_rows(*args[:3], None), REF._decode_rows(*args[3:], None)
     exact = da @ np.swapaxes(db, -1, -2)
     bound = (64 + 2) * 2.0**-24 * (np.abs(da) @ np.swapaxes(np.abs(db), -1, -2))
     assert np.all(np.abs(got - exact) <= bound)
@@ -216,7 +216,7 @@ def test_matmul_k_panels_within_bound(monkeypatch, panel_blocks) -> None:
     args = _mx_operands(np.random.default_rng(9), 2, 37, 23, 7, fa, fb)
     monkeypatch.setattr(numba_backend, "_panel_blocks", lambda m, n, kb, bs: panel_blocks)
     got = FAST.matmul_blocks(*args)
-    da, db = REF._decode_rows(*args[:3]), REF._decode_rows(*args[3:])
+    da, db = REF._decode_rows(*args[:3], None), REF._decode_rows(*args[3:], None)
     exact = da @ np.swapaxes(db, -1, -2)
     bound = (7 * 32 + 2) * 2.0**-24 * (np.abs(da) @ np.swapaxes(np.abs(db), -1, -2))
     assert got.dtype == np.float32 and got.shape == (2, 37, 23)
@@ -256,6 +256,6 @@ def test_decode_panel_windows_match_reference(fmt) -> None:
     windows = [(0, rows, 0, kb), (5, 66, 2, 4), (70, 1, 8, 1), (33, 38, 0, 1)]
     for row0, n_rows, kb0, width in windows:
         out = np.full((n_rows, width * 32), np.nan, dtype=np.float32)
-        operand.decode(0, row0, kb0, out)
+        operand.decode(0, row0, kb0 * 32, out)
         window = want[row0 : row0 + n_rows, kb0 * 32 : (kb0 + width) * 32]
         np.testing.assert_array_equal(out.view(np.uint32), window.view(np.uint32))  # bitwise

@@ -34,6 +34,7 @@ __all__ = [
     "dequantize_rows",
     "regroup_rows",
     "decode_panel",
+    "block_number",
 ]
 
 SCALE_MODE_CODES = {"floor": 0, "ceil": 1, "rceil": 2, "even": 3}
@@ -65,6 +66,13 @@ def _random_u32(seed, index):
     z = (z ^ (z >> _S27)) * _MIX2
     z = z ^ (z >> _S31)
     return np.int64(z >> _S32)
+
+
+@nb.njit(cache=True, inline="always")
+def block_number(block_ids, b):
+    """The global block number (uint64) of row ``b``: ``block_ids[b]``, or ``b`` when
+    ``block_ids`` is empty (the default numbering)."""
+    return np.uint64(block_ids[b]) if block_ids.shape[0] else np.uint64(b)
 
 
 @nb.njit(cache=True, inline="always")
@@ -128,9 +136,18 @@ def _split(a, in_mant, in_bias, mant_mask, exp_shift_mask):
 @nb.njit(cache=True, inline="always")
 def _shared_exponent(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mode,
                      m, emax, rceil_emax, rceil_sig53, min_x, max_x):
-    """Shared exponent X of a block from the bits of its largest magnitude."""
+    """Shared exponent X of a block from the bits of its largest magnitude (clamped)."""
     if amax == 0:
         return min_x
+    x = _exponent_of(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mode, m, emax,
+                     rceil_emax, rceil_sig53)
+    return min(max(x, min_x), max_x)
+
+
+@nb.njit(cache=True, inline="always")
+def _exponent_of(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mode,
+                 m, emax, rceil_emax, rceil_sig53):
+    """Unclamped exponent of the scale mode for the bits of a positive magnitude."""
     sig, p, e = _split(amax, in_mant, in_bias, mant_mask, exp_shift_mask)
     # the significand normalised to 53 bits: 2**52 <= sig53 < 2**53
     sig53 = sig << (52 - (e - p))
@@ -148,7 +165,7 @@ def _shared_exponent(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mo
         if rem > half or (rem == half and (whole & 1) == 1):
             whole += 1
         x = e + (whole == (np.int64(1) << (m + 1))) - emax
-    return min(max(x, min_x), max_x)
+    return x
 
 
 @intrinsic
@@ -399,14 +416,14 @@ def _generic_codes(row, x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask
                    first_index, codes):
     """Codes of one finite block with shared exponent ``x``, element by element.
 
-    Handles every rounding mode and any input width; ``first_index`` is the flat index
-    of the block's first element (the stochastic draws' counter).
+    Handles every rounding mode and any input width; ``first_index`` (uint64) is the
+    random index of the block's first element (the stochastic draws' counter).
     """
     for i in range(row.shape[0]):
         u = np.uint64(row[i])
         negative = (u >> sign_shift) != 0
         sig, p, e = _split(u & abs_mask, in_mant, in_bias, mant_mask, exp_shift_mask)
-        index = first_index + i
+        index = first_index + np.uint64(i)
         if is_float:
             if sig == 0:
                 code = np.int64(0)
@@ -458,7 +475,7 @@ def quantize_rows(
     bits, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, inf_bits, sign_shift,
     is_float, m, emax, emin, max_code, sign_bit, code_mask,
     rceil_emax, rceil_sig53, min_x, max_x, scale_bias, nan_code,
-    scale_mode, rounding, seed,
+    scale_mode, rounding, seed, block_ids,
     per_group, group_bytes, code_bits,
     out, scales,
 ):
@@ -467,7 +484,8 @@ def quantize_rows(
     ``bits`` holds the raw IEEE bits (uint32 or uint64) of float32 or float64 inputs.
     ``out`` is ``(n, bs // per_group * group_bytes)`` uint8: ``per_group`` codes of ``code_bits``
     bits each are packed little-endian into ``group_bytes`` bytes (1, 1, 8 for one
-    code per byte).  Every rounding mode, stochastic included.
+    code per byte).  Every rounding mode, stochastic included: element ``(b, i)`` draws
+    with index ``block_number(b) * bs + i`` (:func:`block_number`).
     """
     n, bs = bits.shape
     for c in prange((n + _CHUNK - 1) // _CHUNK):
@@ -486,7 +504,7 @@ def quantize_rows(
             scales[b] = x + scale_bias
             _generic_codes(bits[b], x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask,
                            sign_shift, is_float, m, emax, emin, max_code, sign_bit, code_mask,
-                           rounding, seed, b * bs, codes)
+                           rounding, seed, block_number(block_ids, b) * np.uint64(bs), codes)
             _pack_block(codes, per_group, group_bytes, code_bits, out, b)
 
 
@@ -537,7 +555,7 @@ def quantize_rows_nearest(
             if is_float and x + emin < 1 - in_bias:
                 _generic_codes(bits[b], x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask,
                                sign_shift, is_float, m, emax, emin, max_code, sign_bit,
-                               code_mask, rounding, np.uint64(0), 0, codes)
+                               code_mask, rounding, np.uint64(0), np.uint64(0), codes)
             else:
                 for i in range(bs):
                     a = mags[i]
@@ -689,7 +707,7 @@ def _quantize_f32_rows(
         if is_float and x + emin < 1 - in_bias:
             _generic_codes(row, x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask,
                            sign_shift, is_float, m, emax, emin, max_code, sign_bit,
-                           code_mask, rounding, np.uint64(0), 0, wide)
+                           code_mask, rounding, np.uint64(0), np.uint64(0), wide)
             for i in range(bs):
                 codes[i] = np.uint8(wide[i])
         else:

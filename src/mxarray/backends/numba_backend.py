@@ -19,6 +19,19 @@ Besides the backend interface of :mod:`mxarray.backends.base`, this backend offe
 ``quantize_packed``, ``dequantize_packed`` and ``matmul_packed``, which fuse the packing
 step into the kernels and read or write packed bytes directly.
 
+All of the above is for the six OCP formats.  Every other block format (MX9/MX6/MX4,
+NVFP4 and formats registered at run time) takes the generic kernels of
+:mod:`mxarray.backends._numba_block_kernels`, with arguments from
+:mod:`mxarray.backends._numba_block_params`: exact integer rounding on float64 bits for
+power-of-two scales (microexponents and "promote" included), exact comparisons with
+the scaled grid for UE4M3 scales, and table decoding.  Their matmul decodes panels by
+table without the tensor scales (whose product scales the result once, in float64),
+in float32 when :func:`~mxarray.backends._numba_block_params.general_matmul_dtype`
+proves every value, product and partial sum exact or in range there, else in float64
+(exact for every registrable format); operands of different block sizes share panels
+that start and end inside blocks.  ``block_ids`` numbers the blocks of every quantize
+path for stochastic rounding (the shared contract of :mod:`mxarray.backends.base`).
+
 Why the matmul panels may fold the scale into float32
 -----------------------------------------------------
 A decoded element ``decode(P) * 2**X`` has at most ``mantissa_bits + 1`` significant
@@ -37,6 +50,7 @@ to float64 instead, which holds every such value and product exactly.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -44,6 +58,16 @@ import numpy as np
 
 from ..formats import BLOCK_SIZE, FORMATS, SCALE, Format
 from ._blas import sgemm_acc
+from ._numba_block_params import (
+    KIND_CODES,
+    general_matmul_dtype,
+    layout_params,
+    pow2_params,
+    scale_values,
+    tensor_factor,
+    ue4m3_params,
+    unpack_lanes,
+)
 
 __all__ = ["NumbaBackend"]
 
@@ -146,6 +170,22 @@ def _rows(a: np.ndarray, width: int) -> np.ndarray:
     return np.ascontiguousarray(a).reshape(-1, width)
 
 
+_NO_IDS = np.empty(0, dtype=np.uint64)
+
+
+def _block_ids(block_ids: np.ndarray | None, n: int) -> np.ndarray:
+    """The kernels' ``block_ids``: a uint64 array of ``n`` block numbers, or empty for
+    the default numbering ``0 .. n - 1``."""
+    if block_ids is None:
+        return _NO_IDS
+    ids = np.asarray(block_ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"block_ids must hold integers, got dtype {ids.dtype}")
+    if ids.shape != (n,):
+        raise ValueError(f"block_ids must have shape ({n},), one id per row, got {ids.shape}")
+    return np.ascontiguousarray(ids, dtype=np.uint64)
+
+
 class NumbaBackend:
     """Exact parallel CPU kernels compiled by Numba (cached on disk)."""
 
@@ -158,9 +198,18 @@ class NumbaBackend:
         # Passive waiting must be chosen before the OpenMP runtime starts; a user's
         # explicit setting wins.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from . import _numba_block_kernels as block_kernels
         from . import _numba_kernels as kernels
 
         self._k = kernels
+        self._bk = block_kernels
+
+    @staticmethod
+    def supports(fmt: Format) -> bool:
+        """Every block format: the OCP ones on their specialised kernels, the others
+        (MX9/MX6/MX4, NVFP4 and registered formats) on kernels generic over every field
+        :func:`mxarray.formats.register` accepts."""
+        return isinstance(fmt, Format)
 
     def available(self) -> tuple[bool, str]:
         """Usable when the kernels compile (or load from the cache) and run."""
@@ -183,6 +232,8 @@ class NumbaBackend:
         scale_mode: str,
         seed: int | None,
         packed: bool,
+        block_ids: np.ndarray | None,
+        tensor_scale: float | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         k = self._k
         blocks = np.asarray(blocks)
@@ -195,7 +246,12 @@ class NumbaBackend:
         try:
             mode, rmode = k.SCALE_MODE_CODES[scale_mode], k.ROUNDING_CODES[rounding]
         except KeyError:
-            raise ValueError(f"unknown scale mode {scale_mode!r} or rounding {rounding!r}") from None
+            raise ValueError(
+                f"unknown scale mode {scale_mode!r} or rounding {rounding!r}") from None
+        ids = _block_ids(block_ids, blocks.shape[0])
+        if not fmt.is_ocp:
+            return self._quantize_general(blocks, fmt, rounding, mode, rmode, seed, packed, ids,
+                                          tensor_scale)
         if blocks.dtype in _KERNEL_FLOAT:
             blocks = blocks.astype(_KERNEL_FLOAT[blocks.dtype])
         bits = np.ascontiguousarray(blocks).view(_UINT_OF[blocks.dtype.itemsize])
@@ -205,12 +261,51 @@ class NumbaBackend:
         scales = np.empty(n, dtype=np.uint8)
         params = (*_input_params(blocks.dtype), *_format_params(fmt), mode, rmode)
         if rounding == "stochastic":
-            k.quantize_rows(bits, *params, np.uint64(seed), per_group, group_bytes, code_bits,
-                            out, scales)
+            k.quantize_rows(bits, *params, np.uint64(seed), ids, per_group, group_bytes,
+                            code_bits, out, scales)
         elif bits.dtype == np.uint32:
             k.quantize_rows_f32(bits, *params, per_group, group_bytes, code_bits, out, scales)
         else:
             k.quantize_rows_nearest(bits, *params, per_group, group_bytes, code_bits, out, scales)
+        return out, scales
+
+    def _quantize_general(
+        self,
+        blocks: np.ndarray,
+        fmt: Format,
+        rounding: str,
+        mode: int,
+        rmode: int,
+        seed: int | None,
+        packed: bool,
+        ids: np.ndarray,
+        tensor_scale: float | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Non-OCP formats: float64 values (exact for every input dtype) into the
+        generic kernels; unpacked codes are made uint16 there and cast to
+        ``fmt.code_dtype`` here."""
+        v = np.ascontiguousarray(blocks, dtype=np.float64)
+        n = v.shape[0]
+        if packed:
+            out = np.empty((n, fmt.bytes_per_block), dtype=np.uint8)
+        else:
+            out = np.empty((n, fmt.block_size), dtype=np.uint16)
+        scales = np.empty(n, dtype=np.uint8)
+        layout = layout_params(fmt)
+        if fmt.scale.kind == "ue4m3":
+            if rounding == "stochastic":
+                raise ValueError(f"stochastic rounding is not defined for {fmt.name}")
+            self._bk.quantize_ue4m3_rows(
+                v, *ue4m3_params(fmt, rounding, tensor_scale), rmode, KIND_CODES[fmt.kind],
+                fmt.bits, fmt.max_code, fmt.sign_bit, fmt.n_codes - 1, fmt.scale.nan_code,
+                packed, layout[3], out, scales)
+        else:
+            in_params = _input_params(np.dtype(np.float64))[:6]
+            self._bk.quantize_pow2_rows(
+                v.view(np.uint64), *in_params, *pow2_params(fmt), mode, rmode,
+                np.uint64(seed or 0), ids, packed, layout[3], out, scales)
+        if not packed:
+            out = out.astype(fmt.code_dtype, copy=False)
         return out, scales
 
     def quantize_blocks(
@@ -220,9 +315,17 @@ class NumbaBackend:
         rounding: str,
         scale_mode: str,
         seed: int | None,
+        *,
+        block_ids: np.ndarray | None = None,
+        tensor_scale: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Quantize ``(n, block_size)`` floats; return ``(codes, scale_bytes)``."""
-        return self._quantize(blocks, fmt, rounding, scale_mode, seed, packed=False)
+        """Quantize ``(n, block_size)`` floats; return ``(codes, scale_bytes)``.
+
+        ``block_ids`` (uint64, one per row) numbers the blocks for stochastic rounding;
+        ``tensor_scale`` is the per-tensor scale of formats that have one.
+        """
+        return self._quantize(blocks, fmt, rounding, scale_mode, seed, False, block_ids,
+                              tensor_scale)
 
     def quantize_packed(
         self,
@@ -231,9 +334,13 @@ class NumbaBackend:
         rounding: str,
         scale_mode: str,
         seed: int | None,
+        *,
+        block_ids: np.ndarray | None = None,
+        tensor_scale: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`quantize_blocks`, but return the codes packed: ``pack(codes)`` rows."""
-        return self._quantize(blocks, fmt, rounding, scale_mode, seed, packed=True)
+        return self._quantize(blocks, fmt, rounding, scale_mode, seed, True, block_ids,
+                              tensor_scale)
 
     # -- dequantize -------------------------------------------------------------------
 
@@ -245,28 +352,48 @@ class NumbaBackend:
         dtype: Any,
         packed: bool,
         out: np.ndarray | None = None,
+        tensor_scale: float | None = None,
     ) -> np.ndarray:
         dt = np.dtype(dtype)
         if dt not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
-        per_group, group_bytes, code_bits = _layout(fmt, packed)
         scales = np.ascontiguousarray(scales, dtype=np.uint8).reshape(-1)
-        rows = _rows(np.asarray(data, dtype=np.uint8), fmt.block_size // per_group * group_bytes)
         shape = (scales.size, fmt.block_size)
         if out is None:
             out = np.empty(shape, dtype=dt)
         elif out.shape != shape or out.dtype != dt or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous {dt} array of shape {shape}")
+        if not fmt.is_ocp:
+            if packed:
+                rows = _rows(np.asarray(data, dtype=np.uint8), fmt.bytes_per_block)
+            else:
+                rows = _rows(np.asarray(data, dtype=np.uint16), fmt.block_size)
+                if rows.size and int(rows.max()) >= fmt.decode_table.size:
+                    raise ValueError(f"codes must be below {fmt.decode_table.size} for {fmt.name}")
+            self._bk.dequantize_table_rows(rows, scales, packed, unpack_lanes(fmt),
+                                           fmt.decode_table, scale_values(fmt, tensor_scale),
+                                           out)
+            return out
+        per_group, group_bytes, code_bits = _layout(fmt, packed)
+        rows = _rows(np.asarray(data, dtype=np.uint8), fmt.block_size // per_group * group_bytes)
         pow2 = _scale_values(dt)
         self._k.dequantize_rows(rows, scales, per_group, group_bytes, code_bits,
                                 *_decode_params(fmt), pow2, out)
         return out
 
     def dequantize_blocks(
-        self, codes: np.ndarray, scales: np.ndarray, fmt: Format, dtype: Any
+        self,
+        codes: np.ndarray,
+        scales: np.ndarray,
+        fmt: Format,
+        dtype: Any,
+        *,
+        tensor_scale: float | None = None,
     ) -> np.ndarray:
-        """Return ``decode(codes) * 2**(scale - bias)`` for ``(n, block_size)`` codes."""
-        return self._dequantize(codes, scales, fmt, dtype, packed=False)
+        """Return ``decode(codes) * scale value (* tensor scale)`` for ``(n, block_size)``
+        codes, exact and rounded once to ``dtype``."""
+        return self._dequantize(codes, scales, fmt, dtype, packed=False,
+                                tensor_scale=tensor_scale)
 
     def dequantize_packed(
         self,
@@ -275,20 +402,39 @@ class NumbaBackend:
         fmt: Format,
         dtype: Any,
         out: np.ndarray | None = None,
+        *,
+        tensor_scale: float | None = None,
     ) -> np.ndarray:
         """As :meth:`dequantize_blocks`, reading packed bytes (one block's bytes per scale);
         writes into ``out`` (C-contiguous ``(n, block_size)``) when given."""
-        return self._dequantize(packed, scales, fmt, dtype, packed=True, out=out)
+        return self._dequantize(packed, scales, fmt, dtype, packed=True, out=out,
+                                tensor_scale=tensor_scale)
 
     # -- pack / unpack ----------------------------------------------------------------
 
     def pack(self, codes: np.ndarray, fmt: Format) -> np.ndarray:
-        """Pack uint8 codes along the last axis into the format's byte layout."""
+        """Pack codes along the last axis into the format's byte layout."""
+        if not fmt.is_ocp:
+            codes = np.asarray(codes, dtype=np.uint16)
+            lead, width = codes.shape[:-1], codes.shape[-1]
+            out = np.empty(lead + (width // fmt.block_size * fmt.bytes_per_block,), np.uint8)
+            if out.size:
+                self._bk.pack_rows(_rows(codes, fmt.block_size), *layout_params(fmt),
+                                   out.reshape(-1, fmt.bytes_per_block))
+            return out
         layout = fmt.layout
         return self._regroup(codes, layout.elements, fmt.bits, layout.bytes, 8)
 
     def unpack(self, packed: np.ndarray, fmt: Format) -> np.ndarray:
-        """Inverse of :meth:`pack`: one uint8 code per element along the last axis."""
+        """Inverse of :meth:`pack`: one code (``fmt.code_dtype``) per element."""
+        if not fmt.is_ocp:
+            packed = np.asarray(packed, dtype=np.uint8)
+            lead, width = packed.shape[:-1], packed.shape[-1]
+            out = np.empty(lead + (width // fmt.bytes_per_block * fmt.block_size,), np.uint16)
+            if out.size:
+                self._bk.unpack_rows(_rows(packed, fmt.bytes_per_block), unpack_lanes(fmt),
+                                     out.reshape(-1, fmt.block_size))
+            return out.astype(fmt.code_dtype, copy=False)
         layout = fmt.layout
         return self._regroup(packed, layout.bytes, 8, layout.elements, fmt.bits)
 
@@ -315,9 +461,18 @@ class NumbaBackend:
         b_codes: np.ndarray,
         b_scales: np.ndarray,
         b_fmt: Format,
+        *,
+        a_tensor_scale: float | None = None,
+        b_tensor_scale: float | None = None,
     ) -> np.ndarray:
         """MX matmul of canonical operands (see :mod:`mxarray.backends.base`)."""
-        return self._matmul(a_codes, a_scales, a_fmt, b_codes, b_scales, b_fmt, packed=False)
+        if a_fmt.is_ocp and b_fmt.is_ocp:
+            return self._matmul(a_codes, a_scales, a_fmt, b_codes, b_scales, b_fmt, packed=False)
+        a = self.pack(np.reshape(a_codes, a_codes.shape[:2] + (-1,)), a_fmt)
+        b = self.pack(np.reshape(b_codes, b_codes.shape[:2] + (-1,)), b_fmt)
+        return self._matmul_general(a, a_scales, a_fmt, b, b_scales, b_fmt,
+                                    tensor_factor(a_fmt, a_tensor_scale)
+                                    * tensor_factor(b_fmt, b_tensor_scale))
 
     def matmul_packed(
         self,
@@ -327,13 +482,21 @@ class NumbaBackend:
         b_packed: np.ndarray,
         b_scales: np.ndarray,
         b_fmt: Format,
+        *,
+        a_tensor_scale: float | None = None,
+        b_tensor_scale: float | None = None,
     ) -> np.ndarray:
         """As :meth:`matmul_blocks`, reading packed operands.
 
         ``a_packed`` is ``(B, M, packed K)`` with scales ``(B, M, KB)``; ``b_packed`` is
-        ``(B, N, packed K)`` with scales ``(B, N, KB)`` (B stored blocked along K).
+        ``(B, N, packed K)`` with scales ``(B, N, KB')`` (B stored blocked along K).
         """
-        return self._matmul(a_packed, a_scales, a_fmt, b_packed, b_scales, b_fmt, packed=True)
+        if a_fmt.is_ocp and b_fmt.is_ocp:
+            return self._matmul(a_packed, a_scales, a_fmt, b_packed, b_scales, b_fmt,
+                                packed=True)
+        return self._matmul_general(a_packed, a_scales, a_fmt, b_packed, b_scales, b_fmt,
+                                    tensor_factor(a_fmt, a_tensor_scale)
+                                    * tensor_factor(b_fmt, b_tensor_scale))
 
     def _matmul(
         self,
@@ -345,6 +508,7 @@ class NumbaBackend:
         b_fmt: Format,
         packed: bool,
     ) -> np.ndarray:
+        """Two OCP operands: the bit-level decode, scales folded in (module docstring)."""
         a_scales = np.ascontiguousarray(a_scales, dtype=np.uint8)
         b_scales = np.ascontiguousarray(b_scales, dtype=np.uint8)
         batch, m, kb = a_scales.shape
@@ -352,68 +516,142 @@ class NumbaBackend:
         k = kb * a_fmt.block_size
         a = np.ascontiguousarray(a, dtype=np.uint8).reshape(batch, m, -1)
         b = np.ascontiguousarray(b, dtype=np.uint8).reshape(batch, n, -1)
-        out = np.empty((batch, m, n), dtype=np.float32)
-        if m == 0 or n == 0:
-            return out
-        if k == 0:
-            out[...] = 0
+        out = _empty_result(batch, m, n, k)
+        if not out.size or k == 0:
             return out
         dt = _tile_dtype(a_scales, a_fmt, b_scales, b_fmt, k)
         a_op = _Operand(a, a_scales, a_fmt, dt, packed, self._k.decode_panel)
         b_op = _Operand(b, b_scales, b_fmt, dt, packed, self._k.decode_panel)
-        with np.errstate(over="ignore", invalid="ignore"):
-            if dt == np.float32 and sgemm_acc is not None:
-                _matmul_k_panels(a_op, b_op, out, kb, a_fmt.block_size)
-            else:
-                _matmul_tiles(a_op, b_op, out, kb, a_fmt.block_size, dt)
+        _run_matmul(a_op, b_op, out, k, a_fmt.block_size, dt)
+        return out
+
+    def _matmul_general(
+        self,
+        a: np.ndarray,
+        a_scales: np.ndarray,
+        a_fmt: Format,
+        b: np.ndarray,
+        b_scales: np.ndarray,
+        b_fmt: Format,
+        factor: float,
+    ) -> np.ndarray:
+        """Packed operands of any formats: table-decoded panels without the tensor scales,
+        whose product ``factor`` multiplies the float32 result once (in float64).
+
+        Block sizes may differ: K is cut to the shorter padded length (beyond it one
+        side is padding) and panels span whole blocks of both operands.
+        """
+        a_scales = np.ascontiguousarray(a_scales, dtype=np.uint8)
+        b_scales = np.ascontiguousarray(b_scales, dtype=np.uint8)
+        batch, m, kb_a = a_scales.shape
+        n, kb_b = b_scales.shape[1:]
+        k = min(kb_a * a_fmt.block_size, kb_b * b_fmt.block_size)
+        a = np.ascontiguousarray(a, dtype=np.uint8).reshape(batch, m, -1)
+        b = np.ascontiguousarray(b, dtype=np.uint8).reshape(batch, n, -1)
+        out = _empty_result(batch, m, n, k)
+        if not out.size or k == 0:
+            return out
+        dt = general_matmul_dtype(a_fmt, a_scales, b_fmt, b_scales, k)
+        kernel = self._bk.decode_panel_table
+        a_op = _TableOperand(a, a_scales, a_fmt, dt, kernel)
+        b_op = _TableOperand(b, b_scales, b_fmt, dt, kernel)
+        _run_matmul(a_op, b_op, out, k, math.lcm(a_fmt.block_size, b_fmt.block_size), dt)
+        if factor != 1.0:
+            _scale_result(out.reshape(-1), factor)
         return out
 
 
+def _empty_result(batch: int, m: int, n: int, k: int) -> np.ndarray:
+    """The float32 ``(batch, m, n)`` result, zero-filled when there is nothing to sum."""
+    out = np.empty((batch, m, n), dtype=np.float32)
+    if k == 0:
+        out[...] = 0
+    return out
+
+
+def _scale_result(flat: np.ndarray, factor: float) -> None:
+    """``flat *= factor`` with one rounding to float32 per element (the product is formed
+    in float64), a chunk at a time so that no float64 copy of the result is made."""
+    step = _MIN_TILE_BYTES // 8
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(0, flat.size, step):
+            part = flat[i : i + step]
+            part[...] = np.multiply(part, factor, dtype=np.float64)
+
+
+def _run_matmul(a: Any, b: Any, out: np.ndarray, k: int, unit: int, dt: np.dtype) -> None:
+    """``out = A @ B.T`` over ``k`` elements: K-panels on BLAS when ``dt`` is float32 and
+    an accumulating sgemm exists, else row tiles."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if dt == np.float32 and sgemm_acc is not None:
+            _matmul_k_panels(a, b, out, k, unit)
+        else:
+            _matmul_tiles(a, b, out, k, dt)
+
+
 class _Operand:
-    """One packed MX matmul operand and how to decode parts of it."""
+    """One OCP MX matmul operand (packed or one code per byte) and how to decode it."""
 
     def __init__(self, data: np.ndarray, scales: np.ndarray, fmt: Format, dtype: np.dtype,
                  packed: bool, kernel: Any) -> None:
-        self.data, self.scales, self.fmt, self.dtype = data, scales, fmt, dtype
+        self.data, self.scales, self.bs = data, scales, fmt.block_size
         self.pow2 = _scale_values(dtype)
         self.args = (fmt.block_size, *_layout(fmt, packed), *_decode_params(fmt))
         self.kernel = kernel
 
-    def decode(self, batch: int, row0: int, kb0: int, out: np.ndarray) -> None:
-        """Blocks ``kb0 ..`` (as many as ``out`` holds) of rows ``row0 ..`` into ``out``."""
-        self.kernel(self.data[batch], self.scales[batch], row0, kb0, *self.args, self.pow2, out)
+    def decode(self, batch: int, row0: int, e0: int, out: np.ndarray) -> None:
+        """Elements ``e0 ..`` (a block boundary; as many as ``out`` holds) of rows
+        ``row0 ..`` into ``out``."""
+        self.kernel(self.data[batch], self.scales[batch], row0, e0 // self.bs, *self.args,
+                    self.pow2, out)
 
 
-def _matmul_k_panels(a: _Operand, b: _Operand, out: np.ndarray, kb: int, bs: int) -> None:
+class _TableOperand:
+    """One packed operand of any format, decoded by table lookup in ``dtype``."""
+
+    def __init__(self, data: np.ndarray, scales: np.ndarray, fmt: Format, dtype: np.dtype,
+                 kernel: Any) -> None:
+        self.data, self.scales, self.kernel = data, scales, kernel
+        with np.errstate(over="ignore"):  # table values never used in float32 may overflow
+            self.table = fmt.decode_table.astype(dtype)
+            self.values = scale_values(fmt, None, with_tensor=False).astype(dtype)
+        self.args = (fmt.block_size, unpack_lanes(fmt))
+
+    def decode(self, batch: int, row0: int, e0: int, out: np.ndarray) -> None:
+        """Elements ``e0 ..`` (as many as ``out`` holds) of rows ``row0 ..`` into ``out``."""
+        self.kernel(self.data[batch], self.scales[batch], row0, e0, *self.args, self.table,
+                    self.values, out)
+
+
+def _matmul_k_panels(a: Any, b: Any, out: np.ndarray, k: int, unit: int) -> None:
     """``out = A @ B.T`` as a sum of K-panel products accumulated by BLAS in ``out``.
 
     Each element of both operands is decoded exactly once, into a panel of all rows and
-    a few blocks of K, and every product is one large GEMM (``beta = 1`` after the
-    first).  Decoded values and products are exact in float32 here (``_tile_dtype``),
-    and accumulating in any order keeps the spec's bound.
+    a few ``unit``-element steps of K, and every product is one large GEMM (``beta = 1``
+    after the first).  Decoded values and products are exact in float32 here
+    (``_tile_dtype``, ``general_matmul_dtype``), and accumulating in any order keeps the
+    spec's bound.
     """
     batch, m, n = out.shape
-    panel_blocks = _panel_blocks(m, n, kb, bs)
-    a_panel = np.empty(m * panel_blocks * bs, dtype=np.float32)
-    b_panel = np.empty(n * panel_blocks * bs, dtype=np.float32)
+    panel = _panel_blocks(m, n, -(-k // unit), unit) * unit
+    a_panel = np.empty(m * panel, dtype=np.float32)
+    b_panel = np.empty(n * panel, dtype=np.float32)
     for p in range(batch):
-        for kb0 in range(0, kb, panel_blocks):
-            width = min(panel_blocks, kb - kb0) * bs
+        for e0 in range(0, k, panel):
+            width = min(panel, k - e0)
             ap = a_panel[: m * width].reshape(m, width)
             bp = b_panel[: n * width].reshape(n, width)
-            a.decode(p, 0, kb0, ap)
-            b.decode(p, 0, kb0, bp)
-            sgemm_acc(ap, bp, out[p], kb0 > 0)
+            a.decode(p, 0, e0, ap)
+            b.decode(p, 0, e0, bp)
+            sgemm_acc(ap, bp, out[p], e0 > 0)
 
 
-def _matmul_tiles(a: _Operand, b: _Operand, out: np.ndarray, kb: int, bs: int,
-                  dt: np.dtype) -> None:
+def _matmul_tiles(a: Any, b: Any, out: np.ndarray, k: int, dt: np.dtype) -> None:
     """``out = A @ B.T`` by row tiles of both operands over all of K, in ``dt``.
 
     Used for extreme scales (float64 tiles) or where NumPy's BLAS cannot accumulate.
     """
     batch, m, n = out.shape
-    k = kb * bs
     tm, tn = _tile_shape(m, n, k, dt.itemsize)
     a_tile = np.empty((tm, k), dtype=dt)
     b_tile = np.empty((tn, k), dtype=dt)
