@@ -105,6 +105,11 @@ def _report(args: argparse.Namespace) -> int:
         print(f"\n{label}: {x.size} values, {x.dtype}, shape {x.shape}, backend {backend.name}, "
               f"rounding {args.rounding}, scale mode {args.scale_mode}")
         print(format_table(rows))
+        skipped = [f for f in BLOCK_FORMATS if args.formats is None
+                   and f not in {r.format for r in rows}]
+        if skipped:
+            print(f"not shown: {', '.join(skipped)} (no rounding {args.rounding!r} or scale "
+                  f"mode {args.scale_mode!r})")
         results[name] = [dataclasses.asdict(r) for r in rows]
     if args.json is not None:
         payload = {
@@ -146,8 +151,9 @@ def _summary(rows: list[TensorSummary]) -> str:
              f"{r.bytes_after:,}", r.note] for r in rows]
     before = sum(r.bytes_before for r in rows)
     after = sum(r.bytes_after for r in rows)
-    body.append(["total", "", "", "", "", f"{before:,}", f"{after:,}",
-                 f"{before / after:.2f}x smaller" if after else ""])
+    ratio = ("" if not (before and after) else f"{before / after:.2f}x smaller"
+             if after <= before else f"{after / before:.2f}x larger")
+    body.append(["total", "", "", "", "", f"{before:,}", f"{after:,}", ratio])
     headers = ["tensor", "dtype", "shape", "format", "QSNR dB", "bytes before", "bytes after",
                "note"]
     return _table(headers, body, right=("QSNR dB", "bytes before", "bytes after"))

@@ -20,7 +20,7 @@ import numpy as np
 from . import layout as blocks
 from .array import MXArray
 from .core import quantize
-from .formats import SCALE, Format, check_rounding, check_scale_mode, get_format
+from .formats import Format, check_rounding, check_scale_mode, get_format
 
 __all__ = ["BlockStats", "block_stats", "ElementExplanation", "BlockExplanation", "explain"]
 
@@ -31,6 +31,8 @@ def _float_input(x: Any) -> np.ndarray:
     if isinstance(x, MXArray):
         raise TypeError("x must be the float input, not an MXArray (pass the MXArray as q)")
     arr = np.asarray(x)
+    if arr.dtype.kind == "f":  # big-endian data (from a .npy file, say) in native order
+        arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
     if arr.dtype not in _INPUT_DTYPES:
         raise TypeError(f"x must be a float16, float32 or float64 array, got dtype {arr.dtype}")
     if arr.ndim == 0:
@@ -51,11 +53,14 @@ class BlockStats:
     block_axis : int
     saturated : ndarray of int64
         Per block (shaped like ``MXArray.scales``): finite elements with
-        ``|v| > max_normal * 2**X``, which were clamped to the largest magnitude.
+        ``|v| > max_normal * s``, which were clamped to the largest magnitude; ``s`` is
+        the block's scale (``2**X``, or the UE4M3 value times the tensor scale for
+        NVFP4), halved for each unit of the element's microexponent (MX9/MX6/MX4).
     underflow : ndarray of int64
         Per block: non-zero finite elements whose code decodes to zero.
     nan_blocks : ndarray of bool
-        Per block: the scale byte is 0xFF (the block held a NaN or an infinity).
+        Per block: the scale byte is the scale format's NaN code (0xFF for E8M0, 0x7F
+        for UE4M3): the block held a NaN or an infinity.
     scale_histogram : ndarray of int64
         ``scale_histogram[b]`` is the number of blocks with scale byte ``b`` (256 bins).
     """
@@ -73,10 +78,16 @@ class BlockStats:
         return int(self.nan_blocks.size)
 
     def __str__(self) -> str:
+        scale = self.format.scale
         used = np.flatnonzero(self.scale_histogram)
-        finite = used[used != SCALE.nan_code]
-        exps = (f"{int(finite.min()) - SCALE.bias}..{int(finite.max()) - SCALE.bias}"
-                if finite.size else "none")
+        finite = used[used != scale.nan_code]
+        if not finite.size:
+            span = "none"
+        elif scale.kind == "exponent":
+            span = f"{int(finite.min()) - scale.bias}..{int(finite.max()) - scale.bias}"
+        else:
+            span = f"{scale.values[finite.min()]:g}..{scale.values[finite.max()]:g}"
+        what = "shared exponents X" if scale.kind == "exponent" else "block scales"
         return "\n".join([
             f"{self.format.name}: {self.n_blocks} block(s) along axis {self.block_axis}",
             f"  saturated elements:   {int(self.saturated.sum())} in "
@@ -84,7 +95,7 @@ class BlockStats:
             f"  underflow to zero:    {int(self.underflow.sum())} in "
             f"{int(np.count_nonzero(self.underflow))} block(s)",
             f"  NaN blocks:           {int(self.nan_blocks.sum())}",
-            f"  shared exponents X:   {exps}",
+            f"  {what + ':':<22}{span}",
         ])
 
 
@@ -157,14 +168,17 @@ def block_stats(
     q = q.to_device("cpu")
     f = q.format
     scales = np.asarray(q.scales)
-    nan_blocks = scales == SCALE.nan_code
-    x_exp = _per_element(scales.astype(np.int32) - SCALE.bias, q)
+    nan_blocks = scales == f.scale.nan_code
+    codes = q.codes()
+    scale = _per_element(np.nan_to_num(f.scale.decode(scales)), q)
+    if q.tensor_scale is not None:
+        scale = scale * np.float64(q.tensor_scale)
     values = arr.astype(np.float64)
     live = np.isfinite(values) & ~_per_element(nan_blocks, q)
-    with np.errstate(over="ignore"):
-        limit = np.ldexp(f.max_normal, x_exp)
-    saturated = live & (np.abs(values) > limit)
-    underflow = live & (values != 0) & (f.decode(q.codes()) == 0)
+    with np.errstate(over="ignore"):  # microexponents: a sub-block's grid is 2**-D finer
+        limit = np.ldexp(f.max_normal * scale, -(codes >> f.bits).astype(np.int32))
+    saturated = live & (limit > 0) & (np.abs(values) > limit)
+    underflow = live & (values != 0) & (f.decode(codes) == 0)
     return BlockStats(
         format=f,
         block_axis=q.block_axis,
@@ -227,9 +241,9 @@ class BlockExplanation:
             f"amax = {self.amax!r}",
             f"shared exponent X = {self.shared_exponent}: {self.scale_rule}"
             if self.shared_exponent is not None else f"shared exponent X: none ({self.scale_rule})",
-            f"scale byte = X + {SCALE.bias} = {self.scale_byte} (0x{self.scale_byte:02X})"
-            if self.scale_byte != SCALE.nan_code
-            else f"scale byte = 0x{SCALE.nan_code:02X} (NaN): the block holds a NaN or an Inf",
+            f"scale byte = X + {f.scale.bias} = {self.scale_byte} (0x{self.scale_byte:02X})"
+            if self.scale_byte != f.scale.nan_code
+            else f"scale byte = 0x{f.scale.nan_code:02X} (NaN): the block holds a NaN or an Inf",
             "",
             f"{'i':>5} {'input':>12} {'input/2**X':>12} {'grid below':>11} {'grid above':>11}"
             f" {'code':>5} {'element':>9}  reason",
@@ -254,7 +268,7 @@ def _floor_log2(q: Fraction) -> int:
 
 def _shared_exponent(amax: Fraction, fmt: Format, scale_mode: str) -> tuple[int, str]:
     """The shared exponent X of a finite block and the rule that produced it."""
-    lo, hi = SCALE.min_exponent, SCALE.max_exponent
+    lo, hi = fmt.scale.min_exponent, fmt.scale.max_exponent
     if amax == 0:
         return lo, f"all-zero block: X = {lo}"
     e = _floor_log2(amax)
@@ -304,9 +318,9 @@ def _choose(mag: Fraction, grid: list[Fraction], rounding: str) -> tuple[int, st
 
 
 def _signed_code(k: int, negative: bool, fmt: Format) -> int:
-    if fmt.kind == "float":
-        return k | (fmt.sign_bit if negative else 0)
-    return (-k if negative else k) & (fmt.n_codes - 1)
+    if fmt.kind == "int":  # two's complement, no negative zero
+        return (-k if negative else k) & (fmt.n_codes - 1)
+    return k | (fmt.sign_bit if negative else 0)  # a sign bit: float and sign-magnitude
 
 
 def _block_position(block: Any, shape: tuple[int, ...], ax: int, bs: int) -> int:
@@ -373,8 +387,9 @@ def explain(
     TypeError
         If ``x`` is not a float array or ``block`` has the wrong type.
     ValueError
-        If ``block`` is out of range or ``rounding`` is "stochastic" (its draws depend
-        on the seed, not on a rule to explain).
+        If ``block`` is out of range, ``rounding`` is "stochastic" (its draws depend
+        on the seed, not on a rule to explain), or ``fmt`` has sub-block
+        microexponents (MX9/MX6/MX4) or a scale that is not a power of two (NVFP4).
 
     Examples
     --------
@@ -395,6 +410,14 @@ def explain(
     """
     arr = _float_input(x)
     fmt = get_format(fmt)
+    extras = [what for what, present in [
+        ("sub-block microexponents", fmt.sub_block_size),
+        (f"{fmt.scale.name} block scales", fmt.scale.kind != "exponent"),
+        ("a per-tensor scale", fmt.tensor_scale != "none")] if present]
+    if extras:
+        raise ValueError(f"explain walks formats with one power-of-two scale per block; "
+                         f"{fmt.name} has {' and '.join(extras)}: use block_stats, or "
+                         "quantize and read q.codes() and q.scales")
     check_scale_mode(scale_mode)
     if check_rounding(rounding) == "stochastic":
         raise ValueError("explain supports the deterministic rounding modes; stochastic "
@@ -414,10 +437,10 @@ def explain(
     amax_f = float(np.max(np.abs(row))) if finite else float("nan")
     if finite:
         x_exp, rule = _shared_exponent(Fraction(amax_f), fmt, scale_mode)
-        scale_byte = x_exp + SCALE.bias
+        scale_byte = x_exp + fmt.scale.bias
     else:
         x_exp, rule = None, "the block holds a NaN or an Inf"
-        scale_byte = SCALE.nan_code
+        scale_byte = fmt.scale.nan_code
 
     out = []
     for i, v in enumerate(row.tolist()):

@@ -16,12 +16,20 @@ mxfp6_*        ``torch.uint8``, one code per byte (torch   ``lead + (padded,)``
                has no 6-bit dtype; torchao keeps FP6
                unpacked the same way)
 mxint8         ``torch.int8`` (the value is ``k / 64``)    ``lead + (padded,)``
-scales         ``torch.float8_e8m0fnu`` (or ``uint8``)     ``lead + (n_blocks,)``
+mx9/mx6/mx4    one unpacked code per element (element      ``lead + (padded,)``
+               bits, microexponent above them):
+               ``torch.uint16`` for mx9, ``uint8`` else
+nvfp4          as mxfp4_e2m1 (16-element blocks)           ``lead + (padded // 2,)``
+scales         ``torch.float8_e8m0fnu``; UE4M3 scales      ``lead + (n_blocks,)``
+               (nvfp4) ``torch.float8_e4m3fn``; or
+               ``uint8``
 =============  ==========================================  ==============================
 
 ``lead`` is the logical shape without the block axis and ``padded`` the block-axis
 length rounded up to a whole number of blocks: the block axis is always innermost,
-as torch's scaled matmuls expect.
+as torch's scaled matmuls expect.  A per-tensor scale (nvfp4) is a number, not bytes:
+read it from ``a.tensor_scale`` and give it back to :func:`from_torch` as
+``tensor_scale=``.
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ from .formats import Format, get_format
 __all__ = ["to_ml_dtypes", "from_ml_dtypes", "dlpack_parts", "to_torch", "from_torch"]
 
 _SCALE_ML_DTYPE: str = load_spec()["scale"]["ml_dtypes"]
+# ml_dtypes (and torch) type of each scale format's bytes; UE4M3 codes are the
+# non-negative E4M3 codes, with the same NaN (0x7F)
+_SCALE_ML_DTYPES = {"e8m0": _SCALE_ML_DTYPE, "ue4m3": "float8_e4m3fn"}
 
 
 def _import(name: str, purpose: str) -> ModuleType:
@@ -53,11 +64,24 @@ def _import(name: str, purpose: str) -> ModuleType:
 
 def _element_dtype(fmt: Format) -> np.dtype:
     if not fmt.ml_dtypes:
-        raise ValueError(
-            f"{fmt.name} has no ml_dtypes element type: its codes are two's-complement "
-            "integers k with value k / 2**mantissa_bits; use a.codes().view(numpy.int8)"
-        )
+        if fmt.kind == "int" and fmt.bits == 8:
+            hint = ("its codes are two's-complement integers k with value "
+                    "k / 2**mantissa_bits; use a.codes().view(numpy.int8)")
+        else:
+            hint = (f"its {fmt.element} codes"
+                    + (" carry sub-block microexponents" if fmt.sub_block_size else "")
+                    + "; use a.codes() and a.format.decode")
+        raise ValueError(f"{fmt.name} has no ml_dtypes element type: {hint}")
     return np.dtype(getattr(_import("ml_dtypes", "viewing MX codes as ml_dtypes"), fmt.ml_dtypes))
+
+
+def _scale_dtype_name(fmt: Format) -> str:
+    """The ml_dtypes / torch name of ``fmt``'s scale bytes (ValueError if none)."""
+    name = _SCALE_ML_DTYPES.get(fmt.scale.name)
+    if name is None:
+        raise ValueError(f"{fmt.name} has {fmt.scale.name} scales, which have no ml_dtypes "
+                         "or torch type; use a.scales (uint8) and a.format.scale.decode")
+    return name
 
 
 def _host(a: MXArray, what: str) -> None:
@@ -74,14 +98,16 @@ def to_ml_dtypes(a: MXArray) -> tuple[np.ndarray, np.ndarray]:
     The codes are reinterpreted, not converted: ``elements`` has ``a.shape`` and the
     format's ml_dtypes type (``float8_e4m3fn``, ``float8_e5m2``, ``float6_e3m2fn``,
     ``float6_e2m3fn`` or ``float4_e2m1fn``); ``scales`` is ``a.scales`` viewed as
-    ``float8_e8m0fnu``.  ``elements * scales`` (repeated along the block axis) are
-    the dequantized values.
+    ``float8_e8m0fnu`` (``float8_e4m3fn`` for the UE4M3 scales of nvfp4).
+    ``elements * scales`` (repeated along the block axis, and times ``a.tensor_scale``
+    for nvfp4) are the dequantized values.
 
     Raises
     ------
     ValueError
-        For ``mxint8``, which has no ml_dtypes element type (its ``int8`` codes ``k``
-        mean ``k / 64``: use ``a.codes().view(numpy.int8)``).
+        For formats without an ml_dtypes element type: ``mxint8`` (its ``int8`` codes
+        ``k`` mean ``k / 64``: use ``a.codes().view(numpy.int8)``) and the
+        sign-magnitude formats with microexponents (mx9, mx6, mx4).
     TypeError
         If ``a`` is not an MXArray or lives on a GPU.
     ImportError
@@ -102,12 +128,14 @@ def to_ml_dtypes(a: MXArray) -> tuple[np.ndarray, np.ndarray]:
         raise TypeError(f"a must be an MXArray, not {type(a).__name__}")
     _host(a, "to_ml_dtypes")
     element = _element_dtype(a.format)
-    scale = np.dtype(getattr(_import("ml_dtypes", "viewing MX scales"), _SCALE_ML_DTYPE))
+    scale = np.dtype(getattr(_import("ml_dtypes", "viewing MX scales"),
+                             _scale_dtype_name(a.format)))
     return a.codes().view(element), np.ascontiguousarray(a.scales).view(scale)
 
 
 def from_ml_dtypes(
-    elements: np.ndarray, scales: np.ndarray, fmt: str | Format, *, axis: int = -1
+    elements: np.ndarray, scales: np.ndarray, fmt: str | Format, *, axis: int = -1,
+    tensor_scale: float | None = None,
 ) -> MXArray:
     """Build an MXArray from ml_dtypes element codes and E8M0 scales (the inverse of
     :func:`to_ml_dtypes`).
@@ -117,11 +145,13 @@ def from_ml_dtypes(
     elements : ndarray
         The element codes in the logical shape, of the format's ml_dtypes type.
     scales : ndarray
-        ``float8_e8m0fnu`` (or ``uint8``) scales: the logical shape with the block axis
-        replaced by its block count.
+        ``float8_e8m0fnu`` (``float8_e4m3fn`` for nvfp4) or ``uint8`` scales: the
+        logical shape with the block axis replaced by its block count.
     fmt : str or Format
     axis : int, optional
         The block axis (default the last).
+    tensor_scale : float, optional
+        The per-tensor scale, required for formats that have one (nvfp4).
 
     Raises
     ------
@@ -145,10 +175,12 @@ def from_ml_dtypes(
     if elements.dtype != element:
         raise TypeError(f"elements must have dtype {element.name} for {fmt.name}, "
                         f"got {elements.dtype}")
-    if scales.dtype.name not in (_SCALE_ML_DTYPE, "uint8"):
-        raise TypeError(f"scales must have dtype {_SCALE_ML_DTYPE} or uint8, got {scales.dtype}")
+    if scales.dtype != np.uint8 and scales.dtype.name != _scale_dtype_name(fmt):
+        raise TypeError(f"scales must have dtype {_scale_dtype_name(fmt)} or uint8 for "
+                        f"{fmt.name}, got {scales.dtype}")
     return MXArray.from_parts(elements.view(np.uint8), scales.view(np.uint8), fmt,
-                              elements.shape, axis=axis, layout="codes")
+                              elements.shape, axis=axis, layout="codes",
+                              tensor_scale=tensor_scale)
 
 
 def dlpack_parts(a: MXArray) -> tuple[Any, Any]:
@@ -180,52 +212,63 @@ def _torch() -> ModuleType:
 
 
 def _torch_holds_packed(fmt: Format) -> bool:
-    """Whether torch stores ``fmt`` as its packed bytes (else one code per byte)."""
-    return fmt.layout.elements == 1 or fmt.layout.name == "fp4_nibble"
+    """Whether torch stores ``fmt`` as its packed bytes (else one code per element)."""
+    return not fmt.sub_block_size and (fmt.layout.elements == 1
+                                       or fmt.layout.name == "fp4_nibble")
 
 
 def _torch_data_dtype(fmt: Format, torch: ModuleType) -> Any:
     """The torch dtype of the data tensor for ``fmt`` (see the module docstring)."""
-    if fmt.layout.name == "fp4_nibble":
+    if fmt.layout.name == "fp4_nibble" and not fmt.sub_block_size:
         return torch.float4_e2m1fn_x2
-    if not _torch_holds_packed(fmt):
-        return torch.uint8  # unpacked codes: torch has no dtype for this width
+    if not _torch_holds_packed(fmt) or not (fmt.ml_dtypes or fmt.kind == "int"):
+        # unpacked codes (torch has no dtype for them): uint8, or uint16 above 8 bits
+        return torch.uint8 if fmt.code_dtype == np.uint8 else torch.uint16
     if fmt.kind == "int":
         return torch.int8
     return getattr(torch, fmt.ml_dtypes)
 
 
+def _torch_scale_dtype(fmt: Format, torch: ModuleType) -> Any:
+    """The torch float8 dtype of ``fmt``'s scale bytes."""
+    return getattr(torch, _scale_dtype_name(fmt))
+
+
 def _canonical_codes(a: MXArray) -> Any:
-    """Element codes in the canonical layout: lead + (padded,), one byte each."""
+    """Element codes in the canonical layout: lead + (padded,), one code each."""
     backend = get_backend("cupy" if is_device_array(a.packed) else "numpy")
     return backend.unpack(a.packed, a.format)
 
 
 def _as_tensor(arr: Any, torch: ModuleType) -> Any:
-    """A torch tensor owning a copy of ``arr`` (host or GPU), uint8."""
+    """A torch tensor owning a copy of ``arr`` (host or GPU), of the same integer dtype."""
     if is_device_array(arr):
         return torch.from_dlpack(arr.copy())
-    return torch.from_numpy(np.array(arr, dtype=np.uint8, copy=True))
+    return torch.from_numpy(np.array(arr, copy=True))
 
 
-def to_torch(a: MXArray, *, scale_dtype: str = "e8m0") -> tuple[Any, Any]:
+def to_torch(a: MXArray, *, scale_dtype: str = "float8") -> tuple[Any, Any]:
     """Return ``(data, scales)`` torch tensors holding the bytes of ``a`` as torch does.
 
     See the module docstring for the dtype and shape of each format.  The tensors own
     copies of the bytes and live on the array's device (CPU, or the same CUDA device).
+    A per-tensor scale (nvfp4) is not among them: it is ``a.tensor_scale``.
 
     Parameters
     ----------
     a : MXArray
-    scale_dtype : {"e8m0", "uint8"}, optional
-        ``torch.float8_e8m0fnu`` scales (default) or the raw ``torch.uint8`` bytes.
+    scale_dtype : {"float8", "uint8"}, optional
+        Scales as the torch float8 type of the format's scale bytes (default:
+        ``torch.float8_e8m0fnu``, or ``torch.float8_e4m3fn`` for nvfp4's UE4M3 scales)
+        or as the raw ``torch.uint8`` bytes.
 
     Raises
     ------
     TypeError
         If ``a`` is not an MXArray.
     ValueError
-        If ``scale_dtype`` is unknown.
+        If ``scale_dtype`` is unknown, or is "float8" for a scale format torch has no
+        type for.
     ImportError
         If torch is not installed.
 
@@ -240,15 +283,17 @@ def to_torch(a: MXArray, *, scale_dtype: str = "e8m0") -> tuple[Any, Any]:
     """
     if not isinstance(a, MXArray):
         raise TypeError(f"a must be an MXArray, not {type(a).__name__}")
-    if scale_dtype not in ("e8m0", "uint8"):
-        raise ValueError(f"scale_dtype must be 'e8m0' or 'uint8', got {scale_dtype!r}")
+    if scale_dtype not in ("float8", "uint8"):
+        raise ValueError(f"scale_dtype must be 'float8' or 'uint8', got {scale_dtype!r}")
     torch = _torch()
     fmt = a.format
+    scale_type = _torch_scale_dtype(fmt, torch) if scale_dtype == "float8" else torch.uint8
     raw = a.packed if _torch_holds_packed(fmt) else _canonical_codes(a)
-    data = _as_tensor(raw, torch).view(_torch_data_dtype(fmt, torch))
-    scales = _as_tensor(_scales_block_axis_last(a), torch)
-    if scale_dtype == "e8m0":
-        scales = scales.view(torch.float8_e8m0fnu)
+    data = _as_tensor(raw, torch)
+    want = _torch_data_dtype(fmt, torch)
+    if data.dtype != want:
+        data = data.view(want)
+    scales = _as_tensor(_scales_block_axis_last(a), torch).view(scale_type)
     return data, scales
 
 
@@ -267,18 +312,20 @@ def from_torch(
     axis: int = -1,
     rounding: str | None = None,
     scale_mode: str | None = None,
+    tensor_scale: float | None = None,
 ) -> MXArray:
     """Build an MXArray from torch tensors in the layout of :func:`to_torch`.
 
     The bytes are copied unchanged, so ``from_torch(*to_torch(a), a.format,
-    shape=a.shape, axis=a.block_axis)`` reproduces ``a.packed`` and ``a.scales``.
+    shape=a.shape, axis=a.block_axis, tensor_scale=a.tensor_scale)`` reproduces
+    ``a.packed`` and ``a.scales``.
 
     Parameters
     ----------
     data, scales : torch.Tensor
         The data tensor (its torch dtype as in the module docstring, or ``torch.uint8``
-        holding the same bytes) and the scales (``float8_e8m0fnu`` or ``uint8``), both
-        with the block axis innermost.
+        holding the same bytes) and the scales (the float8 type of :func:`to_torch` or
+        ``uint8``), both with the block axis innermost.
     fmt : str or Format
     shape : tuple of int, optional
         The logical shape.  By default the block axis has the full padded length.
@@ -286,6 +333,8 @@ def from_torch(
         Where the block axis goes in the logical shape (default the last).
     rounding, scale_mode : str, optional
         Recorded metadata.
+    tensor_scale : float, optional
+        The per-tensor scale, required for formats that have one (nvfp4).
 
     Returns
     -------
@@ -298,7 +347,8 @@ def from_torch(
     TypeError
         If a tensor has the wrong dtype or is not a tensor.
     ValueError
-        If the shapes do not fit the format, or the padding holds non-zero codes.
+        If the shapes do not fit the format, a code is out of range, the padding
+        holds non-zero codes, or ``tensor_scale`` is missing or not expected.
 
     Examples
     --------
@@ -317,37 +367,46 @@ def from_torch(
     if not isinstance(data, torch.Tensor) or not isinstance(scales, torch.Tensor):
         raise TypeError("data and scales must be torch tensors")
     want = _torch_data_dtype(fmt, torch)
-    if data.dtype not in (want, torch.uint8):
-        raise TypeError(f"data must have dtype {want} (or torch.uint8) for {fmt.name}, "
-                        f"got {data.dtype}")
-    if scales.dtype not in (torch.float8_e8m0fnu, torch.uint8):
-        raise TypeError(f"scales must have dtype torch.float8_e8m0fnu or torch.uint8, "
-                        f"got {scales.dtype}")
+    allowed = (want, torch.uint8) if want.itemsize == 1 else (want,)
+    if data.dtype not in allowed:
+        raise TypeError(f"data must have dtype {' or '.join(map(str, allowed))} for "
+                        f"{fmt.name}, got {data.dtype}")
+    if scales.dtype != torch.uint8 and scales.dtype != _torch_scale_dtype(fmt, torch):
+        raise TypeError(f"scales must have dtype {_torch_scale_dtype(fmt, torch)} or "
+                        f"torch.uint8 for {fmt.name}, got {scales.dtype}")
     if data.ndim == 0 or scales.ndim != data.ndim:
         raise ValueError(f"data and scales must have the same number (>= 1) of dimensions, "
                          f"got shapes {tuple(data.shape)} and {tuple(scales.shape)}")
-    raw = _host_bytes(data, torch)
-    scale_bytes = _host_bytes(scales, torch)
-    packed = _torch_holds_packed(fmt)
-    per_element_codes = raw.shape[-1] * (fmt.layout.elements if packed else 1)
+    raw = _host_array(data, torch)
     ax = blocks.normalize_axis(axis, raw.ndim)
+    scale_bytes = np.moveaxis(_host_array(scales, torch), -1, ax)
+    packed = _torch_holds_packed(fmt)
+    padded = raw.shape[-1] * (fmt.layout.elements if packed else 1)
     if shape is None:
         lead = raw.shape[:-1]
-        shape = lead[:ax] + (per_element_codes,) + lead[ax:]
-    if not packed:  # one code per byte: pack into the format's layout
-        if per_element_codes % fmt.block_size:
-            raise ValueError(f"the innermost length of data ({per_element_codes}) must be a "
-                             "multiple of "
-                             f"the block size {fmt.block_size} for {fmt.name}")
-        if np.any(raw >= fmt.n_codes):
-            raise ValueError(f"data holds codes out of range for {fmt.name} "
-                             f"({fmt.bits}-bit codes must be < {fmt.n_codes})")
-        raw = get_backend("numpy").pack(raw, fmt)
-    return MXArray.from_parts(raw, np.moveaxis(scale_bytes, -1, ax), fmt, tuple(shape),
-                              axis=ax, layout="packed", rounding=rounding,
-                              scale_mode=scale_mode)
+        shape = lead[:ax] + (padded,) + lead[ax:]
+    meta = {"rounding": rounding, "scale_mode": scale_mode, "tensor_scale": tensor_scale}
+    if packed:
+        return MXArray.from_parts(raw, scale_bytes, fmt, tuple(shape), axis=ax,
+                                  layout="packed", **meta)
+    # one code per element: drop the (zero) padding and hand over the logical codes
+    shape = blocks.normalize_shape(shape)
+    length = shape[ax] if len(shape) == raw.ndim else -1
+    if not 0 < length <= padded or blocks.n_blocks(length, fmt.block_size) * fmt.block_size \
+            != padded:
+        raise ValueError(f"data holds {padded} codes along its innermost axis, which is not "
+                         f"the padded length of axis {ax} of shape {tuple(shape)} for "
+                         f"{fmt.name} (blocks of {fmt.block_size})")
+    if np.any(raw[..., length:] & (fmt.n_codes - 1)):  # a sub-block's microexponent aside
+        raise ValueError("the padding after the last element of a block axis must be zero")
+    codes = np.moveaxis(raw[..., :length], -1, ax)
+    return MXArray.from_parts(codes, scale_bytes, fmt, shape, axis=ax, layout="codes", **meta)
 
 
-def _host_bytes(t: Any, torch: ModuleType) -> np.ndarray:
-    """The bytes of a torch tensor as a C-contiguous NumPy uint8 array of the same shape."""
-    return t.detach().contiguous().view(torch.uint8).cpu().numpy()
+def _host_array(t: Any, torch: ModuleType) -> np.ndarray:
+    """A torch tensor's integers as a C-contiguous NumPy array of the same shape: uint8
+    for one-byte dtypes (float8, float4_x2 ... reinterpreted), else its own dtype."""
+    t = t.detach().contiguous()
+    if t.element_size() == 1 and t.dtype != torch.uint8:
+        t = t.view(torch.uint8)
+    return t.cpu().numpy()

@@ -10,6 +10,7 @@ bounded by the largest tensor and a failed write leaves no half-written file.
 from __future__ import annotations
 
 import abc
+import collections
 import dataclasses
 import math
 import os
@@ -80,12 +81,20 @@ class TensorWriter(abc.ABC):
     def __init__(self, path: str | os.PathLike[str], entries: list[tuple[str, np.dtype, tuple]],
                  metadata: dict[str, str]) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{self.path} is a directory; name the file to write")
+        if not self.path.parent.is_dir():
+            raise FileNotFoundError(f"{self.path}: the directory {self.path.parent} does not "
+                                    "exist")
         self._tmp = self.path.with_name(self.path.name + ".partial")
         self._pending = [(name, np.dtype(dtype).newbyteorder("<"), tuple(shape))
                          for name, dtype, shape in entries]
         names = [name for name, _, _ in self._pending]
-        if len(set(names)) != len(names):
-            raise ValueError("tensor names must be unique")
+        repeated = sorted(n for n, k in collections.Counter(names).items() if k > 1)
+        if repeated:
+            raise ValueError(f"tensor names must be unique; {repeated} would be written twice "
+                             "(a dense tensor may take the name of an MX array's storage, "
+                             "NAME.mx_packed or NAME.mx_scales: rename it)")
         self._next = 0
         self._metadata = metadata
 
@@ -111,11 +120,19 @@ class TensorWriter(abc.ABC):
         """Flush and close the temporary file."""
 
     def close(self) -> None:
-        """Finish the file and move it into place (all declared tensors must be written)."""
-        if self._next != len(self._pending):
-            raise ValueError(f"{len(self._pending) - self._next} declared tensor(s) not written")
-        self._finish()
-        os.replace(self._tmp, self.path)
+        """Finish the file and move it into place (all declared tensors must be written).
+
+        If that fails, the temporary file is removed and the target is left as it was.
+        """
+        try:
+            if self._next != len(self._pending):
+                raise ValueError(f"{len(self._pending) - self._next} declared tensor(s) not "
+                                 "written")
+            self._finish()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self) -> None:
         """Drop the temporary file after a failure."""

@@ -16,7 +16,7 @@ from ._npz import NpyReader, NpzReader, NpzWriter
 from ._safetensors import SafetensorsReader, SafetensorsWriter
 
 __all__ = ["save", "load", "open_reader", "open_writer", "mx_records", "read_mx", "storage_of",
-           "SUFFIXES"]
+           "named_items", "SUFFIXES"]
 
 _READERS = {".safetensors": SafetensorsReader, ".npz": NpzReader, ".npy": NpyReader}
 _WRITERS = {".safetensors": SafetensorsWriter, ".npz": NpzWriter}
@@ -54,6 +54,26 @@ def open_writer(path: str | os.PathLike[str], entries: list[tuple[str, Any, tupl
         raise ValueError(f"{os.fspath(path)}: unsupported file type {suffix!r}; mxarray "
                          f"writes {', '.join(_WRITERS)}")
     return _WRITERS[suffix](path, entries, metadata)
+
+
+def named_items(arrays: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The ``(name, value)`` pairs of a mapping to save, names checked.
+
+    Raises
+    ------
+    TypeError
+        If ``arrays`` is not a mapping.
+    ValueError
+        If a name is not a non-empty string.
+    """
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"arrays must be a mapping of names to arrays (a dict), not "
+                        f"{type(arrays).__name__}")
+    items = list(arrays.items())
+    for name, _ in items:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"tensor names must be non-empty strings, got {name!r}")
+    return items
 
 
 def _record_of(name: str, a: MXArray) -> MXRecord:
@@ -94,9 +114,12 @@ def save(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> None:
 
     Raises
     ------
+    TypeError
+        If ``arrays`` is not a mapping.
     ValueError
-        If the suffix is unsupported, a name is empty or collides with the storage of an
-        MX array, or a dense array has an object dtype.
+        If the suffix is unsupported, a name is empty, not a string, reserved
+        (``__metadata__``) or collides with the storage of an MX array, or a dense array
+        has an object dtype or one the file kind cannot hold.
     NotImplementedError
         If an MXArray carries state the file format does not record.
 
@@ -114,9 +137,7 @@ def save(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> None:
     True
     """
     records, tensors = [], []
-    for name, value in arrays.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"tensor names must be non-empty strings, got {name!r}")
+    for name, value in named_items(arrays):
         if isinstance(value, MXArray):
             value = value.to_device("cpu")
             record = _record_of(name, value)

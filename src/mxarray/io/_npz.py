@@ -42,17 +42,15 @@ def _read_npy_header(fp: IO[bytes], where: str) -> tuple[np.dtype, tuple[int, ..
     try:
         version = npy.read_magic(fp)
         if version == (1, 0):
-            shape, fortran, dtype = npy.read_array_header_1_0(fp)
+            shape, _, dtype = npy.read_array_header_1_0(fp)
         elif version == (2, 0):
-            shape, fortran, dtype = npy.read_array_header_2_0(fp)
+            shape, _, dtype = npy.read_array_header_2_0(fp)
         else:
             raise ValueError(f"unsupported .npy version {version}")
     except (ValueError, SyntaxError, TypeError, EOFError) as exc:
         raise corrupt(where, f"bad .npy header ({exc})") from None
     if dtype.hasobject:
         raise corrupt(where, "it holds Python objects (a pickle); mxarray never loads pickles")
-    if fortran and len(shape) > 1:
-        raise corrupt(where, "Fortran-ordered arrays are not supported")
     if dtype.kind == "V" or dtype.fields is not None:
         raise corrupt(where, f"unsupported dtype {dtype}")
     return dtype, tuple(shape), fp.tell()
@@ -167,17 +165,29 @@ class NpzReader(TensorReader):
         self._zip.close()
 
 
+def _portable(dtype: np.dtype) -> bool:
+    """Whether a ``.npy`` header names ``dtype`` so that NumPy reads it back as ``dtype``
+    (ml_dtypes' float8_e5m2, say, claims kind "f" but its header reads ``<f1``)."""
+    try:
+        return npy.descr_to_dtype(npy.dtype_to_descr(dtype)) == dtype
+    except (TypeError, ValueError):
+        return False
+
+
 class NpzWriter(TensorWriter):
     """Stream declared tensors into an uncompressed ``.npz`` archive."""
 
     def __init__(self, path: str | os.PathLike[str], entries: list[tuple[str, Any, tuple]],
                  metadata: dict[str, str]) -> None:
+        if any(name == METADATA_MEMBER for name, _, _ in entries):
+            raise ValueError(f"{METADATA_MEMBER!r} is reserved for the file's metadata in "
+                             ".npz files; rename that tensor")
         if metadata:
             raw = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
             entries = [(METADATA_MEMBER, raw.dtype, raw.shape), *entries]
         super().__init__(path, entries, metadata)
         for name, dtype, _ in self._pending:
-            if dtype.kind not in "biuf":
+            if dtype.kind not in "biuf" or not _portable(dtype):
                 raise ValueError(f"tensor {name!r}: .npz cannot record dtype {dtype} "
                                  "portably; use a .safetensors file")
         self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED,

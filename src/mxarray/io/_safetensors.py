@@ -10,9 +10,11 @@ The header is parsed and checked here before anything is read: the offsets must 
 the data region exactly and each tensor's byte count must equal its shape times its
 item size, so a corrupt header cannot make the reader allocate more than the file
 holds.  Tensors are then read with ``safetensors.safe_open`` (memory-mapped, one at a
-time).  The package has no incremental writer, so the writer here streams tensors one
-at a time, which bounds the memory of ``mxarray quantize`` by the largest tensor; the
-tests check that the package reads every file it writes.
+time), except float8 tensors, which the package's NumPy reader cannot build: their
+bytes are read from the validated offsets.  The package has no incremental writer, so
+the writer here streams tensors one at a time, which bounds the memory of ``mxarray
+quantize`` by the largest tensor; the tests check that the package reads every file it
+writes.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from ._container import (
 
 __all__ = ["SafetensorsReader", "SafetensorsWriter"]
 
+METADATA_ENTRY = "__metadata__"
+"""Header key of the ``str -> str`` metadata dict (no tensor may take this name)."""
 MAX_HEADER_BYTES = 100_000_000
 """Largest header accepted (the limit the ``safetensors`` package applies too)."""
 
@@ -57,6 +61,9 @@ _DTYPES: dict[str, tuple[str, int]] = {
     "F64": ("float64", 8),
 }
 _CODES = {name: code for code, (name, _) in _DTYPES.items()}
+# dtypes the package's NumPy reader cannot build (it looks them up on numpy itself); their
+# bytes are read here from the validated offsets instead.
+_READ_RAW = frozenset({"float8_e4m3fn", "float8_e5m2"})
 
 
 def require_package() -> Any:
@@ -77,8 +84,9 @@ def _is_index(value: object) -> bool:
 
 
 def parse_header(path: str | os.PathLike[str], head: bytes, file_size: int
-                 ) -> tuple[dict[str, TensorInfo], dict[str, str], int]:
-    """Validate a header; return the tensors, the metadata and the header length.
+                 ) -> tuple[dict[str, TensorInfo], dict[str, str], int, dict[str, int]]:
+    """Validate a header; return the tensors, the metadata, the header length and each
+    tensor's first byte in the file.
 
     ``head`` holds the first bytes of the file (at least the whole header).
 
@@ -98,7 +106,7 @@ def parse_header(path: str | os.PathLike[str], head: bytes, file_size: int
         raise corrupt(path, f"the header is not valid UTF-8 JSON ({exc})") from None
     if not isinstance(header, dict):
         raise corrupt(path, "the header must be a JSON object")
-    metadata = header.pop("__metadata__", {})
+    metadata = header.pop(METADATA_ENTRY, {})
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
@@ -132,7 +140,7 @@ def parse_header(path: str | os.PathLike[str], head: bytes, file_size: int
     if position != file_size - 8 - n:
         raise corrupt(path, f"the tensors cover {position} bytes but the file holds "
                             f"{file_size - 8 - n} after the header")
-    return entries, metadata, n
+    return entries, metadata, n, {name: 8 + n + begin for begin, _, name in spans}
 
 
 class SafetensorsReader(TensorReader):
@@ -147,7 +155,7 @@ class SafetensorsReader(TensorReader):
             if len(head) == 8:
                 n = int.from_bytes(head, "little")
                 head += f.read(min(n, MAX_HEADER_BYTES, size))
-        self.entries, self.metadata, _ = parse_header(self.path, head, size)
+        self.entries, self.metadata, _, self._starts = parse_header(self.path, head, size)
         try:
             self._file = safe_open(os.fspath(self.path), framework="numpy")
         except Exception as exc:  # the package's SafetensorError derives from Exception
@@ -157,10 +165,25 @@ class SafetensorsReader(TensorReader):
         """Return tensor ``name`` (memory-mapped read of its bytes)."""
         if name not in self.entries:
             raise KeyError(name)
+        info = self.entries[name]
+        if info.dtype in _READ_RAW:
+            return self._read_raw(name, info)
         try:
             return self._file.get_tensor(name)
         except Exception as exc:
             raise corrupt(self.path, f"tensor {name!r}: {exc}") from None
+
+    def _read_raw(self, name: str, info: TensorInfo) -> np.ndarray:
+        """Read a tensor's bytes at its validated offset (the header tiles the file)."""
+        import ml_dtypes  # present: require_package checked it when the file was opened
+
+        dtype = np.dtype(getattr(ml_dtypes, info.dtype))
+        with open(self.path, "rb") as f:
+            f.seek(self._starts[name])
+            raw = f.read(info.nbytes)
+        if len(raw) != info.nbytes:
+            raise corrupt(self.path, f"tensor {name!r}: the file ended early")
+        return np.frombuffer(raw, dtype=dtype).reshape(info.shape).copy()
 
     def close(self) -> None:
         """Release the memory map."""
@@ -172,8 +195,11 @@ class SafetensorsWriter(TensorWriter):
 
     def __init__(self, path: str | os.PathLike[str], entries: list[tuple[str, Any, tuple]],
                  metadata: dict[str, str]) -> None:
+        if any(name == METADATA_ENTRY for name, _, _ in entries):
+            raise ValueError(f"{METADATA_ENTRY!r} is reserved for the file's metadata in "
+                             "safetensors files; rename that tensor")
         super().__init__(path, entries, metadata)
-        header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+        header: dict[str, Any] = {METADATA_ENTRY: dict(metadata)} if metadata else {}
         offset = 0
         for name, dtype, shape in self._pending:
             if dtype.name not in _CODES:

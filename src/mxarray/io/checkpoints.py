@@ -1,4 +1,5 @@
-"""MXFP4 checkpoint layouts: gpt-oss / Hugging Face ``*_blocks`` + ``*_scales``, and GGUF.
+"""MXFP4 checkpoint layouts: gpt-oss / Hugging Face ``*_blocks`` + ``*_scales`` (the original
+gpt-oss checkpoints name them ``*.blocks`` + ``*.scales``), and GGUF.
 
 All three layouts hold the same E2M1 codes and E8M0 scale bytes, blocked along the
 innermost axis; they differ only in where each 4-bit code sits.  For one block of 32
@@ -36,7 +37,7 @@ from .. import layout
 from ..array import MXArray
 from ..formats import get_format
 from ._container import TensorInfo
-from ._files import open_reader, open_writer
+from ._files import named_items, open_reader, open_writer
 
 __all__ = [
     "to_gpt_oss",
@@ -56,6 +57,10 @@ BLOCK_BYTES = FORMAT.block_size // 2
 GGUF_BLOCK_BYTES = BLOCK_BYTES + 1
 """Bytes of one GGUF ``block_mxfp4``: the scale byte and 16 bytes of codes (17)."""
 BLOCKS_SUFFIX, SCALES_SUFFIX = "_blocks", "_scales"
+PAIR_SUFFIXES = ((BLOCKS_SUFFIX, SCALES_SUFFIX), (".blocks", ".scales"))
+"""Name endings of a pair: Hugging Face's ``NAME_blocks``/``NAME_scales`` (what
+:func:`save_gpt_oss` writes) and the original gpt-oss checkpoints' ``NAME.blocks``/
+``NAME.scales``."""
 
 
 def _uint8(a: Any, name: str) -> np.ndarray:
@@ -232,7 +237,8 @@ def from_gguf_mxfp4(data: Any, *, axis: int = -1) -> MXArray:
 
 
 def gpt_oss_pairs(entries: Mapping[str, TensorInfo]) -> dict[str, tuple[str, str]]:
-    """Find ``NAME_blocks`` / ``NAME_scales`` tensor pairs that fit the gpt-oss layout.
+    """Find ``NAME_blocks`` / ``NAME_scales`` (or ``NAME.blocks`` / ``NAME.scales``) tensor
+    pairs that fit the gpt-oss layout.
 
     Returns ``{NAME: (blocks tensor, scales tensor)}`` for uint8 pairs whose shapes
     agree; other tensors are not part of any pair.
@@ -248,27 +254,39 @@ def gpt_oss_pairs(entries: Mapping[str, TensorInfo]) -> dict[str, tuple[str, str
     """
     pairs = {}
     for name, info in entries.items():
-        if not name.endswith(BLOCKS_SUFFIX):
-            continue
-        base = name[: -len(BLOCKS_SUFFIX)]
-        scales = entries.get(base + SCALES_SUFFIX)
-        if (scales is not None and info.dtype == scales.dtype == "uint8"
-                and len(info.shape) >= 2 and info.shape[-1] == BLOCK_BYTES
-                and info.shape[-2] > 0 and scales.shape == info.shape[:-1]):
-            pairs[base] = (name, base + SCALES_SUFFIX)
+        for blocks_suffix, scales_suffix in PAIR_SUFFIXES:
+            if not name.endswith(blocks_suffix):
+                continue
+            base = name[: -len(blocks_suffix)]
+            scales = entries.get(base + scales_suffix)
+            if (base not in pairs and scales is not None
+                    and info.dtype == scales.dtype == "uint8"
+                    and len(info.shape) >= 2 and info.shape[-1] == BLOCK_BYTES
+                    and info.shape[-2] > 0 and scales.shape == info.shape[:-1]):
+                pairs[base] = (name, base + scales_suffix)
     return pairs
 
 
 def load_gpt_oss(path: str | os.PathLike[str], *, axis: int = -1) -> dict[str, Any]:
     """Load a checkpoint in the gpt-oss / Hugging Face MXFP4 layout.
 
-    Each ``NAME_blocks`` / ``NAME_scales`` pair becomes an MXFP4 :class:`MXArray`
-    ``NAME`` (blocked axis placed at ``axis``); other tensors come back as NumPy arrays.
+    Each ``NAME_blocks`` / ``NAME_scales`` pair (or ``NAME.blocks`` / ``NAME.scales``, as
+    in the original gpt-oss checkpoints) becomes an MXFP4 :class:`MXArray` ``NAME``
+    (blocked axis placed at ``axis``); other tensors come back as NumPy arrays.
+
+    Raises
+    ------
+    ValueError
+        If the file is malformed, or a tensor ``NAME`` sits next to a pair ``NAME``.
     """
     with open_reader(path) as reader:
         pairs = gpt_oss_pairs(reader.entries)
         by_tensor = {blocks: base for base, (blocks, _) in pairs.items()}
         in_pairs = {t for pair in pairs.values() for t in pair}
+        clashes = sorted(set(pairs) & set(reader.entries))
+        if clashes:
+            raise ValueError(f"{os.fspath(path)}: tensor(s) {clashes} share their names with "
+                             "a blocks/scales pair; load the file with mxarray.io.load")
         out: dict[str, Any] = {}
         for name in reader.entries:
             if name in by_tensor:
@@ -287,9 +305,11 @@ def save_gpt_oss(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> Non
 
     Raises
     ------
+    TypeError
+        If ``arrays`` is not a mapping.
     ValueError
-        If an MX array is not MXFP4 with a block axis a multiple of 32 long, or names
-        collide.
+        If an MX array is not MXFP4 with a block axis a multiple of 32 long, or a name is
+        not a non-empty string or collides with another.
 
     Examples
     --------
@@ -304,7 +324,7 @@ def save_gpt_oss(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> Non
     True
     """
     tensors: list[tuple[str, np.ndarray]] = []
-    for name, value in arrays.items():
+    for name, value in named_items(arrays):
         if isinstance(value, MXArray):
             blocks, scales = to_gpt_oss(value)
             tensors += [(name + BLOCKS_SUFFIX, blocks), (name + SCALES_SUFFIX, scales)]

@@ -76,7 +76,8 @@ def describe_file(path: str | os.PathLike[str]) -> FileDescription:
                 shape = info.shape[:-2] + (info.shape[-2] * MXFP4.block_size,)
                 tensors.append(TensorDescription(
                     base, "gpt-oss", MXFP4.name, shape, len(shape) - 1,
-                    info.nbytes + reader.entries[scales].nbytes, "NAME_blocks + NAME_scales"))
+                    info.nbytes + reader.entries[scales].nbytes,
+                    f"NAME{name[len(base):]} + NAME{scales[len(base):]}"))
             elif name not in claimed:
                 tensors.append(TensorDescription(name, "dense", info.dtype, info.shape, None,
                                                  info.nbytes))

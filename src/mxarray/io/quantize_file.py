@@ -51,10 +51,9 @@ def _plan(info: TensorInfo, axis: int) -> tuple[int | None, str]:
         return None, "0-d"
     if not -len(info.shape) <= axis < len(info.shape):
         return None, f"no axis {axis}"
-    ax = axis % len(info.shape)
-    if info.shape[ax] == 0:
+    if 0 in info.shape:
         return None, "empty"
-    return ax, ""
+    return axis % len(info.shape), ""
 
 
 def quantize_file(
@@ -72,9 +71,12 @@ def quantize_file(
     """Quantize every floating tensor of ``src`` into ``fmt`` and save the result as ``dst``.
 
     ``src`` is a ``.safetensors``, ``.npz`` or ``.npy`` file; ``dst`` a ``.safetensors``
-    or ``.npz`` file readable with :func:`mxarray.io.load`.  Tensors that are not
-    float16/bfloat16/float32/float64, are 0-d, or have no axis ``axis`` are copied
-    unchanged; MX arrays already in ``src`` are copied with their metadata.
+    or ``.npz`` file readable with :func:`mxarray.io.load`, not ``src`` itself.  Tensors
+    that are not float16/bfloat16/float32/float64, are 0-d or empty, or have no axis
+    ``axis`` are copied unchanged; MX arrays already in ``src`` are copied with their
+    metadata.  A tensor's QSNR is measured over the blocks that hold no inf or NaN (such a
+    block dequantizes to NaN in full; the summary's note counts them), and is NaN when
+    every block does.
 
     Parameters
     ----------
@@ -87,6 +89,12 @@ def quantize_file(
     -------
     list of TensorSummary
         One per input tensor (MX arrays of ``src`` count as one), in file order.
+
+    Raises
+    ------
+    ValueError
+        If ``dst`` is ``src``, a suffix is unsupported, a file is malformed, or the
+        format does not take the rounding or scale mode.
 
     Examples
     --------
@@ -104,6 +112,9 @@ def quantize_file(
     fmt_obj = get_format(fmt)
     check_rounding(rounding)
     check_scale_mode(scale_mode)
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        raise ValueError(f"the output {os.fspath(dst)} is the input file; write the quantized "
+                         "tensors to another path (the input would be replaced)")
     with open_reader(src) as reader:
         carried = mx_records(reader)
         storage = {t for r in carried for t, _, _ in r.storage}
@@ -167,11 +178,16 @@ def _quantize_one(reader: TensorReader, writer: TensorWriter, rec: MXRecord,
     before = x.nbytes
     if dtype == "bfloat16":
         x = x.astype(np.float32)  # exact: bfloat16 is the top half of a float32
+    x = x.astype(x.dtype.newbyteorder("="), copy=False)  # .npy files may be big-endian
     q = quantize(x, rec.format, axis=rec.block_axis, rounding=rec.rounding,
                  scale_mode=rec.scale_mode, seed=rec.seed, backend=backend).to_device("cpu")
     parts = storage_of(q)
     for (n, _, _), part in zip(rec.storage, parts, strict=True):
         writer.write(n, part)
-    qsnr = qsnr_db(x, q.dequantize(np.float64 if dtype == "float64" else np.float32))
+    y = q.dequantize(np.float64 if dtype == "float64" else np.float32)
+    nan_blocks = int(np.count_nonzero(np.asarray(q.scales) == q.format.scale.nan_code))
+    note = f"{nan_blocks} NaN block(s) (inf/nan input)" if nan_blocks else ""
+    kept = ~np.isnan(y)  # a block with an inf/nan input decodes to NaN in full
+    qsnr = qsnr_db(x[kept], y[kept]) if kept.any() else float("nan")
     return TensorSummary(rec.name, dtype, rec.shape, rec.format.name, qsnr, before,
-                         sum(p.nbytes for p in parts))
+                         sum(p.nbytes for p in parts), note)
