@@ -129,6 +129,17 @@ def test_quantize_refuses_to_overwrite_its_input(tmp_path, capsys):
     assert src.read_bytes() == before
 
 
+def test_quantize_refuses_a_seed_outside_64_bits(tmp_path, capsys):
+    # --seed -1 used to wrap round to 2**64 - 1 without a word.
+    src = tmp_path / "in.npz"
+    np.savez(src, w=np.linspace(-1, 1, 64, dtype=np.float32))
+    for seed in ("-1", str(2**64)):
+        assert main(["quantize", str(src), "-f", "mxfp4_e2m1", "-o", str(tmp_path / "o.npz"),
+                     "--rounding", "stochastic", "--seed", seed]) == 2
+        assert "seed must be in [0, 2**64)" in capsys.readouterr().err
+    assert not (tmp_path / "o.npz").exists()
+
+
 @pytest.mark.parametrize("fmt", list(mxarray.formats.BLOCK_FORMATS))
 def test_empty_tensors_are_copied_for_every_format(tmp_path, fmt):
     # (0, 4) blocked along its last axis used to be "quantized" (QSNR inf) and crashed

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from .._random import check_seed
 from ..core import quantize
 from ..formats import check_rounding, check_scale_mode, get_format
 from ..report import qsnr_db
@@ -92,8 +93,10 @@ def quantize_file(
 
     Raises
     ------
+    TypeError
+        If ``seed`` is not an integer.
     ValueError
-        If ``dst`` is ``src``, a suffix is unsupported, a file is malformed, or the
+        If ``seed`` is outside ``[0, 2**64)``, ``dst`` is ``src``, a suffix is unsupported, a file is malformed, or the
         format does not take the rounding or scale mode.
 
     Examples
@@ -112,6 +115,7 @@ def quantize_file(
     fmt_obj = get_format(fmt)
     check_rounding(rounding)
     check_scale_mode(scale_mode)
+    seed = check_seed(seed)
     if os.path.exists(dst) and os.path.samefile(src, dst):
         raise ValueError(f"the output {os.fspath(dst)} is the input file; write the quantized "
                          "tensors to another path (the input would be replaced)")
