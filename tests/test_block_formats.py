@@ -215,6 +215,49 @@ def test_mx4_microexponent_choice_by_hand() -> None:
     assert a.dequantize().tolist()[:6] == [1.5, 0.0, 0.75, 0.25, 0.0, -0.0]
 
 
+def _bfp_prime_block(bits32: list[int], m: int) -> tuple[int, list[int], list[int]]:
+    """One 16-block by the integer recipe of the paper and AMD Quark's BFP-prime kernels.
+
+    Works on float32 bit patterns (normal numbers or zeros): E = the largest biased
+    exponent field, pair shift D = min(E - largest field of the pair, 1), and magnitude
+    M = the 24-bit significand shifted right to m + 1 bits, plus one, shifted right once
+    more (half away from zero), left alone when all ones (saturation).  Returns (E, D per
+    pair, M per element).
+    """
+    fields = [(b >> 23) & 0xFF for b in bits32]
+    big = max(fields)
+    shifts = [min(big - max(fields[j:j + 2]), 1) for j in range(0, 16, 2)]
+    mags = []
+    for i, b in enumerate(bits32):
+        significand = (b & 0x7FFFFF) | (1 << 23) if fields[i] else 0
+        kept = significand >> min(big - shifts[i // 2] - fields[i] + 23 - m, 31)
+        if kept != (1 << (m + 1)) - 1:
+            kept += 1
+        mags.append(kept >> 1)
+    return big, shifts, mags
+
+
+@given(data=st.data(), name=st.sampled_from(SUB))
+def test_mx_nearest_rounding_equals_the_bfp_prime_recipe(data, name) -> None:
+    # mxarray's "nearest" is Quark's half-away-from-zero rounding: on normal float32
+    # inputs the scale, the microexponent of every pair that holds a non-zero value, and
+    # every magnitude agree (an all-zero pair gets D = 1 from Quark, 0 from mxarray).
+    top = data.draw(st.integers(-96, 120))  # every value a normal float32 or zero
+    x = np.array([data.draw(st.sampled_from([0.0, 1.0, -1.0])) * math.ldexp(
+        data.draw(st.floats(1.0, 2.0, exclude_max=True)), top - data.draw(st.integers(0, 30)))
+        for _ in range(16)], dtype=np.float32)
+    m = oracle.entry(name)["element"]["bits"] - 1
+    a = mxarray.quantize(x, name, rounding="nearest")
+    if not x.any():
+        return
+    big, shifts, mags = _bfp_prime_block(x.view(np.uint32).tolist(), m)
+    codes = a.codes().astype(np.int64)
+    assert int(a.scales[0]) == big  # E8M0 byte = biased float32 exponent (both bias 127)
+    assert ((codes & ((1 << m) - 1)) == mags).all()
+    nonzero = np.abs(x).reshape(8, 2).max(axis=1) > 0
+    assert ((codes[::2] >> (m + 1))[nonzero] == np.array(shifts)[nonzero]).all()
+
+
 def test_magnitude_overflow_saturates_or_promotes() -> None:
     # amax 1.0 -> X = 0.  Pair 1 holds 0.95: exponent -1 -> D = 1, step 0.25: 3.8 -> 4,
     # beyond M = 3.  "saturate" keeps D = 1 and stores 3 (0.75); "promote" drops to
@@ -226,6 +269,28 @@ def test_magnitude_overflow_saturates_or_promotes() -> None:
     promote = _register_variant("mx4", "bf_test_mx4_promote", magnitude_overflow="promote")
     p = mxarray.quantize(x, promote)
     assert p.codes()[2] == 2 and p.dequantize()[2] == 1.0
+
+
+def test_report_counts_saturation_on_the_sub_block_grid() -> None:
+    # The MX4 case above: 0.95 has D = 1, whose largest value is 1.5 * 2**-1 = 0.75, and
+    # saturates there; 1.0 (D = 0, limit 1.5) does not.  One of 16 elements.
+    from mxarray.report import evaluate
+
+    x = np.zeros(16)
+    x[0], x[2] = 1.0, 0.95
+    row = evaluate(x, ["mx4"], backend="numpy", repeats=1)[0]
+    assert row.saturated_fraction == 1 / 16
+
+
+def test_report_does_not_count_zero_nvfp4_block_scales_as_saturation() -> None:
+    # Block 1's scale 2**-20 / 6 rounds to 0 (see below): its elements underflow to zero;
+    # nothing exceeds the largest value of a grid, so nothing saturates.
+    from mxarray.report import evaluate
+
+    x = np.zeros(32)
+    x[0], x[16], x[17] = 2688.0, 2.0**-20, -(2.0**-20)
+    row = evaluate(x, ["nvfp4"], backend="numpy", repeats=1)[0]
+    assert row.saturated_fraction == 0.0
 
 
 def test_nvfp4_two_level_scaling_by_hand() -> None:
@@ -241,6 +306,80 @@ def test_nvfp4_two_level_scaling_by_hand() -> None:
     assert a.scales.tolist() == [0x40, 0x7E]
     assert a.codes()[[0, 1, 2, 16, 17]].tolist() == [7, 5, 9, 7, 8]
     assert a.dequantize().tolist()[:3] == [12.0, 6.0, -1.0]
+
+
+def test_nvfp4_agrees_with_a_float32_emulation_of_torchao_on_normal_block_scales() -> None:
+    # The documented difference from torchao's nvfp4_quantize: it rounds in float32 at
+    # each step (S_t = fl32(A) / 2688; block scale fl32(fl32(a_b / 6) / S_t) clamped to
+    # [2**-6, 448] and cast to E4M3; elements x / fl32(S_t * s) cast to E2M1), mxarray
+    # once.  On random data (no exact ties) every block whose scale is a normal E4M3
+    # value gets the same scale and element codes, and the dequantized values differ by
+    # at most one float32 ulp (torchao's fl32(P * fl32(S_t * s)) rounds twice).
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="needs ml_dtypes (test extra)")
+    rng = np.random.default_rng(2026)
+    x = (rng.standard_normal((256, 64)) * np.exp(rng.uniform(-6, 6, (256, 1)))).astype(
+        np.float32)
+    q = mxarray.quantize(x, "nvfp4")
+    s_t = np.float32(np.abs(x).max()) / np.float32(2688.0)
+    blocks_ = x.reshape(-1, 16)
+    block = (np.abs(blocks_).max(axis=1) / np.float32(6.0)) / s_t
+    e4m3 = np.clip(block, np.float32(2.0**-6), np.float32(448.0)).astype(
+        ml_dtypes.float8_e4m3fn)
+    total = s_t * e4m3.astype(np.float32)
+    elements = np.clip(blocks_ / total[:, None], -6, 6).astype(ml_dtypes.float4_e2m1fn)
+    normal = q.scales.reshape(-1) >= 0x08
+    assert q.tensor_scale == s_t and normal.mean() > 0.8
+    assert np.array_equal(q.scales.reshape(-1)[normal], e4m3.view(np.uint8)[normal])
+    codes = q.codes().reshape(-1, 16)[normal]
+    assert np.array_equal(codes, elements.view(np.uint8)[normal] & 0xF)
+    theirs = (elements.astype(np.float32) * total[:, None])[normal]
+    ours = q.dequantize().reshape(-1, 16)[normal]
+    assert np.all(np.abs(ours - theirs) <= np.spacing(np.abs(ours)))
+
+
+def test_nvfp4_subnormal_tensor_scale_saturates_the_largest_block() -> None:
+    # The documented limit of the amax rule: A = 4005 * 2**-149 (a float32 subnormal),
+    # A / 2688 = 1.49 * 2**-149 rounds to S_t = 2**-149; the block scale 4005 / 6 = 667.5
+    # saturates at 448 and the element 4005 / 448 = 8.9 at 6: the value comes back as
+    # 2688 * 2**-149.  The same data times 2**100 (float64) keep 4005 within rounding.
+    x = np.zeros(16)
+    x[0] = 4005 * 2.0**-149
+    q = mxarray.quantize(x.astype(np.float32), "nvfp4")
+    assert q.tensor_scale == np.float32(2.0**-149) and int(q.scales[0]) == 0x7E
+    assert q.dequantize(np.float64)[0] == 2688 * 2.0**-149
+    big = mxarray.quantize(x * 2.0**100, "nvfp4").dequantize(np.float64)[0]
+    assert abs(big / (4005 * 2.0**-49) - 1) < 2.0**-20
+
+
+@pytest.mark.parametrize("dtype", mxst.INPUT_DTYPES)
+def test_nvfp4_tensor_scale_of_subnormal_inputs(dtype) -> None:
+    # Every value a subnormal of its dtype (plus a NaN, which the amax skips): A is the
+    # largest of them, exactly, and S_t follows the rule.
+    tiny = np.finfo(dtype).smallest_subnormal
+    x = np.array([3, -7, 0, 5] * 4, dtype=dtype) * tiny
+    x[2] = np.nan
+    a = mxarray.quantize(x, "nvfp4")
+    assert Fraction(float(a.tensor_scale)) == oracle.tensor_scale(Fraction(7 * float(tiny)),
+                                                                  "nvfp4")
+
+
+@pytest.mark.gpu
+def test_nvfp4_tensor_scale_of_subnormal_inputs_on_a_gpu() -> None:
+    # CuPy's float kernels flush float32 subnormals to zero: an amax taken with float
+    # operations there saw 0 and gave S_t = 1 (and zero block scales) for such arrays.
+    from mxarray.backends import cupy_backend
+
+    ok, reason = cupy_backend.probe()
+    if not ok:
+        pytest.skip(f"needs a CUDA GPU and CuPy: {reason}")
+    import cupy
+
+    x = (np.array([3, -7, 1, 5] * 8, dtype=np.float32) * np.float32(2.0**-140))
+    ref = mxarray.quantize(x, "nvfp4", backend="numpy")
+    got = mxarray.quantize(cupy.asarray(x), "nvfp4")
+    assert got.tensor_scale == ref.tensor_scale
+    assert np.array_equal(cupy.asnumpy(got.scales), ref.scales)
+    assert np.array_equal(cupy.asnumpy(got.packed), ref.packed)
 
 
 def test_nvfp4_zero_block_scale_keeps_signed_zeros() -> None:
@@ -332,6 +471,22 @@ def test_nvfp4_requantizing_is_the_identity_for_normal_block_scales(data, roundi
     assert np.array_equal(b.scales.reshape(-1)[normal], a.scales.reshape(-1)[normal])
     keep = np.repeat(normal, 16)
     assert np.array_equal(b.codes().reshape(-1)[keep], a.codes().reshape(-1)[keep])
+
+
+def test_nvfp4_float32_requantizing_can_change_blocks_at_tiny_tensor_scales() -> None:
+    # Block 0: amax 2**-140 -> S_t = fl32(2**-140 / 2688) = 0 -> clamped to 2**-149.
+    # Block 1: amax 2**-152 -> s = 2**-152 / (6 * 2**-149) = 1/48 -> normal E4M3 value
+    # 11/8 * 2**-6 (code 0x0B); element 2**-152 / (s S_t) = 5.8 -> 6.  Its value
+    # 6 * 11/8 * 2**-6 * 2**-149 is below half of float32's smallest subnormal: float32
+    # gives 0 and the block requantizes to scale 0; float64 keeps it (the docs' claim).
+    x = np.zeros(32)
+    x[0], x[16] = 2.0**-140, 2.0**-152
+    q = mxarray.quantize(x, "nvfp4")
+    assert q.tensor_scale == np.float32(2.0**-149) and int(q.scales[1]) == 0x0B
+    again32 = mxarray.quantize(q.dequantize(), "nvfp4", tensor_scale=q.tensor_scale)
+    again64 = mxarray.quantize(q.dequantize(np.float64), "nvfp4", tensor_scale=q.tensor_scale)
+    assert int(again32.scales[1]) == 0
+    assert np.array_equal(again64.scales, q.scales) and np.array_equal(again64.codes(), q.codes())
 
 
 def test_nvfp4_requantizing_can_change_subnormal_block_scales() -> None:
@@ -467,12 +622,42 @@ CODE_ONLY_BAD = [
                   "bias": 1}}, "1 \\+ exponent_bits"),
     ({"sub_block_size": 3, "sub_block_bits": 1}, "must divide"),
 ]
+# Special codes that quantization could produce from finite inputs (an E4M3-like
+# element: positive codes 0x00..0x7F, 0x7E the largest finite one when 0x7F is NaN).
+_E4M3_LIKE = {"kind": "float", "bits": 8, "exponent_bits": 4, "mantissa_bits": 3, "bias": 7}
+CODE_ONLY_BAD += [
+    ({"element": dict(_E4M3_LIKE, nan_codes=[0x50, 0xD0])}, "among the finite"),  # 8.0
+    ({"element": dict(_E4M3_LIKE, nan_codes=[0x7F, 0x85])}, "among the finite"),  # -5/512
+    ({"element": dict(_E4M3_LIKE, nan_codes=[0x00, 0x7F])}, "zero code"),
+    ({"element": dict(_E4M3_LIKE, nan_codes=[0x7F], inf_codes=[0x7F])}, "both"),
+    ({"element": {"kind": "float", "bits": 2, "exponent_bits": 1, "mantissa_bits": 0,
+                  "bias": 0, "inf_codes": [1]}}, "positive finite code"),
+]
 
 
 @pytest.mark.parametrize("change, message", CODE_ONLY_BAD)
 def test_arithmetic_rules_are_checked_by_code(change, message) -> None:
     with pytest.raises(ValueError, match=message):
         mxarray.formats.register(dict(GOOD, name="bf_test_arith", **change))
+
+
+def test_special_codes_at_the_top_are_accepted() -> None:
+    # NaN at S.1111.111 and Inf at S.1111.110 (both signs): the largest magnitudes, so
+    # finite values saturate at 0x7D = 1.625 * 2**8 = 416 and never reach them.
+    fmt = mxarray.formats.register(dict(GOOD, name="bf_test_top_specials", element=dict(
+        _E4M3_LIKE, nan_codes=[0x7F, 0xFF], inf_codes=[0x7E, 0xFE])))
+    assert fmt.max_code == 0x7D and fmt.max_normal == 416.0 and fmt.has_inf
+    a = mxarray.quantize(np.array([416.0, -500.0 * 2**-8, 0.0]), fmt)
+    assert np.isfinite(a.dequantize()).all()
+
+
+@pytest.mark.parametrize("name", ["float32", "int8", "half", "bool"])
+def test_register_rejects_numpy_dtype_names(name) -> None:
+    # "float32" as a block format would make mxarray.get_format("float32") and a dtype
+    # string of the namespace name different things.
+    with pytest.raises(ValueError, match="NumPy dtype name"):
+        mxarray.formats.register(dict(GOOD, name=name))
+    assert name not in mxarray.formats.BLOCK_FORMATS
 
 
 @pytest.fixture(scope="module")
@@ -499,6 +684,16 @@ def test_nvfp4_argument_errors() -> None:
             mxarray.quantize(x, "nvfp4", tensor_scale=bad)
     with pytest.raises(TypeError):
         mxarray.quantize(x, "nvfp4", tensor_scale="1")
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("shape, axis", [((0, 16), -1), ((3, 0), 0), ((2, 0, 5), -1)])
+def test_zero_size_arrays_quantize_in_every_block_format(name, shape, axis) -> None:
+    # A zero-size array with a non-empty block axis has no values: NVFP4's tensor scale
+    # is then that of an all-zero tensor (1.0), as for any array without finite values.
+    a = mxarray.quantize(np.zeros(shape, np.float32), name, axis=axis)
+    assert a.shape == shape and a.dequantize().shape == shape
+    assert a.tensor_scale == (None if a.format.tensor_scale == "none" else np.float32(1.0))
 
 
 def test_from_parts_validates_block_format_parts() -> None:

@@ -12,6 +12,8 @@ import math
 import re
 from typing import Any, Mapping
 
+import numpy as np
+
 __all__ = [
     "ELEMENT_KINDS", "SCALE_KINDS", "OVERFLOW_MODES", "TENSOR_SCALES", "normalize_entry",
     "check_byte_tiling",
@@ -83,10 +85,43 @@ def _element(value: Any, ocp_names: tuple[str, ...]) -> str | dict[str, Any]:
             if not isinstance(codes, (list, tuple)):
                 raise ValueError(f"element.{key} must be a list of codes")
             out[key] = [_int(c, f"element.{key}[]", 0, (1 << bits) - 1) for c in codes]
+        _check_special_codes(out["nan_codes"], out["inf_codes"], bits)
     else:
         out["exponent_bits"] = 0
         out["mantissa_bits"] = _int(value.get("mantissa_bits"), "element.mantissa_bits", 0, 16)
     return out
+
+
+def _check_special_codes(nan_codes: list[int], inf_codes: list[int], bits: int) -> None:
+    """NaN and Inf codes must be distinct and above every finite magnitude.
+
+    Quantization produces the magnitude codes ``0 .. max_code`` (with either sign), where
+    ``max_code`` is the largest non-special positive code; a special code among them
+    would turn finite inputs (zero included) into NaN or Inf.
+    """
+    both = sorted(set(nan_codes) & set(inf_codes))
+    if both:
+        raise ValueError(f"element code(s) {', '.join(map(hex, both))} are listed both in "
+                         "nan_codes and in inf_codes")
+    special = set(nan_codes) | set(inf_codes)
+    sign_bit = 1 << (bits - 1)
+    finite = [c for c in range(1, sign_bit) if c not in special]
+    if not finite or 0 in special:
+        raise ValueError("a float element needs a zero code 0 and at least one positive "
+                         "finite code outside nan_codes and inf_codes")
+    inside = sorted(c for c in special if c & (sign_bit - 1) <= max(finite))
+    if inside:
+        raise ValueError(
+            f"element code(s) {', '.join(map(hex, inside))} in nan_codes/inf_codes lie among "
+            f"the finite magnitudes (up to {max(finite):#x}); special codes must have the "
+            "largest magnitudes, so that quantizing a finite value never produces them"
+        )
+
+
+def _numpy_type_name(name: str) -> bool:
+    """Whether ``name`` is a NumPy scalar type (``float32``, ``int8``, ``half``, ...)."""
+    attr = getattr(np, name, None)
+    return isinstance(attr, type) and issubclass(attr, np.generic)
 
 
 def normalize_entry(entry: Mapping[str, Any], name: str, ocp_names: tuple[str, ...]) -> dict:
@@ -104,6 +139,9 @@ def normalize_entry(entry: Mapping[str, Any], name: str, ocp_names: tuple[str, .
         raise TypeError(f"a block-format entry must be a dict, got {type(entry).__name__}")
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"format name must match [a-z][a-z0-9_]*, got {name!r}")
+    if _numpy_type_name(name):
+        raise ValueError(f"format name {name!r} is a NumPy dtype name; choose another, so that "
+                         "a dtype string names one thing")
     _unknown(entry, _ENTRY_KEYS, f"block format {name!r}")
     element = _element(entry.get("element"), ocp_names)
     block_size = _int(entry.get("block_size"), "block_size", 1, 4096)
@@ -152,13 +190,15 @@ def normalize_entry(entry: Mapping[str, Any], name: str, ocp_names: tuple[str, .
     }
 
 
-def check_byte_tiling(name: str, bits: int, block_size: int, sub_block_bits: int) -> None:
-    """Blocks must fill whole bytes, and extended codes must fit 16 bits."""
+def check_byte_tiling(name: str, bits: int, block_size: int) -> None:
+    """Blocks must fill whole bytes.
+
+    (Unpacked codes always fit 16 bits: element bits are at most 8 and microexponents at
+    most 4 bits, both checked by :func:`normalize_entry`.)
+    """
     if block_size * bits % 8:
         step = 8 // math.gcd(8, bits)
         raise ValueError(
             f"{name}: block_size * element bits must be a multiple of 8 so that every block "
             f"is whole bytes; use a block_size that is a multiple of {step}"
         )
-    if bits + sub_block_bits > 16:
-        raise ValueError(f"{name}: element bits + sub_block_bits must be at most 16")

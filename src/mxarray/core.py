@@ -281,10 +281,26 @@ def _check_scale_kind(fmt: Format, rounding: str, scale_mode: str) -> None:
         )
 
 
+_MAGNITUDE_BITS = {  # float dtype -> (unsigned view, mask of the magnitude, first non-finite)
+    np.dtype(np.float16): (np.uint16, 0x7FFF, 0x7C00),
+    np.dtype(np.float32): (np.uint32, 0x7FFF_FFFF, 0x7F80_0000),
+    np.dtype(np.float64): (np.uint64, 0x7FFF_FFFF_FFFF_FFFF, 0x7FF0_0000_0000_0000),
+}
+
+
 def _finite_amax(arr: Any, xp: Any) -> float:
-    """Largest finite magnitude of ``arr`` (0.0 if none), as a Python float."""
-    mag = xp.abs(arr.astype(np.float64))
-    return float(xp.max(xp.where(xp.isfinite(mag), mag, 0.0)))
+    """Largest finite magnitude of ``arr`` (0.0 if none, an empty array included).
+
+    Found among the bit patterns (sign cleared, IEEE magnitudes order like unsigned
+    integers), so no floating-point operation touches the data: a GPU that flushes
+    subnormals to zero in its float arithmetic still finds a subnormal maximum.
+    """
+    if arr.size == 0:
+        return 0.0
+    uint, mask, nonfinite = _MAGNITUDE_BITS[arr.dtype]
+    bits = xp.ascontiguousarray(arr).view(uint) & uint(mask)
+    top = int(xp.max(xp.where(bits < uint(nonfinite), bits, uint(0))))
+    return float(np.array(top, dtype=uint).view(arr.dtype))
 
 
 def _check_mx(a: object, name: str) -> MXArray:

@@ -226,7 +226,15 @@ class Format:
 
     @property
     def bits_per_element(self) -> float:
-        """Storage cost per element including the shared parts, e.g. 4.25 for MXFP4, 9 for MX9."""
+        """Nominal bits per element including the shared parts, e.g. 4.25 for MXFP4, 9 for MX9.
+
+        Element bits plus the scale's bits per block and the microexponent bits per
+        sub-block, as the format definitions count them (the per-tensor scale of NVFP4 is
+        not included).  Storage rounds up: every scale takes one byte and each block's
+        microexponents fill whole bytes, so for a registered format with narrower scales
+        or fewer than eight microexponent bits per block, :attr:`MXArray.nbytes` is
+        larger.  For the OCP formats, MX9/MX6/MX4 and NVFP4 the two agree.
+        """
         sub = self.sub_block_bits / self.sub_block_size if self.sub_block_size else 0.0
         return self.bits + self.scale.bits / self.block_size + sub
 
@@ -395,7 +403,7 @@ def _block_format(entry: Mapping[str, Any], name: str) -> Format:
     """Build a :class:`Format` from a (validated here) block-format entry."""
     e = normalize_entry(entry, name, tuple(FORMATS))
     fields = _element_fields(e["element"])
-    check_byte_tiling(name, fields["bits"], e["block_size"], e["sub_block_bits"])
+    check_byte_tiling(name, fields["bits"], e["block_size"])
     return Format(
         name=name,
         layout=_layout_for(fields["bits"]),

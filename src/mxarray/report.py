@@ -48,17 +48,21 @@ def qsnr_db(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _saturated_fraction(x: np.ndarray, q: Any) -> float:
-    """Share of elements whose magnitude exceeded ``max_normal`` times their block's scale
-    (and the tensor scale, if any)."""
+    """Share of elements whose magnitude exceeded the largest value of their grid:
+    ``max_normal`` times their block's scale, the tensor scale if any, and ``2**-D`` for
+    a sub-block with microexponent ``D``.  Blocks whose scale is zero (an NVFP4 block far
+    below the tensor's maximum) store zeros: that is underflow, not saturation."""
     fmt = q.format
     scales = np.repeat(q.scales, fmt.block_size, axis=q.block_axis)
     scales = np.take(scales, np.arange(x.shape[q.block_axis]), axis=q.block_axis)
     block = fmt.scale.decode(scales)
     if q.tensor_scale is not None:
         block = block * np.float64(q.tensor_scale)
-    limit = fmt.max_normal * block
-    finite = np.isfinite(x) & ~np.isnan(block)
-    return float(np.count_nonzero(np.abs(x[finite]) > limit[finite]) / max(x.size, 1))
+    shift = (np.asarray(q.codes()) >> fmt.bits).astype(np.int32)
+    with np.errstate(over="ignore"):
+        limit = np.ldexp(fmt.max_normal * block, -shift)
+    counted = np.isfinite(x) & ~np.isnan(block) & (limit > 0)
+    return float(np.count_nonzero(np.abs(x[counted]) > limit[counted]) / max(x.size, 1))
 
 
 def _best_time(fn: Any, repeats: int) -> tuple[float, Any]:
