@@ -797,3 +797,13 @@ def test_supports_defaults_to_the_ocp_formats() -> None:
     assert [supports(Declares(), mxarray.get_format(n)) for n in ("mxint8", "mx4")] == [
         False, True]
     assert supports(mxarray.get_backend("numpy"), mxarray.get_format("nvfp4"))
+
+
+@pytest.mark.parametrize("name", ["mx9", "mx6", "mx4", "nvfp4"])
+def test_namespace_dtype_strings_name_every_block_format(name) -> None:
+    x = np.linspace(-3, 3, 48, dtype=np.float32).reshape(3, 16)
+    a = mxarray.asarray(x, dtype=name)
+    want = mxarray.quantize(x, name, backend="numpy")
+    assert a.format is want.format
+    np.testing.assert_array_equal(mxarray.dequantize(a), want.dequantize())
+    np.testing.assert_array_equal(np.asarray(mxarray.astype(a, "float32")), want.dequantize())

@@ -118,6 +118,16 @@ def test_valid_edge_inputs_are_accepted() -> None:
                       (32, 32), axis=0, layout="codes").shape == (32, 32)
 
 
+@pytest.mark.parametrize("dtype", [">f2", ">f4", ">f8"])
+def test_big_endian_input_gives_the_native_bits(dtype, backend) -> None:
+    # Big-endian arrays (from files) used to be refused as "got dtype >f4".
+    x = X.astype(dtype)
+    got = mxarray.quantize(x, "mxfp6_e2m3", backend=backend)
+    want = mxarray.quantize(x.astype(x.dtype.newbyteorder("=")), "mxfp6_e2m3", backend="numpy")
+    np.testing.assert_array_equal(got.packed, want.packed)
+    np.testing.assert_array_equal(got.scales, want.scales)
+
+
 # --- dequantize(out=...) -------------------------------------------------------------------
 
 

@@ -97,6 +97,8 @@ def _as_float_array(x: Any, xp: Any) -> Any:
     if isinstance(x, MXArray):
         raise TypeError("x is already an MXArray; dequantize it first to requantize")
     arr = xp.asarray(x)
+    if arr.dtype.kind == "f" and not arr.dtype.isnative:  # e.g. big-endian ">f4" from a file
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype not in _INPUT_DTYPES:
         raise TypeError(
             f"x must be a float16, float32 or float64 array, got dtype {arr.dtype}"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..formats import FORMATS, Format
+from ..formats import BLOCK_FORMATS, Format
 
 __all__ = [
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -87,8 +87,8 @@ def check_dtype(dtype: object) -> np.dtype | Format:
     """
     if isinstance(dtype, Format):
         return dtype
-    if isinstance(dtype, str) and dtype in FORMATS:
-        return FORMATS[dtype]
+    if isinstance(dtype, str) and dtype in BLOCK_FORMATS:
+        return BLOCK_FORMATS[dtype]
     if isinstance(dtype, np.dtype) and dtype in STANDARD_DTYPES.values():
         return dtype
     if isinstance(dtype, str) and dtype in STANDARD_DTYPES:

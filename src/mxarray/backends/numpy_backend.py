@@ -167,8 +167,8 @@ def round_ratio(a: np.ndarray, d: np.ndarray, grid: np.ndarray, rounding: str) -
         below = lambda k: a > bounds[k] * d  # noqa: E731
     else:
         raise ValueError(f"rounding {rounding!r} is not defined for this scale")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.where(d > 0, a / d, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = np.where(d > 0, a / d, 0.0)  # an overflow to inf saturates below, as it should
     k = np.searchsorted(bounds, q, side="left" if rounding != "toward_zero" else "right")
     last = len(bounds)
     k = np.clip(k, 0, last)
