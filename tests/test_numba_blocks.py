@@ -368,6 +368,101 @@ def test_extreme_scales_take_float64_panels_within_the_bound() -> None:
     oracle.check_dot_bound(c, av, bv, exact=True)
 
 
+def _assert_like_the_reference(c: np.ndarray, a: mxarray.MXArray, b: mxarray.MXArray) -> None:
+    """NaN and infinities (with their signs) where the NumPy reference has them; every
+    other entry finite and within the spec's bound of the exact dot product."""
+    want = matmul(a, b, backend="numpy")
+    np.testing.assert_array_equal(np.isnan(c), np.isnan(want))
+    infinite = np.isinf(want)
+    np.testing.assert_array_equal(c[infinite], want[infinite])
+    av, bv = mxarray.dequantize(a, np.float64), mxarray.dequantize(b, np.float64)
+    for i, j in zip(*np.nonzero(np.isfinite(want)), strict=True):
+        assert np.isfinite(c[i, j]), (i, j, c[i, j], want[i, j])
+        oracle.check_dot_bound(c[i : i + 1, j : j + 1], av[i : i + 1], bv[:, j : j + 1],
+                               exact=True)
+
+
+def test_nvfp4_tensor_scale_does_not_let_a_large_operand_overflow() -> None:
+    """A value near 2**120 times an NVFP4 value whose tensor scale is near 2**-74: the
+    product without the tensor scale (~2**131) is beyond float32, the result is not."""
+    rng = np.random.default_rng(0)
+    a = mxarray.quantize(rng.standard_normal((1, 1)) * 2.0**120, "mx9", backend="numpy")
+    b = mxarray.quantize(rng.standard_normal((1, 1)) * 2.0**-60, "nvfp4", axis=0,
+                         backend="numpy")
+    c = matmul(a, b, backend="numba")
+    assert np.isfinite(c).all()
+    _assert_like_the_reference(c, a, b)
+
+
+def test_nvfp4_tensor_scale_does_not_let_a_tiny_operand_underflow() -> None:
+    """The mirror: products near 2**-150 without the tensor scale 2**100, which lifts
+    the result far into float32's normal range."""
+    rng = np.random.default_rng(0)
+    a = mxarray.quantize(rng.standard_normal((1, 16)) * 2.0**-140, "mxfp8_e5m2",
+                         backend="numpy")
+    b = mxarray.quantize(rng.standard_normal((16, 1)) * 2.0**94, "nvfp4", axis=0,
+                         tensor_scale=2.0**100, backend="numpy")
+    assert int(b.scales.max()) < 8  # a subnormal UE4M3 block scale: panel values < 2**-5
+    c = matmul(a, b, backend="numba")
+    assert np.all(np.abs(c) > 2.0**-60)
+    _assert_like_the_reference(c, a, b)
+
+
+def test_an_all_zero_operand_times_values_beyond_float32_gives_zeros() -> None:
+    """Zero NVFP4 blocks times MXFP8 (E5M2) values above float32's maximum (finite,
+    exact in float64): zero products, not ``0 * inf``."""
+    a = mxarray.quantize(np.zeros((2, 32)), "nvfp4", tensor_scale=1.0, backend="numpy")
+    b = mxarray.quantize(np.full((32, 3), 2.0**140), "mxfp8_e5m2", axis=0, backend="numpy")
+    assert np.isinf(mxarray.dequantize(b, np.float32)).all()  # beyond float32
+    c = matmul(a, b, backend="numba")
+    assert np.array_equal(c, np.zeros((2, 3), dtype=np.float32))
+    _assert_like_the_reference(c, a, b)
+
+
+_EVERY_FORMAT = tuple(dict.fromkeys((*BLOCK_FORMATS, *ALL_NAMES)))
+
+
+def _rows_along_k(draw, rng, fmt: mxarray.Format, rows: int, k: int,
+                  tensor_scale: float | None) -> mxarray.MXArray:
+    """``(rows, k)`` values of ``fmt`` blocked along K; NVFP4 blocks relative to the tensor
+    scale from below UE4M3's range to past its saturation, other rows anywhere in
+    float32's range; now and then an infinity."""
+    x = rng.standard_normal((rows, k))
+    if tensor_scale is not None:
+        shifts = np.repeat(rng.integers(-20, 14, (rows, -(-k // 16))), 16, axis=1)[:, :k]
+        x *= np.exp2(shifts) * tensor_scale
+    else:
+        x *= np.exp2(rng.integers(-150, 131, (rows, 1)) + rng.integers(-6, 6, (rows, k)))
+    if draw(st.booleans()):
+        x[0, 0] = -np.inf
+    kw = _kw(fmt, tensor_scale) if tensor_scale is not None else {}  # else from amax
+    return mxarray.quantize(x, fmt.name, backend="numpy", **kw)
+
+
+@st.composite
+def nvfp4_and_other(draw, m: int, n: int, k: int):
+    """An NVFP4 operand with a tensor scale anywhere in float32 (2**-149 .. 2**127) and
+    an operand of any format, in either order: ``(a, b)`` for ``a @ b``."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    mant = draw(st.sampled_from([1.0, 1.5, 1.999]))
+    tensor_scale = float(np.float32(np.ldexp(mant, draw(st.integers(-149, 127)))))
+    nvfp4, other = get_format("nvfp4"), _fmt(draw(st.sampled_from(_EVERY_FORMAT)))
+    if draw(st.booleans()):
+        a_fmt, a_ts, b_fmt, b_ts = nvfp4, tensor_scale, other, None
+    else:
+        a_fmt, a_ts, b_fmt, b_ts = other, None, nvfp4, tensor_scale
+    a = _rows_along_k(draw, rng, a_fmt, m, k, a_ts)
+    b = _rows_along_k(draw, rng, b_fmt, n, k, b_ts)
+    return a, b.T
+
+
+@slow_ok
+@given(data=st.data(), m=st.integers(1, 3), n=st.integers(1, 3), k=st.integers(1, 40))
+def test_nvfp4_times_any_format_at_extreme_scales_is_within_the_bound(data, m, n, k) -> None:
+    a, b = data.draw(nvfp4_and_other(m, n, k))
+    _assert_like_the_reference(matmul(a, b, backend="numba"), a, b)
+
+
 @pytest.mark.parametrize("path", ["panels", "tiles"])
 def test_mixed_block_sizes_over_ragged_panels_and_tiles(monkeypatch, path) -> None:
     """MX9 (16) times MXFP4 (32) over K = 200: panels and tiles end inside blocks."""

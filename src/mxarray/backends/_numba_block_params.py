@@ -148,9 +148,10 @@ def general_matmul_dtype(a_fmt: Format, a_scales: np.ndarray, b_fmt: Format,
     Decoded values and products of every registrable format are exact in float64.
     """
     a, b = _value_span(a_fmt, a_scales), _value_span(b_fmt, b_scales)
-    if a is None or b is None:
-        return np.dtype(np.float32)  # every value is NaN or zero
     top = _FLOAT32.maxexp - 1  # highest bit a finite float32 may set
+    if a is None or b is None:  # every product is NaN or zero, unless a value overflows
+        fits = all(span[1] <= top for span in (a, b) if span is not None)
+        return np.dtype(np.float32 if fits else np.float64)
     terms = math.ceil(math.log2(max(k, 1)))
     exact = (
         min(a[0], b[0], a[0] + b[0]) >= int(np.log2(_FLOAT32.smallest_subnormal))

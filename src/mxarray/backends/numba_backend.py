@@ -25,10 +25,12 @@ NVFP4 and formats registered at run time) takes the generic kernels of
 :mod:`mxarray.backends._numba_block_params`: exact integer rounding on float64 bits for
 power-of-two scales (microexponents and "promote" included), exact comparisons with
 the scaled grid for UE4M3 scales, and table decoding.  Their matmul decodes panels by
-table without the tensor scales (whose product scales the result once, in float64),
-in float32 when :func:`~mxarray.backends._numba_block_params.general_matmul_dtype`
-proves every value, product and partial sum exact or in range there, else in float64
-(exact for every registrable format); operands of different block sizes share panels
+table without the tensor scales, whose product scales each sum once in float64 before
+its one rounding to float32 (a sum may lie outside float32's range where the scaled
+result does not); panels are float32 when
+:func:`~mxarray.backends._numba_block_params.general_matmul_dtype` proves every value,
+product and partial sum exact or in range there, else float64 (exact for every
+registrable format); operands of different block sizes share panels
 that start and end inside blocks.  ``block_ids`` numbers the blocks of every quantize
 path for stochastic rounding (the shared contract of :mod:`mxarray.backends.base`).
 
@@ -536,7 +538,8 @@ class NumbaBackend:
         factor: float,
     ) -> np.ndarray:
         """Packed operands of any formats: table-decoded panels without the tensor scales,
-        whose product ``factor`` multiplies the float32 result once (in float64).
+        whose product ``factor`` multiplies every sum once, in float64, before it is
+        rounded to float32.
 
         Block sizes may differ: K is cut to the shorter padded length (beyond it one
         side is padding) and panels span whole blocks of both operands.
@@ -555,9 +558,8 @@ class NumbaBackend:
         kernel = self._bk.decode_panel_table
         a_op = _TableOperand(a, a_scales, a_fmt, dt, kernel)
         b_op = _TableOperand(b, b_scales, b_fmt, dt, kernel)
-        _run_matmul(a_op, b_op, out, k, math.lcm(a_fmt.block_size, b_fmt.block_size), dt)
-        if factor != 1.0:
-            _scale_result(out.reshape(-1), factor)
+        _run_matmul(a_op, b_op, out, k, math.lcm(a_fmt.block_size, b_fmt.block_size), dt,
+                    factor)
         return out
 
 
@@ -579,14 +581,21 @@ def _scale_result(flat: np.ndarray, factor: float) -> None:
             part[...] = np.multiply(part, factor, dtype=np.float64)
 
 
-def _run_matmul(a: Any, b: Any, out: np.ndarray, k: int, unit: int, dt: np.dtype) -> None:
-    """``out = A @ B.T`` over ``k`` elements: K-panels on BLAS when ``dt`` is float32 and
-    an accumulating sgemm exists, else row tiles."""
+def _run_matmul(a: Any, b: Any, out: np.ndarray, k: int, unit: int, dt: np.dtype,
+                factor: float = 1.0) -> None:
+    """``out = factor * (A @ B.T)`` over ``k`` elements: K-panels on BLAS when ``dt`` is
+    float32 and an accumulating sgemm exists, else row tiles.
+
+    Every sum is multiplied by ``factor`` in float64 before its rounding to float32:
+    float32 sums are in range (``dt`` is chosen so), float64 sums need not be.
+    """
     with np.errstate(over="ignore", invalid="ignore"):
         if dt == np.float32 and sgemm_acc is not None:
             _matmul_k_panels(a, b, out, k, unit)
+            if factor != 1.0:
+                _scale_result(out.reshape(-1), factor)
         else:
-            _matmul_tiles(a, b, out, k, dt)
+            _matmul_tiles(a, b, out, k, dt, factor)
 
 
 class _Operand:
@@ -646,8 +655,10 @@ def _matmul_k_panels(a: Any, b: Any, out: np.ndarray, k: int, unit: int) -> None
             sgemm_acc(ap, bp, out[p], e0 > 0)
 
 
-def _matmul_tiles(a: Any, b: Any, out: np.ndarray, k: int, dt: np.dtype) -> None:
-    """``out = A @ B.T`` by row tiles of both operands over all of K, in ``dt``.
+def _matmul_tiles(a: Any, b: Any, out: np.ndarray, k: int, dt: np.dtype,
+                  factor: float) -> None:
+    """``out = factor * (A @ B.T)`` by row tiles of both operands over all of K, in
+    ``dt``, each tile multiplied by ``factor`` in float64 and rounded once to float32.
 
     Used for extreme scales (float64 tiles) or where NumPy's BLAS cannot accumulate.
     """
@@ -655,7 +666,7 @@ def _matmul_tiles(a: Any, b: Any, out: np.ndarray, k: int, dt: np.dtype) -> None
     tm, tn = _tile_shape(m, n, k, dt.itemsize)
     a_tile = np.empty((tm, k), dtype=dt)
     b_tile = np.empty((tn, k), dtype=dt)
-    c_tile = np.empty((tm, tn), dtype=dt) if dt != np.float32 else None
+    c_tile = None if dt == np.float32 and factor == 1.0 else np.empty((tm, tn), dtype=dt)
     for p in range(batch):
         for j in range(0, n, tn):
             bj = b_tile[: min(tn, n - j)]
@@ -669,7 +680,7 @@ def _matmul_tiles(a: Any, b: Any, out: np.ndarray, k: int, dt: np.dtype) -> None
                 else:
                     c = c_tile[: ai.shape[0], : bj.shape[0]]
                     np.matmul(ai, bj.T, out=c)
-                    target[...] = c
+                    np.multiply(c, factor, out=target, dtype=np.float64)
 
 
 def _panel_blocks(m: int, n: int, kb: int, bs: int) -> int:
