@@ -63,25 +63,52 @@ def run_gpu_tests() -> str:
     return lines[-1] if lines else f"pytest exited {proc.returncode}"
 
 
+def _misaligned(gpu: object | None, a: np.ndarray) -> object:
+    """A device copy of ``a`` that starts one element past an allocation (the backend must
+    copy it for the kernels' vector loads), or ``a`` itself without a GPU."""
+    if gpu is None:
+        return a
+    import cupy as cp
+
+    flat = cp.empty(a.size + 1, dtype=a.dtype)
+    view = flat[1:].reshape(a.shape)
+    view[...] = cp.asarray(a)
+    return view
+
+
 def check_bits(gpu: object | None, seed: int) -> str:
-    """Compare every format and mode on fresh data; return a summary (reference only if no GPU)."""
+    """Compare every format and mode on fresh data; return a summary (reference only if no GPU).
+
+    OCP quantize runs on 1999 rows (the last warp of the 8-lanes-per-block kernel partly
+    filled), stochastic rounding with and without ``block_ids``, the ``block_ids`` case on
+    a misaligned view; each quantize result is then dequantized to float32 and float64,
+    from aligned and misaligned codes."""
     rng = np.random.default_rng(seed)
     mismatches = checked = 0
     for fmt in FORMATS.values():
         for dtype in (np.float16, np.float32, np.float64):
             blocks = np.concatenate([adversarial_blocks(rng, 1000, dtype, fmt),
-                                     (rng.standard_normal((1000, 32)) * 10.0).astype(dtype)])
+                                     (rng.standard_normal((999, 32)) * 10.0).astype(dtype)])
+            ids = rng.integers(0, 2**64, size=len(blocks), dtype=np.uint64)
             for scale_mode in SCALE_MODES:
                 for rounding in ROUNDING_MODES:
                     s = int(rng.integers(0, 2**63)) if rounding == "stochastic" else None
-                    want = REF.quantize_blocks(blocks, fmt, rounding, scale_mode, s)
-                    checked += 1
-                    if gpu is None:
-                        continue
-                    got = gpu.quantize_blocks(blocks, fmt, rounding, scale_mode, s)
-                    if not all(np.array_equal(g.get(), w) for g, w in zip(got, want)):
-                        mismatches += 1
-                        print(f"MISMATCH {fmt} {np.dtype(dtype)} {scale_mode} {rounding}")
+                    for kw in ({}, {"block_ids": ids}) if s is not None else ({},):
+                        want = REF.quantize_blocks(blocks, fmt, rounding, scale_mode, s, **kw)
+                        checked += 1
+                        if gpu is None:
+                            continue
+                        x = _misaligned(gpu, blocks) if kw else blocks
+                        got = gpu.quantize_blocks(x, fmt, rounding, scale_mode, s, **kw)
+                        if not all(np.array_equal(g.get(), w) for g, w in zip(got, want)):
+                            mismatches += 1
+                            print(f"MISMATCH {fmt} {np.dtype(dtype)} {scale_mode} {rounding} "
+                                  f"{'block_ids, misaligned' if kw else ''}")
+                        for out in (np.float32, np.float64):
+                            checked += 1
+                            if not _dequantize_equal(gpu, want, fmt, out, bool(kw)):
+                                mismatches += 1
+                                print(f"MISMATCH dequantize {fmt} -> {np.dtype(out)}")
     for fmt in BLOCK_KERNEL_FORMATS:
         for case in _block_cases(rng, fmt):
             want = REF.quantize_blocks(*case[:5], **case[5])
@@ -95,6 +122,16 @@ def check_bits(gpu: object | None, seed: int) -> str:
     if gpu is None:
         return f"reference ran on {checked} cases (no GPU to compare)"
     return f"{checked - mismatches}/{checked} cases bit-identical (seed {seed})"
+
+
+def _dequantize_equal(gpu: object, quantized: tuple, fmt, out: type, misaligned: bool) -> bool:
+    """Whether the GPU dequantizes the reference's ``(codes, scales)`` to its exact bits."""
+    codes, scales = quantized
+    want = REF.dequantize_blocks(codes, scales, fmt, np.dtype(out))
+    got = gpu.dequantize_blocks(_misaligned(gpu, codes) if misaligned else codes, scales, fmt,
+                                out).get()
+    bits = np.uint32 if out == np.float32 else np.uint64
+    return np.array_equal(got.view(bits), want.view(bits))
 
 
 def _block_cases(rng: np.random.Generator, fmt) -> list[tuple]:

@@ -134,10 +134,10 @@ def _ptx_parameters(source: str, formats: tuple) -> dict[str, list[int]]:
 
 
 def test_backend_launches_match_the_kernel_parameters(monkeypatch):
-    """Every launch of the block-format paths (and the OCP quantize with block_ids) passes
-    as many arguments as its kernel takes, each of the kernel's size (arrays as 8-byte
-    pointers), with host arrays standing in for device arrays: a CPU check of the launch
-    code that otherwise runs only on a GPU."""
+    """Every launch of the block-format paths (and of the OCP quantize and dequantize, with
+    block_ids and misaligned views) passes as many arguments as its kernel takes, each of
+    the kernel's size (arrays as 8-byte pointers), with host arrays standing in for device
+    arrays: a CPU check of the launch code that otherwise runs only on a GPU."""
     import numpy as np
 
     from mxarray.backends import cupy_backend
@@ -171,6 +171,20 @@ def test_backend_launches_match_the_kernel_parameters(monkeypatch):
         assert gpu.unpack(packed, fmt).dtype == fmt.code_dtype
     gpu.quantize_blocks(np.ones((3, 32), np.float32), FORMATS["mxint8"], "stochastic", "floor",
                         1, block_ids=ids)
+    # OCP views off the vector loads' alignment are copied before the launch
+    buffer = np.zeros(3 * 32 * 8 + 16, np.uint8)
+    start = -buffer.ctypes.data % 16 + 4  # 4 bytes past a 16-byte boundary
+    for dtype in (np.float16, np.float32, np.float64):
+        nbytes = 3 * 32 * np.dtype(dtype).itemsize
+        view = buffer[start:start + nbytes].view(dtype).reshape(3, 32)
+        codes, scales = gpu.quantize_blocks(view, FORMATS["mxfp6_e2m3"], "even", "ceil", None)
+        assert launches[-1][2][0].ctypes.data % min(4 * view.itemsize, 16) == 0
+        assert launches[-1][2][3] == 3  # rows
+    odd_codes = buffer[1:1 + 3 * 32].reshape(3, 32)
+    for dtype in (np.float32, np.float64):
+        gpu.dequantize_blocks(odd_codes, scales, FORMATS["mxfp6_e2m3"], dtype)
+        assert launches[-1][2][0].ctypes.data % 4 == 0
+        assert launches[-1][2][3] == 3 * 32 // 4  # groups of 4 codes
     ac = np.zeros((1, 2, 3, 16), np.uint16)
     bc = np.zeros((1, 4, 2, 16), np.uint8)
     out = gpu.matmul_blocks(ac, np.zeros((1, 2, 3), np.uint8), mx9, bc,
@@ -193,4 +207,5 @@ def test_backend_launches_match_the_kernel_parameters(monkeypatch):
     assert {name for _, name, _ in launches} >= {
         "mx_block_quantize_f16", "mx_block_quantize_f64", "mx_block_dequantize_f32",
         "mx_block_dequantize_f64", "mx_block_pack", "mx_block_unpack", "mx_matmul_block",
-        "mx_quantize_f32"}
+        "mx_quantize_f16", "mx_quantize_f32", "mx_quantize_f64", "mx_dequantize_f32",
+        "mx_dequantize_f64"}

@@ -40,6 +40,8 @@ MATMUL_KERNELS = ("auto", "mma", "simple")
 """Values of ``matmul_kernel`` / ``MXARRAY_CUDA_MATMUL``: self-checked mma, forced mma, simple."""
 _MATMUL_ENV = "MXARRAY_CUDA_MATMUL"
 _THREADS = 256
+_QUANTIZE_LANES = 8  # MX_QUANTIZE_LANES of mx_quantize.cu: threads per 32-element block
+_DEQUANTIZE_WIDTH = 4  # MX_DEQUANTIZE_WIDTH of mx_dequantize.cu: codes per thread
 _MMA_THREADS = 256  # MX_MMA_THREADS of backends/cuda/mx_mma_tile.cuh
 _MMA_TILE = 128  # MX_MMA_BM = MX_MMA_BN
 _INPUT_KERNELS = {
@@ -258,13 +260,20 @@ def _mma_verified(device_id: int, a_fmt: Format, b_fmt: Format) -> bool:
     return problem is None
 
 
+def _starting_on(a: Any, alignment: int) -> Any:
+    """The C-contiguous array ``a``, or a copy of it if its data do not start on a multiple
+    of ``alignment`` bytes (the vector loads of the OCP kernels need it)."""
+    data = a.data  # a CuPy MemoryPointer; a NumPy buffer in the CPU launch check
+    address = data.ptr if hasattr(data, "ptr") else a.ctypes.data
+    return a if address % alignment == 0 else a.copy()
+
+
 def _aligned(a: Any) -> Any:
     """``a`` as a C-contiguous uint8 CuPy array whose data start on 16 bytes (the mma
     kernel reads codes 16 bytes at a time)."""
     import cupy as cp
 
-    a = cp.ascontiguousarray(cp.asarray(a, dtype=cp.uint8))
-    return a if a.data.ptr % 16 == 0 else a.copy()
+    return _starting_on(cp.ascontiguousarray(cp.asarray(a, dtype=cp.uint8)), 16)
 
 
 class CupyBackend:
@@ -346,16 +355,20 @@ class CupyBackend:
         codes = cp.empty((n, size), dtype=fmt.code_dtype)
         scales = cp.empty((n,), dtype=cp.uint8)
         if n:
+            if fmt.is_ocp:  # vector loads of 4 elements, at most 16 bytes
+                blocks = _starting_on(blocks, min(4 * blocks.itemsize, 16))
             args = (blocks.view(bits), codes, scales, np.int64(n),
                     np.int32(ROUNDING_MODES.index(rounding)),
                     np.int32(SCALE_MODES.index(scale_mode)), np.uint64(seed or 0), ids)
             if fmt.is_ocp:
                 kernel = _module("mx_quantize.cu", (fmt,)).get_function(kernel_name)
+                n_threads = n * _QUANTIZE_LANES
             else:
                 kernel = _module("mx_block_quantize.cu", (fmt,)).get_function(
                     kernel_name.replace("mx_", "mx_block_", 1))
                 args += (_tensor_scale_bits(fmt, tensor_scale),)
-            kernel(_grid(n * size), (_THREADS,), args)
+                n_threads = n * size
+            kernel(_grid(n_threads), (_THREADS,), args)
         return codes, scales
 
     def _block_ids(self, block_ids: Any, n: int, rounding: str) -> Any:
@@ -382,15 +395,17 @@ class CupyBackend:
             raise ValueError(f"codes {codes.shape} and scales {scales.shape} do not match")
         kernel_name, bits = _OUTPUT_KERNELS[dtype]
         out = cp.empty(codes.shape, dtype=dtype)
-        if codes.size:
-            args = (codes, scales, out.view(bits), np.int64(codes.size))
-            if fmt.is_ocp:
-                kernel = _module("mx_dequantize.cu", (fmt,)).get_function(kernel_name)
-            else:
-                kernel = _module("mx_block_dequantize.cu", (fmt,)).get_function(
-                    kernel_name.replace("mx_", "mx_block_", 1))
-                args += (_tensor_scale_bits(fmt, tensor_scale),)
-            kernel(_grid(codes.size), (_THREADS,), args)
+        if codes.size and fmt.is_ocp:  # 4 codes per thread, read as one 4-byte word
+            n_groups = codes.size // _DEQUANTIZE_WIDTH
+            kernel = _module("mx_dequantize.cu", (fmt,)).get_function(kernel_name)
+            kernel(_grid(n_groups), (_THREADS,), (_starting_on(codes, _DEQUANTIZE_WIDTH), scales,
+                                                  out.view(bits), np.int64(n_groups)))
+        elif codes.size:
+            kernel = _module("mx_block_dequantize.cu", (fmt,)).get_function(
+                kernel_name.replace("mx_", "mx_block_", 1))
+            kernel(_grid(codes.size), (_THREADS,),
+                   (codes, scales, out.view(bits), np.int64(codes.size),
+                    _tensor_scale_bits(fmt, tensor_scale)))
         return out
 
     def pack(self, codes: Any, fmt: Format) -> Any:
