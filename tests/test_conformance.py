@@ -211,7 +211,7 @@ def needs_kernel(backend: str, name: str) -> mxarray.Format:
     """The format, or a skip naming what the backend still lacks."""
     fmt = mxarray.get_format(name)
     if not supports(mxarray.get_backend(backend), fmt):
-        pytest.skip(f"backend {backend} has no kernel for {name} yet")
+        pytest.skip(reason=f"backend {backend} has no kernel for {name} yet")
     return fmt
 
 
