@@ -37,16 +37,8 @@ __device__ void mx_mma_tile_exact(const MxFormat& fa, const unsigned char* a_cod
                                   mx_u32* out, const MxTile& tile, long long m, long long n,
                                   long long n_kb) {
     for (int i = threadIdx.x; i < MX_MMA_BM * MX_MMA_BN; i += MX_MMA_THREADS) {
-        const long long row = tile.row0 + i / MX_MMA_BN;
-        const long long col = tile.col0 + i % MX_MMA_BN;
-        if (row >= m || col >= n) continue;
-        const long long a_row = tile.batch * m + row;
-        const long long b_row = tile.batch * n + col;
-        const double dot = mx_row_dot(fa, a_codes + a_row * n_kb * MX_BLOCK_SIZE,
-                                      a_scales + a_row * n_kb, fb,
-                                      b_codes + b_row * n_kb * MX_BLOCK_SIZE,
-                                      b_scales + b_row * n_kb, n_kb);
-        out[a_row * n + col] = mx_f64_to_f32_bits(mx_f64_bits(dot));
+        mx_mma_exact_entry(i, fa, a_codes, a_scales, fb, b_codes, b_scales, out, tile, m, n,
+                           n_kb);
     }
 }
 

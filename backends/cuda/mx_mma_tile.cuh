@@ -16,6 +16,7 @@
 #pragma once
 
 #include "mx_arith.cuh"
+#include "mx_dot.cuh"
 
 // ---------------------------------------------------------------------------------------
 // Tile geometry: a thread block computes MX_MMA_BM x MX_MMA_BN outputs with 8 warps in a
@@ -85,6 +86,26 @@ MX_HD MxTile mx_mma_tile(long long block, long long m, long long n) {
 
 MX_HD long long mx_mma_grid(long long batch, long long m, long long n) {
     return batch * ((m + MX_MMA_BM - 1) / MX_MMA_BM) * ((n + MX_MMA_BN - 1) / MX_MMA_BN);
+}
+
+// Entry i (row-major in the BM x BN tile) of a tile on the exact path: the output through
+// mx_row_dot, rounded once to float32.  Entries outside the matrix are skipped.  The kernel
+// and its host replay both call this.
+MX_HD void mx_mma_exact_entry(int i, const MxFormat& fa, const unsigned char* a_codes,
+                              const unsigned char* a_scales, const MxFormat& fb,
+                              const unsigned char* b_codes, const unsigned char* b_scales,
+                              mx_u32* out, const MxTile& tile, long long m, long long n,
+                              long long n_kb) {
+    const long long row = tile.row0 + i / MX_MMA_BN;
+    const long long col = tile.col0 + i % MX_MMA_BN;
+    if (row >= m || col >= n) return;
+    const long long a_row = tile.batch * m + row;
+    const long long b_row = tile.batch * n + col;
+    const double dot = mx_row_dot(fa, a_codes + a_row * n_kb * MX_BLOCK_SIZE,
+                                  a_scales + a_row * n_kb, fb,
+                                  b_codes + b_row * n_kb * MX_BLOCK_SIZE,
+                                  b_scales + b_row * n_kb, n_kb);
+    out[a_row * n + col] = mx_f64_to_f32_bits(mx_f64_bits(dot));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -134,16 +134,8 @@ void replay_mma_tile(const MxFormat& fa, const unsigned char* a_codes,
     const int S = mx_mma_tile_shift(max_a, max_b, n_kb, fa, fb);
     if (S == MX_MMA_SLOW) {
         for (int i = 0; i < MX_MMA_BM * MX_MMA_BN; ++i) {
-            const long long row = tile.row0 + i / MX_MMA_BN;
-            const long long col = tile.col0 + i % MX_MMA_BN;
-            if (row >= m || col >= n) continue;
-            const long long a_row = tile.batch * m + row;
-            const long long b_row = tile.batch * n + col;
-            const double dot = mx_row_dot(fa, a_codes + a_row * n_kb * MX_BLOCK_SIZE,
-                                          a_scales + a_row * n_kb, fb,
-                                          b_codes + b_row * n_kb * MX_BLOCK_SIZE,
-                                          b_scales + b_row * n_kb, n_kb);
-            out[a_row * n + col] = mx_f64_to_f32_bits(mx_f64_bits(dot));
+            mx_mma_exact_entry(i, fa, a_codes, a_scales, fb, b_codes, b_scales, out, tile, m,
+                               n, n_kb);
         }
         return;
     }
