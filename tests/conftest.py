@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import mxarray
+from hardening import set_long
 
 settings.register_profile(
     "ci",
@@ -15,6 +16,18 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=2000, deadline=None)
 settings.load_profile("ci")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long", action="store_true", default=False,
+        help="the long hardening run: fuzz tests draw hardening.LONG_FACTOR times as many "
+             "examples and large-array tests run at full size (also MXARRAY_LONG=1)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    set_long(bool(config.getoption("--long")))
 
 
 def _backend_params() -> list:

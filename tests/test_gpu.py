@@ -198,9 +198,9 @@ def test_self_check_passes_once_per_device_and_pair():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert cupy_backend._mma_verified(cupy.cuda.Device().id, fmt, fmt)
-    before = cupy_backend._mma_verified.cache_info().hits
+    before = cupy_backend._mma_check.cache_info().hits
     cupy_backend._mma_verified(cupy.cuda.Device().id, fmt, fmt)
-    assert cupy_backend._mma_verified.cache_info().hits == before + 1
+    assert cupy_backend._mma_check.cache_info().hits == before + 1
 
 
 # --- the general block formats (MX9, MX6, MX4, NVFP4) and block_ids ----------------------

@@ -259,3 +259,42 @@ def test_decode_panel_windows_match_reference(fmt) -> None:
         operand.decode(0, row0, kb0 * 32, out)
         window = want[row0 : row0 + n_rows, kb0 * 32 : (kb0 + width) * 32]
         np.testing.assert_array_equal(out.view(np.uint32), window.view(np.uint32))  # bitwise
+
+
+@pytest.mark.parametrize("fmt", ["mxfp8_e4m3", "mx6"])
+def test_matmul_keeps_a_broadcast_operand_single(fmt) -> None:
+    """An operand broadcast over the batch is decoded from its one copy: the matmul's
+    peak allocation stays near its output and panels, not ``batch`` copies of the
+    operand (it was 70x the operand's bytes for a 64-way broadcast), and each batch
+    item's result equals the unbroadcast product."""
+    import tracemalloc
+
+    rng = np.random.default_rng(8)
+    a = mxarray.quantize(rng.standard_normal((256, 4096)).astype(np.float32), fmt,
+                         backend="numba")
+    b = mxarray.quantize(rng.standard_normal((64, 4096, 8)).astype(np.float32), fmt,
+                         axis=-2, backend="numba")
+    mxarray.core.matmul(a[:1], b[:1], backend="numba")  # compile outside the measurement
+    tracemalloc.start()
+    try:
+        c = mxarray.core.matmul(a, b, backend="numba")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * a.packed.nbytes + 4 * c.nbytes + 2**21, peak
+    for i in (0, 33, 63):
+        np.testing.assert_array_equal(c[i], mxarray.core.matmul(a, b[i], backend="numba"))
+
+
+@pytest.mark.parametrize("fmt", ["mxfp8_e4m3", "nvfp4"])
+@pytest.mark.parametrize(("batch", "m", "n"), [(1, 0, 3), (2, 3, 0), (0, 3, 3)])
+def test_matmul_packed_with_an_empty_dimension(fmt, batch, m, n) -> None:
+    """An empty batch, M or N gives an empty float32 result (it raised a reshape error)."""
+    f = mxarray.get_format(fmt)
+    kb = 2
+    extra = {} if f.tensor_scale == "none" else {"a_tensor_scale": 1.0, "b_tensor_scale": 1.0}
+    c = FAST.matmul_packed(np.zeros((batch, m, kb * f.bytes_per_block), np.uint8),
+                           np.zeros((batch, m, kb), np.uint8), f,
+                           np.zeros((batch, n, kb * f.bytes_per_block), np.uint8),
+                           np.zeros((batch, n, kb), np.uint8), f, **extra)
+    assert c.shape == (batch, m, n) and c.dtype == np.float32

@@ -1,13 +1,14 @@
 // Pack and unpack the codes of a general block format, one thread per block: the block's
 // element bit stream, then its microexponents (see mx_pack_block in mx_block_arith.cuh).
 #include "mx_block_arith.cuh"
+#include "mx_index.cuh"
 
 constexpr MxBlockFormat kBlockLayout = MX_FORMAT_BLOCK;
 typedef MxCodeType<kBlockLayout.code_bytes>::type MxCode;
 
 extern "C" __global__ void mx_block_pack(const MxCode* __restrict__ codes,
                                          unsigned char* __restrict__ packed, long long n_blocks) {
-    const long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long g = mx_thread_index();
     if (g >= n_blocks) return;
     constexpr MxFormat kFormat = MX_FORMAT;
     constexpr MxBlockFormat kBlock = MX_FORMAT_BLOCK;
@@ -17,7 +18,7 @@ extern "C" __global__ void mx_block_pack(const MxCode* __restrict__ codes,
 
 extern "C" __global__ void mx_block_unpack(const unsigned char* __restrict__ packed,
                                            MxCode* __restrict__ codes, long long n_blocks) {
-    const long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long g = mx_thread_index();
     if (g >= n_blocks) return;
     constexpr MxFormat kFormat = MX_FORMAT;
     constexpr MxBlockFormat kBlock = MX_FORMAT_BLOCK;

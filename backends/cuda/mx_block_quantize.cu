@@ -4,6 +4,7 @@
 // is the compile-time MX_FORMAT (element) and MX_FORMAT_BLOCK (block layout).
 #include "mx_block_arith.cuh"
 #include "mx_warp.cuh"
+#include "mx_index.cuh"
 
 constexpr MxBlockFormat kBlockLayout = MX_FORMAT_BLOCK;
 typedef MxCodeType<kBlockLayout.code_bytes>::type MxCode;
@@ -48,7 +49,7 @@ __device__ __forceinline__ void mx_block_quantize_lane(const MxValue v, bool in_
                                     int rounding, int scale_mode, mx_u64 seed,                \
                                     const mx_u64* __restrict__ block_ids,                     \
                                     mx_u32 tensor_scale) {                                    \
-        const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;                 \
+        const long long t = mx_thread_index();                                                \
         const long long n = n_blocks * kBlockLayout.block_size;                               \
         if ((t & ~31ll) >= n) return; /* whole warps only */                                  \
         const bool in_range = t < n;                                                          \

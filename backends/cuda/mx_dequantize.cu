@@ -5,6 +5,7 @@
 // one 4-byte code load, one scale byte load, and one 16-byte (float32) or two 16-byte
 // (float64) stores.  The codes must start on 4 bytes (the CuPy backend copies them if not).
 #include "mx_arith.cuh"
+#include "mx_index.cuh"
 
 #define MX_DEQUANTIZE_WIDTH 4
 static_assert(MX_BLOCK_SIZE % MX_DEQUANTIZE_WIDTH == 0, "a group of codes within one block");
@@ -13,7 +14,7 @@ static_assert(MX_BLOCK_SIZE % MX_DEQUANTIZE_WIDTH == 0, "a group of codes within
 extern "C" __global__ void mx_dequantize_f32(const unsigned char* __restrict__ codes,
                                              const unsigned char* __restrict__ scales,
                                              mx_u32* __restrict__ out, long long n_groups) {
-    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long t = mx_thread_index();
     if (t >= n_groups) return;
     constexpr MxFormat kFormat = MX_FORMAT;
     const mx_u32 word = reinterpret_cast<const mx_u32*>(codes)[t];
@@ -29,7 +30,7 @@ extern "C" __global__ void mx_dequantize_f32(const unsigned char* __restrict__ c
 extern "C" __global__ void mx_dequantize_f64(const unsigned char* __restrict__ codes,
                                              const unsigned char* __restrict__ scales,
                                              mx_u64* __restrict__ out, long long n_groups) {
-    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long t = mx_thread_index();
     if (t >= n_groups) return;
     constexpr MxFormat kFormat = MX_FORMAT;
     const mx_u32 word = reinterpret_cast<const mx_u32*>(codes)[t];

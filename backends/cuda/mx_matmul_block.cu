@@ -5,6 +5,7 @@
 // first k_len <= min(a_len, b_len) elements of each row meet; out (batch, M, N) float32
 // bits.  The tensor scales are float32 bits (ignored by formats without one).
 #include "mx_block_arith.cuh"
+#include "mx_index.cuh"
 
 constexpr MxBlockFormat kLayoutA = MX_FORMAT_A_BLOCK;
 constexpr MxBlockFormat kLayoutB = MX_FORMAT_B_BLOCK;
@@ -19,7 +20,7 @@ extern "C" __global__ void mx_matmul_block(const MxCodeA* __restrict__ a_codes,
                                            long long m, long long n, long long a_len,
                                            long long b_len, long long k_len,
                                            mx_u32 a_tensor_scale, mx_u32 b_tensor_scale) {
-    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long t = mx_thread_index();
     if (t >= batch * m * n) return;
     constexpr MxFormat kFormatA = MX_FORMAT_A;
     constexpr MxFormat kFormatB = MX_FORMAT_B;

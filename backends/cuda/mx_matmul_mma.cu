@@ -19,6 +19,7 @@
 // tests/test_cuda_host.py.
 #include "mx_dot.cuh"
 #include "mx_mma_tile.cuh"
+#include "mx_index.cuh"
 
 __device__ __forceinline__ void mx_mma_16816(float d[4], const mx_u32 a[4], const mx_u32 b[2],
                                              const float c[4]) {
@@ -65,7 +66,7 @@ extern "C" __global__ void __launch_bounds__(MX_MMA_THREADS, 1)
     const int t = threadIdx.x;
     const int lane = t % 32;
     const int warp = t / 32;
-    const MxTile tile = mx_mma_tile(blockIdx.x, m, n);
+    const MxTile tile = mx_mma_tile(mx_block_index(), m, n);
     if (tile.batch >= batch) return;  // the grid is exact; a larger launch writes nothing
     const unsigned char* a_codes_b = a_codes + tile.batch * m * n_kb * MX_BLOCK_SIZE;
     const unsigned char* b_codes_b = b_codes + tile.batch * n * n_kb * MX_BLOCK_SIZE;

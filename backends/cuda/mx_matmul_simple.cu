@@ -3,6 +3,7 @@
 // a_codes (batch, M, KB, 32), a_scales (batch, M, KB), b_codes (batch, N, KB, 32),
 // b_scales (batch, N, KB); out (batch, M, N) float32 (written as bits).
 #include "mx_dot.cuh"
+#include "mx_index.cuh"
 
 extern "C" __global__ void mx_matmul_simple(const unsigned char* __restrict__ a_codes,
                                             const unsigned char* __restrict__ a_scales,
@@ -10,7 +11,7 @@ extern "C" __global__ void mx_matmul_simple(const unsigned char* __restrict__ a_
                                             const unsigned char* __restrict__ b_scales,
                                             mx_u32* __restrict__ out, long long batch, long long m,
                                             long long n, long long n_kb) {
-    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long t = mx_thread_index();
     if (t >= batch * m * n) return;
     constexpr MxFormat kFormatA = MX_FORMAT_A;
     constexpr MxFormat kFormatB = MX_FORMAT_B;

@@ -10,6 +10,7 @@
 // first lane writes the scale byte.  The input must start on a multiple of the vector width
 // and the codes on 4 bytes (the CuPy backend copies inputs that do not).
 #include "mx_warp.cuh"
+#include "mx_index.cuh"
 
 #define MX_QUANTIZE_LANES 8
 #define MX_QUANTIZE_WIDTH 4
@@ -87,7 +88,7 @@ __device__ __forceinline__ void mx_quantize_lanes(const MxValue v[MX_QUANTIZE_WI
                                     unsigned char* __restrict__ scales, long long n_blocks,   \
                                     int rounding, int scale_mode, mx_u64 seed,                \
                                     const mx_u64* __restrict__ block_ids) {                   \
-        const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;                 \
+        const long long t = mx_thread_index();                                                \
         if ((t & ~31ll) / MX_QUANTIZE_LANES >= n_blocks) return;                              \
         const long long row = t / MX_QUANTIZE_LANES;                                          \
         const int lane = (int)(t % MX_QUANTIZE_LANES);                                        \

@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = [
     "ELEMENT_KINDS", "SCALE_KINDS", "OVERFLOW_MODES", "TENSOR_SCALES", "normalize_entry",
-    "check_byte_tiling",
+    "check_byte_tiling", "check_tensor_scale_range",
 ]
 
 ELEMENT_KINDS = ("float", "int", "signmag")
@@ -34,7 +34,7 @@ _ELEMENT_KEYS = {
     "int": {"kind", "bits", "mantissa_bits"},
     "signmag": {"kind", "bits", "mantissa_bits"},
 }
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")  # fullmatch: "$" would let a final "\n" in
 
 
 def _int(value: Any, what: str, low: int, high: int) -> int:
@@ -86,6 +86,10 @@ def _element(value: Any, ocp_names: tuple[str, ...]) -> str | dict[str, Any]:
                 raise ValueError(f"element.{key} must be a list of codes")
             out[key] = [_int(c, f"element.{key}[]", 0, (1 << bits) - 1) for c in codes]
         _check_special_codes(out["nan_codes"], out["inf_codes"], bits)
+        if m == 0:
+            raise ValueError(
+                "a float element needs mantissa_bits >= 1: with a one-digit significand "
+                "every value is odd, so round-half-to-even names no neighbour")
     else:
         out["exponent_bits"] = 0
         out["mantissa_bits"] = _int(value.get("mantissa_bits"), "element.mantissa_bits", 0, 16)
@@ -137,7 +141,7 @@ def normalize_entry(entry: Mapping[str, Any], name: str, ocp_names: tuple[str, .
     """
     if not isinstance(entry, Mapping):
         raise TypeError(f"a block-format entry must be a dict, got {type(entry).__name__}")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"format name must match [a-z][a-z0-9_]*, got {name!r}")
     if _numpy_type_name(name):
         raise ValueError(f"format name {name!r} is a NumPy dtype name; choose another, so that "
@@ -188,6 +192,19 @@ def normalize_entry(entry: Mapping[str, Any], name: str, ocp_names: tuple[str, .
         "magnitude_overflow": overflow,
         "tensor_scale": tensor,
     }
+
+
+def check_tensor_scale_range(name: str, max_normal: float, scale_max: float) -> None:
+    """An "amax" tensor scale divides by ``fl32(max_normal * scale_max)``: that divisor
+    must lie in ``[1, float32 max]``, or the float32 tensor scale overflows to infinity
+    (the divisor below 1) or the divisor does (above the float32 range)."""
+    divisor = np.float32(max_normal * scale_max) if max_normal * scale_max <= float(
+        np.finfo(np.float32).max) else np.float32(np.inf)
+    if not 1.0 <= divisor < np.inf:
+        raise ValueError(
+            f"{name}: tensor_scale = 'amax' needs the element's max_normal ({max_normal!r}) "
+            f"times the scale's largest value ({scale_max!r}) in [1, float32 max], so that "
+            "the float32 tensor scale is finite")
 
 
 def check_byte_tiling(name: str, bits: int, block_size: int) -> None:

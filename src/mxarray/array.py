@@ -32,10 +32,15 @@ def check_tensor_scale(value: Any) -> np.float32:
     >>> check_tensor_scale(0.5)
     np.float32(0.5)
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+    if isinstance(value, (bool, np.bool_, np.complexfloating)) or not isinstance(
+            value, (int, float, np.number)):
         raise TypeError(f"tensor_scale must be a real number, not {type(value).__name__}")
-    with np.errstate(over="ignore"):
-        scale = np.float32(value)
+    try:
+        with np.errstate(over="ignore"):
+            scale = np.float32(value)
+    except OverflowError:  # a Python int beyond float64's range
+        raise ValueError(f"tensor_scale must be positive and finite in float32, got {value!r}"
+                         ) from None
     if not (np.isfinite(scale) and scale > 0):
         raise ValueError(f"tensor_scale must be positive and finite in float32, got {value!r}")
     return scale
@@ -217,9 +222,12 @@ class MXArray:
             if not fits_packed or data.dtype != np.uint8:
                 raise ValueError(f"packed data must be uint8 of shape {want_packed}, got "
                                  f"{data.dtype} {data.shape}")
-            codes = backend.unpack(data, fmt)
-            if np.any(codes[..., length:] & (fmt.n_codes - 1)) or np.any(
-                _first_of_sub_blocks(codes, fmt)[..., -(-length // max(fmt.sub_block_size, 1)):]
+            # Only the last block of each row can hold padding: unpack just that block, so
+            # the check costs a block per row, not a copy of the whole array.
+            tail = length - (blocks.n_blocks(length, fmt.block_size) - 1) * fmt.block_size
+            last = backend.unpack(data[..., -fmt.bytes_per_block:], fmt)
+            if np.any(last[..., tail:] & (fmt.n_codes - 1)) or np.any(
+                _first_of_sub_blocks(last, fmt)[..., -(-tail // max(fmt.sub_block_size, 1)):]
             ):
                 raise ValueError("the padding after the last element of a block axis must be zero")
         else:
@@ -244,8 +252,8 @@ class MXArray:
             first = int(scales[~fmt.scale.valid(scales)].flat[0])
             raise ValueError(f"scale byte {first:#04x} is not a {fmt.scale.name} code")
         return cls._wrap(
-            backend.pack(codes, fmt),
-            np.moveaxis(scales, ax, -1),
+            np.array(data, order="C") if layout == "packed" else backend.pack(codes, fmt),
+            np.array(np.moveaxis(scales, ax, -1), order="C"),  # copies: the caller keeps theirs
             fmt,
             shape,
             ax,

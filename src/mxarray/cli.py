@@ -16,6 +16,7 @@ from .backends import get_backend
 from .datasets import DATASETS, SEED, make_dataset
 from .formats import BLOCK_FORMATS, ROUNDING_MODES, SCALE_MODES
 from .io import describe_file, quantize_file
+from .io._files import open_reader
 from .io.quantize_file import TensorSummary
 from .report import evaluate, format_table
 
@@ -79,9 +80,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_input(path: Path) -> np.ndarray:
+    """The array of a ``.npy`` file, its header checked against the file's size first."""
     if path.suffix != ".npy":
         raise ValueError(f"--input must be a .npy file, got {path}")
-    return np.load(path, allow_pickle=False)
+    with open_reader(path) as reader:
+        [name] = reader.entries
+        return reader.read(name)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one existing file."""
+    return a.exists() and b.exists() and a.samefile(b)
+
+
+def _shown(text: object) -> str:
+    """``text`` for a terminal: control and other unprintable characters escaped, so a
+    name read from a file cannot move the cursor, retitle the window or break a line."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -89,6 +104,9 @@ def _report(args: argparse.Namespace) -> int:
         raise ValueError("--size must be positive")
     if args.repeats < 1:
         raise ValueError("--repeats must be positive")
+    if args.input is not None and args.json is not None and _same_file(args.input, args.json):
+        raise ValueError(f"--json {args.json} is the input file; write the results to "
+                         "another path (the input would be replaced)")
     backend = get_backend(args.backend)
     if args.input is not None:
         inputs = {str(args.input): _load_input(args.input)}
@@ -101,11 +119,11 @@ def _report(args: argparse.Namespace) -> int:
             x, args.formats, axis=args.axis, rounding=args.rounding,
             scale_mode=args.scale_mode, backend=backend.name, repeats=args.repeats,
         )
-        label = DATASETS[name][0] if name in DATASETS else name
+        label = DATASETS[name][0] if name in DATASETS else _shown(name)
         print(f"\n{label}: {x.size} values, {x.dtype}, shape {x.shape}, backend {backend.name}, "
               f"rounding {args.rounding}, scale mode {args.scale_mode}")
         print(format_table(rows))
-        skipped = [f for f in BLOCK_FORMATS if args.formats is None
+        skipped = [f for f in list(BLOCK_FORMATS) if args.formats is None
                    and f not in {r.format for r in rows}]
         if skipped:
             print(f"not shown: {', '.join(skipped)} (no rounding {args.rounding!r} or scale "
@@ -121,7 +139,7 @@ def _report(args: argparse.Namespace) -> int:
             "results": results,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+        print(f"\nwrote {_shown(args.json)}")
     return 0
 
 
@@ -140,13 +158,13 @@ def _table(headers: Sequence[str], rows: list[list[str]], right: Sequence[str]) 
 def _progress(i: int, n: int, name: str) -> None:
     """A one-line progress indicator on stderr, drawn only on a terminal."""
     if sys.stderr.isatty():
-        line = f"[{i + 1}/{n}] {name}"
+        line = f"[{i + 1}/{n}] {_shown(name)}"
         sys.stderr.write("\r" + line[:78].ljust(78) + ("\n" if i + 1 == n else ""))
         sys.stderr.flush()
 
 
 def _summary(rows: list[TensorSummary]) -> str:
-    body = [[r.name, r.dtype, str(r.shape), r.format or "kept",
+    body = [[_shown(r.name), r.dtype, str(r.shape), r.format or "kept",
              "" if r.qsnr_db is None else f"{r.qsnr_db:.2f}", f"{r.bytes_before:,}",
              f"{r.bytes_after:,}", r.note] for r in rows]
     before = sum(r.bytes_before for r in rows)
@@ -166,17 +184,18 @@ def _quantize(args: argparse.Namespace) -> int:
     )
     print(_summary(rows))
     done = sum(r.format is not None and r.qsnr_db is not None for r in rows)
-    print(f"\nwrote {args.output}: {done} of {len(rows)} tensors quantized to {args.format} "
+    print(f"\nwrote {_shown(args.output)}: {done} of {len(rows)} tensors quantized to "
+          f"{args.format} "
           f"(rounding {args.rounding}, scale mode {args.scale_mode}, block axis {args.axis})")
     return 0
 
 
 def _inspect(args: argparse.Namespace) -> int:
     d = describe_file(args.file)
-    print(f"{d.path}: {d.container}, {d.file_bytes:,} bytes, {len(d.tensors)} tensor(s)")
+    print(f"{_shown(d.path)}: {d.container}, {d.file_bytes:,} bytes, {len(d.tensors)} tensor(s)")
     for key, value in d.metadata.items():
-        print(f"metadata {key}: {value}")
-    rows = [[t.name, t.kind, t.type, str(t.shape),
+        print(f"metadata {_shown(key)}: {_shown(value)}")
+    rows = [[_shown(t.name), t.kind, t.type, str(t.shape),
              "" if t.block_axis is None else str(t.block_axis), f"{t.nbytes:,}", t.details]
             for t in d.tensors]
     print(_table(["tensor", "kind", "type", "shape", "block axis", "bytes", "details"], rows,
@@ -188,10 +207,17 @@ _COMMANDS = {"report": _report, "quantize": _quantize, "inspect": _inspect}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the process exit status."""
+    """Run the command line; returns the process exit status.
+
+    0 on success; 2 for a usage error (argparse prints it); 1 when the command fails on
+    its input (a missing or malformed file, an unknown backend, too little memory): one
+    line on stderr naming the command and the cause, and no output file left behind.
+    """
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:
-        print(f"mxarray {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError, OSError, RuntimeError, ImportError, MemoryError) as exc:
+        why = str(exc) or type(exc).__name__
+        print(f"mxarray {args.command}: error: {_shown(' '.join(why.split()))}",
+              file=sys.stderr)
+        return 1

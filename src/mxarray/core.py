@@ -1,12 +1,17 @@
 """quantize, dequantize and matmul: validate input, canonicalise blocks, dispatch.
 
 All shape handling lives here (through :mod:`mxarray.layout`); backends receive
-contiguous ``(n_blocks, block_size)`` rows and return rows.
+contiguous ``(n_blocks, block_size)`` rows and return rows.  On the host, quantize and
+dequantize hand the backend the canonical layout in pieces of at most
+:data:`_PIECE_ELEMENTS` elements and write each piece's results into the whole result,
+so their memory beyond the input and the result does not grow with the array.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import math
 from typing import Any
 
 import numpy as np
@@ -221,26 +226,93 @@ def _quantize_with_ids(
     ax = blocks.normalize_axis(axis, arr.ndim)
     if arr.shape[ax] == 0:
         raise ValueError(f"the block axis ({ax}) of x with shape {arr.shape} is empty")
-    rows = blocks.to_blocks(arr, ax, fmt.block_size, be.xp)
-    lead = blocks.lead_shape(arr.shape, ax)
-    nb = blocks.n_blocks(arr.shape[ax], fmt.block_size)
-    extra: dict[str, Any] = {}
+    moved = be.xp.moveaxis(arr, ax, -1)  # a view: the canonical order, unpadded
+    n_total = math.prod(moved.shape[:-1]) * blocks.n_blocks(arr.shape[ax], fmt.block_size)
+    ids = None
     if numbered:
-        extra["block_ids"] = _check_block_ids(block_ids, rows.shape[0], be.xp)
+        ids = _check_block_ids(block_ids, n_total, be.xp)
+    extra: dict[str, Any] = {}
     if fmt.tensor_scale != "none":
         if tensor_scale is None:
-            tensor_scale = fmt.tensor_scale_for(_finite_amax(arr, be.xp))
+            tensor_scale = fmt.tensor_scale_for(_finite_amax(arr, be))
         extra["tensor_scale"] = tensor_scale
+    # Pieces draw the random bits of the whole array only through block_ids.
+    whole = rounding == "stochastic" and not takes_block_ids(be)
+    packed = scales = None
+    for index, first, count in blocks.pieces(moved.shape, fmt.block_size, _budget(be, whole)):
+        rows = blocks.to_blocks(moved[index], -1, fmt.block_size, be.xp)
+        if rounding == "stochastic" and (ids is not None or count < n_total):
+            extra["block_ids"] = (ids[first:first + count] if ids is not None else
+                                  be.xp.arange(first, first + count, dtype=np.uint64))
+        if count == n_total:  # the whole array in one piece: keep the backend's arrays
+            packed, scales = _quantize_rows(be, rows, fmt, rounding, scale_mode, seed, extra)
+            break
+        if packed is None:
+            packed = be.xp.empty((n_total, fmt.bytes_per_block), dtype=np.uint8)
+            scales = be.xp.empty(n_total, dtype=np.uint8)
+        run = slice(first, first + count)
+        _quantize_rows(be, rows, fmt, rounding, scale_mode, seed, extra,
+                       out=(packed[run], scales[run]))
+        del rows  # before the next piece's copy exists
+    if packed is None:  # no blocks at all (an empty dimension besides the block axis)
+        packed = be.xp.empty((0, fmt.bytes_per_block), dtype=np.uint8)
+        scales = be.xp.empty(0, dtype=np.uint8)
+    lead = blocks.lead_shape(arr.shape, ax)
+    return MXArray._wrap(
+        packed.reshape(blocks.packed_shape(arr.shape, ax, fmt)),
+        scales.reshape(lead + (blocks.n_blocks(arr.shape[ax], fmt.block_size),)), fmt,
+        arr.shape, ax, rounding, scale_mode, seed, tensor_scale,
+    )
+
+
+# Quantize and dequantize on the host walk the canonical layout in pieces of at most this
+# many elements, so their memory beyond the input and the result is bounded by a constant
+# (a few times this, in the backend's temporaries) whatever the array's size.  Tests
+# lower it to force many pieces.  Data on a GPU go in one piece: launches want big work.
+_PIECE_ELEMENTS = 1 << 22
+
+
+def _quantize_rows(be: Backend, rows: Any, fmt: Format, rounding: str, scale_mode: str,
+                   seed: int | None, extra: dict[str, Any], out: tuple[Any, Any] | None = None
+                   ) -> tuple[Any, Any]:
+    """Packed ``(n, bytes_per_block)`` bytes and ``(n,)`` scales of ``(n, block_size)`` rows,
+    written into ``out`` (a pair of such arrays) when given and returned."""
     if hasattr(be, "quantize_packed"):  # optional fused path: codes never materialised
+        if out is not None and _fills_out(be):
+            return be.quantize_packed(rows, fmt, rounding, scale_mode, seed, out=out, **extra)
         packed, scales = be.quantize_packed(rows, fmt, rounding, scale_mode, seed, **extra)
-        packed = packed.reshape(blocks.packed_shape(arr.shape, ax, fmt))
     else:
         codes, scales = be.quantize_blocks(rows, fmt, rounding, scale_mode, seed, **extra)
-        packed = be.pack(codes.reshape(lead + (nb * fmt.block_size,)), fmt)
-    return MXArray._wrap(
-        packed, scales.reshape(lead + (nb,)), fmt, arr.shape, ax, rounding, scale_mode, seed,
-        tensor_scale,
-    )
+        packed = be.pack(codes, fmt)
+    if out is None:
+        return packed, scales
+    out[0][...] = packed.reshape(out[0].shape)
+    out[1][...] = scales
+    return out
+
+
+def _fills_out(be: Backend) -> bool:
+    """Whether ``be.quantize_packed`` names an ``out`` parameter (a pair of arrays to fill),
+    so that pieces are written in place instead of copied; computed once per class."""
+    cls = type(be)
+    if cls not in _FILLS_OUT:
+        try:
+            param = inspect.signature(be.quantize_packed).parameters.get("out")
+        except (TypeError, ValueError):  # no introspectable signature
+            param = None
+        _FILLS_OUT[cls] = param is not None and param.kind in (
+            inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return _FILLS_OUT[cls]
+
+
+_FILLS_OUT: dict[type, bool] = {}
+
+
+def _budget(be: Backend, whole: bool) -> int:
+    """Elements per piece for backend ``be``; unbounded when ``whole`` or on a GPU."""
+    if whole or be.xp is not np:
+        return 1 << 62
+    return _PIECE_ELEMENTS
 
 
 def _taking_block_ids(be: Backend, name: str | None, *arrays: Any) -> Backend:
@@ -290,18 +362,22 @@ _MAGNITUDE_BITS = {  # float dtype -> (unsigned view, mask of the magnitude, fir
 }
 
 
-def _finite_amax(arr: Any, xp: Any) -> float:
+def _finite_amax(arr: Any, be: Backend) -> float:
     """Largest finite magnitude of ``arr`` (0.0 if none, an empty array included).
 
     Found among the bit patterns (sign cleared, IEEE magnitudes order like unsigned
     integers), so no floating-point operation touches the data: a GPU that flushes
-    subnormals to zero in its float arithmetic still finds a subnormal maximum.
+    subnormals to zero in its float arithmetic still finds a subnormal maximum.  Reads
+    ``arr`` in pieces of at most :data:`_PIECE_ELEMENTS` on the host, so its
+    temporaries stay within a piece.
     """
-    if arr.size == 0:
-        return 0.0
+    xp = be.xp
     uint, mask, nonfinite = _MAGNITUDE_BITS[arr.dtype]
-    bits = xp.ascontiguousarray(arr).view(uint) & uint(mask)
-    top = int(xp.max(xp.where(bits < uint(nonfinite), bits, uint(0))))
+    top = 0
+    for index, _, _ in blocks.pieces(arr.shape, 1, _budget(be, False)):
+        bits = xp.ascontiguousarray(arr[index]).view(uint) & uint(mask)  # a new array
+        bits[bits >= uint(nonfinite)] = 0
+        top = max(top, int(bits.max()))
     return float(np.array(top, dtype=uint).view(arr.dtype))
 
 
@@ -366,36 +442,56 @@ def dequantize(
     be = backend_for(a.format, backend, a.packed, out)
     if out is not None:
         dtype = _check_out(out, a.shape, be)
+    if dtype is None:  # numpy.dtype(None) would be float64
+        raise TypeError("dtype must be float32 or float64, got None")
     try:
         dt = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
     if dt not in _OUTPUT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    fmt = a.format
-    scales = be.xp.asarray(a._scales).reshape(-1)
+    fmt, xp = a.format, be.xp
+    scales = xp.asarray(a._scales).reshape(-1)
+    packed = xp.asarray(a.packed).reshape(scales.shape[0], fmt.bytes_per_block)
     extra = {} if a.tensor_scale is None else {"tensor_scale": a.tensor_scale}
+    ax, n_total = a.block_axis, scales.shape[0]
+    # With the block axis last, whole blocks and C order, the result's rows are exactly
+    # the blocks: the fused path writes straight into them, in one piece (it needs no
+    # workspace, and each piece costs a kernel launch).
+    direct = (hasattr(be, "dequantize_packed") and ax == a.ndim - 1
+              and a.shape[-1] % fmt.block_size == 0 and (out is None or out.flags.c_contiguous))
+    result = out
+    canonical = blocks.lead_shape(a.shape, ax) + (a.shape[ax],)
+    for index, first, count in blocks.pieces(canonical, fmt.block_size, _budget(be, direct)):
+        run = slice(first, first + count)
+        if result is None and (direct or count < n_total):
+            result = xp.empty(a.shape, dtype=dt)
+        if direct:
+            be.dequantize_packed(packed[run], scales[run], fmt, dt,
+                                 out=result.reshape(-1, fmt.block_size)[run], **extra)
+            continue
+        values = _dequantize_rows(be, packed[run], scales[run], fmt, dt, extra)
+        if result is None:  # the whole array in one piece: its values become the result
+            return blocks.from_blocks(values, a.shape, ax, xp)
+        target = xp.moveaxis(result, ax, -1)[index]
+        target[...] = values.reshape(target.shape[:-1] + (-1,))[..., : target.shape[-1]]
+        del values  # before the next piece's values exist
+    return result if result is not None else xp.empty(a.shape, dtype=dt)
+
+
+def _dequantize_rows(be: Backend, packed: Any, scales: Any, fmt: Format, dt: np.dtype,
+                     extra: dict[str, Any]) -> Any:
+    """``(n, block_size)`` values of ``(n, bytes_per_block)`` packed bytes and their scales."""
     if hasattr(be, "dequantize_packed"):  # optional fused path straight from the bytes
-        packed = be.xp.asarray(a.packed).reshape(scales.shape[0], fmt.bytes_per_block)
-        direct = (
-            out is not None
-            and a.block_axis == a.ndim - 1
-            and a.shape[-1] % fmt.block_size == 0
-            and out.flags.c_contiguous
-        )
-        if direct:  # the output's rows are exactly the blocks: no copy at all
-            be.dequantize_packed(packed, scales, fmt, dt, out=out.reshape(-1, fmt.block_size),
-                                 **extra)
-            return out
-        values = be.dequantize_packed(packed, scales, fmt, dt, **extra)
-    else:
-        codes = _unpacked_rows(a, be).reshape(-1, fmt.block_size)
-        values = be.dequantize_blocks(codes, scales, fmt, dt, **extra)
-    result = blocks.from_blocks(values, a.shape, a.block_axis, be.xp)
-    if out is None:
-        return result
-    out[...] = result
-    return out
+        return be.dequantize_packed(packed, scales, fmt, dt, **extra)
+    codes = be.unpack(packed, fmt).reshape(scales.shape[0], fmt.block_size)
+    return be.dequantize_blocks(codes, scales, fmt, dt, **extra)
+
+
+def _merges_without_copy(arr: Any, k: int) -> bool:
+    """Whether the first ``k`` dimensions of ``arr`` merge into one without a copy."""
+    dims = [(size, stride) for size, stride in zip(arr.shape[:k], arr.strides[:k]) if size != 1]
+    return all(outer == inner * size for (_, outer), (size, inner) in zip(dims, dims[1:]))
 
 
 def _check_out(out: Any, shape: tuple[int, ...], be: Any) -> Any:
@@ -478,16 +574,21 @@ def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:
         a_rows, a_scales = a_rows[None], a_scales[None]
     if b.ndim == 1:
         b_rows, b_scales = b_rows[None], b_scales[None]
-    batch = np.broadcast_shapes(a_rows.shape[:-row_dims], b_rows.shape[:-row_dims])
+    try:
+        batch = np.broadcast_shapes(a_rows.shape[:-row_dims], b_rows.shape[:-row_dims])
+    except ValueError:
+        raise ValueError(f"matmul: the batch dimensions of a {a.shape} and b {b.shape} do "
+                         "not broadcast") from None
     m, n = a_rows.shape[-row_dims], b_rows.shape[-row_dims]
 
     n_batch = int(np.prod(batch, dtype=np.int64))
 
-    def flat(rows: Any, scales: Any) -> tuple[Any, Any]:
-        tail = rows.shape[-row_dims:]
-        rows = xp.broadcast_to(rows, batch + tail).reshape((n_batch,) + tail)
-        scales = xp.broadcast_to(scales, batch + scales.shape[-2:])
-        return rows, scales.reshape((n_batch,) + scales.shape[-2:])
+    def spread(rows: Any, scales: Any) -> tuple[Any, Any]:  # views of the batch shape
+        return (xp.broadcast_to(rows, batch + rows.shape[-row_dims:]),
+                xp.broadcast_to(scales, batch + scales.shape[-2:]))
+
+    def flat(arr: Any) -> Any:  # the batch dimensions merged into one
+        return arr.reshape((n_batch,) + arr.shape[len(batch):])
 
     if n_batch == 0 or m == 0 or n == 0:  # nothing to compute: an empty float32 result
         out = xp.zeros(batch + (m, n), dtype=np.float32)
@@ -496,8 +597,16 @@ def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:
         extra = {}
         if a.tensor_scale is not None or b.tensor_scale is not None:
             extra = {"a_tensor_scale": a.tensor_scale, "b_tensor_scale": b.tensor_scale}
-        out = operation(*flat(a_rows, a_scales), a.format, *flat(b_rows, b_scales), b.format,
-                        **extra)
+        (ar, asc), (br, bsc) = spread(a_rows, a_scales), spread(b_rows, b_scales)
+        if xp is np and not all(_merges_without_copy(v, len(batch)) for v in (ar, asc, br, bsc)):
+            # An operand broadcast along some batch dimensions but not others: merging
+            # them would copy it once per batch item, so each outer index runs alone.
+            out = np.empty(batch + (m, n), dtype=np.float32)
+            for i in np.ndindex(batch[:-1]):
+                out[i] = operation(ar[i], asc[i], a.format, br[i], bsc[i], b.format, **extra)
+        else:
+            out = operation(flat(ar), flat(asc), a.format, flat(br), flat(bsc), b.format,
+                            **extra)
 
     out = out.reshape(batch + (m, n))
     if b.ndim == 1:

@@ -23,7 +23,7 @@ import numpy as np
 from . import layout as blocks
 from ._random import check_seed, new_seed
 from .array import MXArray
-from .core import _quantize_with_ids
+from .core import _quantize_with_ids, backend_for
 from .core import dequantize as _dequantize
 from .formats import Format, check_rounding, check_scale_mode, get_format
 
@@ -116,8 +116,10 @@ class DaskMXArray:
 
 
 def _align_chunks(chunks: tuple[int, ...], block_size: int) -> tuple[int, ...]:
-    """``chunks`` if every chunk but the last holds whole blocks; else chunks of whole
-    blocks, each about as long as the largest of ``chunks``."""
+    """``chunks`` without its empty chunks (an empty chunk has no block to quantize) if
+    every chunk but the last holds whole blocks; else chunks of whole blocks, each about
+    as long as the largest of ``chunks``."""
+    chunks = tuple(c for c in chunks if c) or chunks
     if all(c % block_size == 0 for c in chunks[:-1]):
         return chunks
     length = sum(chunks)
@@ -204,8 +206,10 @@ def quantize(
     TypeError
         If ``x`` is not a float Dask array.
     ValueError
-        For a 0-d or empty block axis, an unknown mode or format, a format with a
-        per-tensor scale, or a bad seed.
+        For a 0-d or empty block axis, an unknown mode, format or backend, a format
+        with a per-tensor scale, or a bad seed.
+    NotImplementedError
+        If the named backend has no kernel for ``fmt``.
 
     Examples
     --------
@@ -225,13 +229,15 @@ def quantize(
     if not isinstance(x, da.Array):
         raise TypeError(f"x must be a dask array, not {type(x).__name__}; use mxarray.quantize "
                         "for in-memory arrays")
-    if np.dtype(x.dtype) not in _INPUT_DTYPES:
+    dt = np.dtype(x.dtype)
+    if (dt.newbyteorder("=") if dt.kind == "f" else dt) not in _INPUT_DTYPES:  # any order
         raise TypeError(f"x must be a float16, float32 or float64 array, got dtype {x.dtype}")
     if x.ndim == 0:
         raise ValueError("x must have at least one dimension (got a 0-d array)")
     fmt = get_format(fmt)
     if fmt.tensor_scale != "none":
         raise ValueError(_TENSOR_SCALE_REFUSAL.format(fmt.name))
+    backend_for(fmt, backend)  # a bad backend fails now, not when a chunk is computed
     check_scale_mode(scale_mode)
     if seed is not None:
         seed = check_seed(seed)
@@ -287,6 +293,10 @@ def dequantize(
     ------
     TypeError
         If ``q`` is not a DaskMXArray or ``dtype`` is unsupported.
+    ValueError
+        If ``backend`` names no registered backend.
+    NotImplementedError
+        If the named backend has no kernel for ``q.format``.
 
     Examples
     --------
@@ -297,10 +307,11 @@ def dequantize(
     """
     if not isinstance(q, DaskMXArray):
         raise TypeError(f"q must be a DaskMXArray, not {type(q).__name__}")
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+    dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
+    if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
     fmt, ax = q.format, q.block_axis
+    backend_for(fmt, backend)  # a bad backend fails now, not when a chunk is computed
     scales = q.scales
     packed = q.packed.rechunk(
         scales.chunks[:-1] + (tuple(n * fmt.bytes_per_block for n in scales.chunks[-1]),)
@@ -355,7 +366,13 @@ class _NpyFile:
 
     def __init__(self, path: Any) -> None:
         self.path = str(path)
-        header = np.load(self.path, mmap_mode="r")
+        with open(self.path, "rb") as f:  # np.load calls anything else "pickled data"
+            if f.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+                raise ValueError(f"{self.path} is not a .npy file (no NumPy magic string)")
+        try:
+            header = np.load(self.path, mmap_mode="r")
+        except ValueError as err:
+            raise ValueError(f"{self.path}: unreadable .npy file: {err}") from None
         self.shape, self.dtype, self.ndim = header.shape, header.dtype, header.ndim
 
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -400,6 +417,16 @@ def quantize_npy(
     **kwargs
         Passed to :func:`dask.array.store` (``scheduler=...``).
 
+    Raises
+    ------
+    ValueError
+        If ``source`` is not a ``.npy`` file (the message names it) or for the
+        reasons :func:`quantize` gives, or a bad ``chunk_bytes``.
+    TypeError
+        If the source's dtype is not float16, float32 or float64.
+    OSError
+        If a file cannot be read or written.
+
     Returns
     -------
     DaskMXArray
@@ -423,10 +450,16 @@ def quantize_npy(
     fmt = get_format(fmt)
     src = _NpyFile(source)
     ax = blocks.normalize_axis(axis, src.ndim)
-    if not isinstance(chunk_bytes, int) or chunk_bytes <= 0:
+    if isinstance(chunk_bytes, (bool, np.bool_)) or not isinstance(
+            chunk_bytes, (int, np.integer)) or chunk_bytes <= 0:
         raise ValueError(f"chunk_bytes must be a positive integer, got {chunk_bytes!r}")
-    chunks = da.core.normalize_chunks("auto", src.shape, limit=chunk_bytes, dtype=src.dtype,
-                                      previous_chunks=None)
+    if src.shape[ax] == 0:
+        raise ValueError(f"the block axis ({ax}) of {source} with shape {src.shape} is empty")
+    if 0 in src.shape:  # nothing to read: one (empty) chunk; "auto" divides by the size
+        chunks = tuple((d,) for d in src.shape)
+    else:
+        chunks = da.core.normalize_chunks("auto", src.shape, limit=int(chunk_bytes),
+                                          dtype=src.dtype, previous_chunks=None)
     chunks = chunks[:ax] + (_align_chunks(chunks[ax], fmt.block_size),) + chunks[ax + 1 :]
     x = da.from_array(src, chunks=chunks)
     q = quantize(x, fmt, axis=ax, rounding=rounding, scale_mode=scale_mode, seed=seed,

@@ -5,6 +5,7 @@ All three have unit variance, so their QSNR figures are comparable across format
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -44,10 +45,34 @@ def make_dataset(name: str, shape: tuple[int, ...] = (1024, 1024)) -> np.ndarray
     Raises
     ------
     ValueError
-        If ``name`` is not a built-in dataset.
+        If ``name`` is not a built-in dataset, or a length in ``shape`` is negative or
+        beyond what an array index holds.
+    TypeError
+        If ``shape`` is not an integer or a tuple of integers.
+
+    Examples
+    --------
+    >>> from mxarray.datasets import make_dataset
+    >>> x = make_dataset("laplace", (2, 3))
+    >>> x.shape, x.dtype.name
+    ((2, 3), 'float32')
     """
-    if name not in DATASETS:
+    if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    dims = _shape(shape)
     rng = np.random.default_rng(SEED)
-    n = int(np.prod(shape))
-    return DATASETS[name][1](rng, n).astype(np.float32).reshape(shape)
+    n = math.prod(dims)  # Python ints: np.prod would wrap around past 2**63
+    return DATASETS[name][1](rng, n).astype(np.float32).reshape(dims)
+
+
+def _shape(shape: object) -> tuple[int, ...]:
+    items = shape if isinstance(shape, tuple) else (shape,)
+    dims = []
+    for d in items:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)):
+            raise TypeError(f"shape must be an integer or a tuple of integers, got {shape!r}")
+        if not 0 <= d <= np.iinfo(np.intp).max:
+            raise ValueError(f"shape lengths must be in [0, {np.iinfo(np.intp).max}] "
+                             f"(none negative), got {shape!r}")
+        dims.append(int(d))
+    return tuple(dims)

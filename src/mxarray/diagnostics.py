@@ -103,7 +103,8 @@ def _per_block(mask: np.ndarray, q: MXArray) -> np.ndarray:
     """Sum an element mask over each block; shaped like ``q.scales``."""
     rows = blocks.to_blocks(mask, q.block_axis, q.format.block_size)
     counts = rows.sum(axis=1, dtype=np.int64)
-    canonical = counts.reshape(blocks.lead_shape(q.shape, q.block_axis) + (-1,))
+    nb = blocks.n_blocks(q.shape[q.block_axis], q.format.block_size)  # not -1: 0-size lead
+    canonical = counts.reshape(blocks.lead_shape(q.shape, q.block_axis) + (nb,))
     return np.moveaxis(canonical, -1, q.block_axis)
 
 
@@ -323,24 +324,35 @@ def _signed_code(k: int, negative: bool, fmt: Format) -> int:
     return k | (fmt.sign_bit if negative else 0)  # a sign bit: float and sign-magnitude
 
 
+def _index(value: Any, what: str) -> int:
+    """An integer index (Python or NumPy int); bools and everything else are refused."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what} must be an integer, not bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an int or a tuple of ints, "
+                        f"not {type(value).__name__}") from None
+
+
 def _block_position(block: Any, shape: tuple[int, ...], ax: int, bs: int) -> int:
-    """The canonical flat number of ``block`` (an int, or an index into the scales)."""
+    """The canonical flat number of ``block`` (an int, or an index into the scales; both
+    count from the end when negative, as NumPy indices do)."""
     nb = blocks.n_blocks(shape[ax], bs)
-    canonical = blocks.lead_shape(shape, ax) + (nb,)
-    total = math.prod(canonical)
+    scales_shape = shape[:ax] + (nb,) + shape[ax + 1 :]
+    total = math.prod(scales_shape)
     if isinstance(block, tuple):
         if len(block) != len(shape):
             raise ValueError(f"block index {block} must have {len(shape)} entries "
-                             f"(the scales' shape is {shape[:ax] + (nb,) + shape[ax + 1:]})")
-        where = tuple(block[:ax]) + tuple(block[ax + 1 :]) + (block[ax],)
-        try:
-            return int(np.ravel_multi_index(where, canonical))
-        except ValueError:
-            raise ValueError(f"block index {block} is out of range") from None
-    try:
-        b = operator.index(block)
-    except TypeError:
-        raise TypeError(f"block must be an int or a tuple, not {type(block).__name__}") from None
+                             f"(the scales' shape is {scales_shape})")
+        where = [_index(i, "block index entries") for i in block]
+        if not all(-n <= i < n for i, n in zip(where, scales_shape)):
+            raise ValueError(f"block index {block} is out of range for the scales' shape "
+                             f"{scales_shape}")
+        where = [i % n for i, n in zip(where, scales_shape)]
+        canonical = tuple(where[:ax] + where[ax + 1 :] + [where[ax]])
+        return int(np.ravel_multi_index(canonical, shape[:ax] + shape[ax + 1 :] + (nb,)))
+    b = _index(block, "block")
     if not -total <= b < total:
         raise ValueError(f"block={b} is out of range: the array has {total} block(s)")
     return b % total

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import threading
 import tomllib
 from types import MappingProxyType
 from typing import Any, Mapping
 
 import numpy as np
 
-from ._block_spec import check_byte_tiling, normalize_entry
+from ._block_spec import check_byte_tiling, check_tensor_scale_range, normalize_entry
 from ._spec import load_spec
 
 __all__ = [
@@ -404,19 +405,32 @@ def _block_format(entry: Mapping[str, Any], name: str) -> Format:
     e = normalize_entry(entry, name, tuple(FORMATS))
     fields = _element_fields(e["element"])
     check_byte_tiling(name, fields["bits"], e["block_size"])
+    scale = _scale_for(e["scale"], e["scale_bits"])
+    if e["tensor_scale"] == "amax":
+        check_tensor_scale_range(name, fields["max_normal"], float(scale.finite_grid[-1]))
     return Format(
         name=name,
         layout=_layout_for(fields["bits"]),
         block_size=e["block_size"],
-        scale=_scale_for(e["scale"], e["scale_bits"]),
+        scale=scale,
         sub_block_size=e["sub_block_size"],
         sub_block_bits=e["sub_block_bits"],
         magnitude_overflow=e["magnitude_overflow"],
         tensor_scale=e["tensor_scale"],
         description=e["description"],
-        spec=MappingProxyType(dict(entry)),
+        spec=_frozen(entry),
         **fields,
     )
+
+
+def _frozen(value: Any) -> Any:
+    """A read-only deep copy of an entry: later changes to the caller's dict (or lists
+    inside it) must not change the definition a format records (files store it)."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 def _check_e8m0(spec: Mapping[str, Any], e8m0: ScaleFormat) -> None:
@@ -488,6 +502,7 @@ FORMATS, SCALE, UE4M3, BLOCK_SIZE = _build()
 """FORMATS maps the OCP format names to their :class:`Format`; SCALE is the E8M0 scale."""
 
 _REGISTRY: dict[str, Format] = dict(FORMATS)
+_REGISTER_LOCK = threading.Lock()
 BLOCK_FORMATS: Mapping[str, Format] = MappingProxyType(_REGISTRY)
 """Every known block format by name: the OCP ones, the spec's [block_formats], registered ones."""
 for _name, _entry in _SPEC["block_formats"].items():
@@ -513,7 +528,10 @@ def register(entry: Mapping[str, Any] | str | os.PathLike[str]) -> Format:
     Raises
     ------
     ValueError
-        If a field is missing, unknown or out of range, or the name is taken.
+        If a field is missing, unknown or out of range, or the name is taken; or if
+        the file is not UTF-8 TOML (the message names the file).
+    OSError
+        If the file cannot be read.
     TypeError
         If ``entry`` is neither a mapping nor a path.
 
@@ -529,14 +547,21 @@ def register(entry: Mapping[str, Any] | str | os.PathLike[str]) -> Format:
     """
     if isinstance(entry, (str, os.PathLike)):
         with open(entry, "rb") as f:
-            entry = tomllib.load(f)
+            try:
+                entry = tomllib.load(f)
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+                raise ValueError(f"{os.fsdecode(entry)} is not a valid UTF-8 TOML file: "
+                                 f"{err}") from None
     if not isinstance(entry, Mapping):
         raise TypeError(f"register needs a dict or a TOML file path, got {type(entry).__name__}")
     name = entry.get("name")
     if isinstance(name, str) and name.lower() in _REGISTRY:
         raise ValueError(f"a format named {name!r} already exists")
     fmt = _block_format(entry, name)  # type: ignore[arg-type]
-    _REGISTRY[fmt.name] = fmt
+    with _REGISTER_LOCK:  # check and insert at once: of racing registrations one wins
+        if fmt.name in _REGISTRY:
+            raise ValueError(f"a format named {name!r} already exists")
+        _REGISTRY[fmt.name] = fmt
     return fmt
 
 

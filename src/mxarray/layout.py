@@ -9,6 +9,7 @@ shape without the block axis.  Backends see this layout flattened to
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "scales_shape",
     "to_blocks",
     "from_blocks",
+    "pieces",
 ]
 
 
@@ -104,3 +106,54 @@ def from_blocks(rows: Any, shape: tuple[int, ...], axis: int, xp: Any = np) -> A
     padded = n_blocks(shape[axis], rows.shape[-1]) * rows.shape[-1]
     canonical = rows.reshape(lead_shape(shape, axis) + (padded,))[..., : shape[axis]]
     return xp.ascontiguousarray(xp.moveaxis(canonical, -1, axis))
+
+
+def pieces(shape: tuple[int, ...], block_size: int, budget: int
+           ) -> Iterator[tuple[tuple[Any, ...], int, int]]:
+    """Split the canonical layout of an array into pieces of at most ``budget`` elements.
+
+    ``shape`` is the array's shape with the block axis already moved last,
+    ``lead + (length,)``.  Its canonical layout holds ``lead + (n_blocks,)`` blocks in C
+    order; each piece is a run of consecutive blocks that is also a box of the array
+    (whole trailing dimensions, a range of one dimension, single indices before it), so
+    it can be cut out with basic indexing, without copying anything else.  A piece holds
+    at most ``max(budget, block_size)`` elements (padding included); pieces are cut
+    along the outermost dimension that allows it, so all but the last of each run along
+    that dimension hold more than half of that.
+
+    Yields
+    ------
+    index : tuple
+        Integers, then one slice: the piece is ``moved[index]`` (its block axis last;
+        only its last block may be partial: a slice of the block axis may run past its
+        end, which indexing clips).
+    first : int
+        The canonical number of the piece's first block in the whole array.
+    count : int
+        The number of blocks in the piece.
+
+    Examples
+    --------
+    >>> from mxarray.layout import pieces
+    >>> list(pieces((3, 70), 32, 200))    # 3 rows of 3 blocks; 6 blocks fit the budget
+    [((slice(0, 2, None),), 0, 6), ((slice(2, 3, None),), 6, 3)]
+    >>> list(pieces((70,), 32, 64))       # a long row: split along the block axis
+    [((slice(0, 64, None),), 0, 2), ((slice(64, 96, None),), 2, 1)]
+    """
+    lead, length = shape[:-1], shape[-1]
+    dims = lead + (n_blocks(length, block_size),)
+    strides = [1] * len(dims)  # blocks per step of each dimension, C order
+    for i in range(len(dims) - 2, -1, -1):
+        strides[i] = strides[i + 1] * dims[i + 1]
+    if strides[0] * dims[0] == 0:
+        return
+    blocks_per_piece = max(1, budget // block_size)
+    split = next(i for i, s in enumerate(strides) if s <= blocks_per_piece)
+    step = blocks_per_piece // strides[split]
+    last = split == len(dims) - 1
+    for outer in np.ndindex(*dims[:split]):
+        base = sum(i * s for i, s in zip(outer, strides))
+        for start in range(0, dims[split], step):
+            stop = min(start + step, dims[split])
+            cut = slice(start * block_size, stop * block_size) if last else slice(start, stop)
+            yield outer + (cut,), base + start * strides[split], (stop - start) * strides[split]

@@ -93,6 +93,14 @@ def evaluate(
     ``backend`` has no kernel for runs on the best backend that has one; each row names
     the backend that ran.
 
+    Raises
+    ------
+    TypeError
+        If ``formats`` is a single string (pass a list), ``repeats`` is not an
+        integer, or ``x`` is not a float array.
+    ValueError
+        If ``repeats < 1``, or for the reasons :func:`mxarray.quantize` gives.
+
     Examples
     --------
     >>> import numpy as np
@@ -102,6 +110,13 @@ def evaluate(
     >>> row.bits_per_element, round(row.compression, 3)
     (8.25, 3.879)
     """
+    x = np.asarray(x)  # a list, say: host data either way
+    if isinstance(formats, str):
+        raise TypeError(f"formats must be a list of format names, not the string {formats!r}")
+    if isinstance(repeats, (bool, np.bool_)) or not isinstance(repeats, (int, np.integer)):
+        raise TypeError(f"repeats must be an integer, not {type(repeats).__name__}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     rows = []
     gbytes = 4 * x.size / 1e9
     for name in formats if formats is not None else _defined(rounding, scale_mode):
@@ -138,7 +153,8 @@ def evaluate(
 def _defined(rounding: str, scale_mode: str) -> list[str]:
     """Names of the block formats for which ``rounding`` and ``scale_mode`` are defined."""
     names = []
-    for name, fmt in BLOCK_FORMATS.items():
+    # a snapshot: another thread may register a format meanwhile
+    for name, fmt in list(BLOCK_FORMATS.items()):
         try:
             _check_scale_kind(fmt, rounding, scale_mode)
         except ValueError:

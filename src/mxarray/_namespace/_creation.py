@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from ..array import MXArray
-from ..formats import Format
+from .._random import check_seed
+from ..formats import Format, check_rounding, check_scale_mode
+from ..layout import normalize_axis
 from . import _dtypes as dt
 from ._array import Array
 from ._device import CPU, Device, check_device, locate, module, same_device, usable
@@ -156,9 +158,14 @@ def _asarray(obj: Any, dtype: Any, copy: bool | None, block_axis: int | None, ro
     if isinstance(obj, MXArray):
         target = obj.format if target is None else target
         block_axis = obj.block_axis if block_axis is None else block_axis
+    if isinstance(target, Format):  # checked even when obj is returned as it is
+        check_rounding(rounding)
+        check_scale_mode(scale_mode)
+        if seed is not None:
+            check_seed(seed)
     block_axis = -1 if block_axis is None else block_axis
     if isinstance(obj, MXArray) and target is obj.format and (
-            block_axis % obj.ndim == obj.block_axis):
+            normalize_axis(block_axis, obj.ndim, "block_axis") == obj.block_axis):
         return MXArray._wrap(obj._packed.copy(), obj._scales.copy(), obj.format, obj.shape,
                              obj.block_axis, obj.rounding, obj.scale_mode, obj.seed,
                              obj.tensor_scale) \

@@ -165,7 +165,9 @@ def isdtype(dtype: Any, kind: str | Any | tuple[Any, ...]) -> builtins.bool:
     Raises
     ------
     TypeError
-        If ``dtype`` is not a dtype of this namespace or ``kind`` is not a kind.
+        If ``dtype`` or a dtype in ``kind`` is not a dtype of this namespace.
+    ValueError
+        If ``kind`` names no kind of the standard.
     """
     dtype = check_dtype(dtype)
     if isinstance(kind, tuple):

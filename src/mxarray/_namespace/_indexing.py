@@ -76,7 +76,12 @@ def backend_value(value: Any, dtype: np.dtype, device: Device = CPU) -> Any:
 
 
 def _axis(axis: Any, ndim: int) -> int:
-    ax = operator.index(axis)
+    if isinstance(axis, (builtins.bool, np.bool_)):
+        raise TypeError("axis must be an integer, not bool")
+    try:
+        ax = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an integer, not {type(axis).__name__}") from None
     if not -ndim <= ax < ndim:
         raise IndexError(f"axis {ax} is out of bounds for an array of {ndim} dimension(s)")
     return ax % ndim

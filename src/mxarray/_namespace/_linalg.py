@@ -71,7 +71,7 @@ def vecdot(x1: Any, x2: Any, /, *, axis: int = -1) -> Array:
         If the lengths along ``axis`` differ.
     """
     if isinstance(x1, MXArray) and isinstance(x2, MXArray) and x1.ndim == x2.ndim:
-        ax = manip.normalize_axes(axis, x1.ndim)[0]
+        ax = manip.normalize_axis(axis, x1.ndim)
         if x1.block_axis == ax and x2.block_axis == ax and x1.shape[ax] == x2.shape[ax]:
             a = manip.expand_dims(manip.moveaxis(x1, ax, -1), axis=-2)
             b = manip.expand_dims(manip.moveaxis(x2, ax, -1), axis=-1)
@@ -80,7 +80,7 @@ def vecdot(x1: Any, x2: Any, /, *, axis: int = -1) -> Array:
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("vecdot needs arrays of at least one dimension")
     shape = np.broadcast_shapes(a.shape, b.shape)
-    ax = manip.normalize_axes(axis, len(shape))[0] - len(shape)
+    ax = manip.normalize_axis(axis, len(shape)) - len(shape)
     if a.shape[ax] != b.shape[ax]:
         raise ValueError(f"vecdot: lengths {a.shape[ax]} and {b.shape[ax]} along axis differ")
     # CuPy has no vecdot; the array API linalg module of the device has one.
@@ -91,12 +91,29 @@ def vecdot(x1: Any, x2: Any, /, *, axis: int = -1) -> Array:
 
 
 def _tensordot_axes(axes: Any, n1: int, n2: int) -> tuple[list[int], list[int]]:
-    if isinstance(axes, int):
+    """The contracted axes of each operand, non-negative, in pairing order.
+
+    Raises
+    ------
+    TypeError
+        If ``axes`` is neither an integer nor a pair of (sequences of) integers.
+    ValueError
+        If an axis is out of range or repeated, or the two sides differ in length.
+    """
+    if isinstance(axes, (bool, np.bool_)):
+        raise TypeError("axes must be an integer or a pair of sequences of integers, not bool")
+    if isinstance(axes, (int, np.integer)):
         if axes < 0 or axes > min(n1, n2):
             raise ValueError(f"axes={axes} is out of range")
         return list(range(n1 - axes, n1)), list(range(axes))
-    a1, a2 = axes
-    return ([operator.index(a) % n1 for a in a1], [operator.index(a) % n2 for a in a2])
+    if not isinstance(axes, (tuple, list)) or len(axes) != 2:
+        raise TypeError(f"axes must be an integer or a pair of sequences of integers, "
+                        f"got {axes!r}")
+    a1, a2 = (tuple(a) if isinstance(a, (tuple, list)) else (a,) for a in axes)
+    if len(a1) != len(a2):
+        raise ValueError(f"axes {axes!r}: the two operands need as many contracted axes")
+    return (list(manip.normalize_axes(a1, n1, "axes")),
+            list(manip.normalize_axes(a2, n2, "axes")))
 
 
 def tensordot(x1: Any, x2: Any, /, *, axes: int | tuple[Any, Any] = 2) -> Array:

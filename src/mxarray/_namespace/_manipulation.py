@@ -19,7 +19,7 @@ from ._operands import dense
 __all__ = [
     "broadcast_arrays", "broadcast_to", "concat", "expand_dims", "flip", "moveaxis",
     "permute_dims", "repeat", "reshape", "roll", "squeeze", "stack", "tile", "unstack",
-    "matrix_transpose", "normalize_axes",
+    "matrix_transpose", "normalize_axes", "normalize_axis",
 ]
 
 
@@ -36,15 +36,30 @@ def normalize_axes(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
     axes = axis if isinstance(axis, tuple) else (axis,)
     out = []
     for a in axes:
-        if isinstance(a, bool):
-            raise TypeError(f"{name} must be an integer, not bool")
-        a = operator.index(a)
+        a = _integer(a, name)
         if not -ndim <= a < ndim:
             raise ValueError(f"{name} {a} is out of range for {ndim} dimension(s)")
         out.append(a % ndim)
     if len(set(out)) != len(out):
         raise ValueError(f"repeated axis in {axis}")
     return tuple(out)
+
+
+def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
+    """One ``axis`` (not a tuple) as a non-negative int; see :func:`normalize_axes`."""
+    if isinstance(axis, tuple):
+        raise TypeError(f"{name} must be one integer here, not a tuple")
+    return normalize_axes(axis, ndim, name)[0]
+
+
+def _integer(value: Any, name: str) -> int:
+    """``value`` as a Python int (TypeError naming ``name`` for bools and non-integers)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, not bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
 
 
 def _dense_result(values: Any) -> Array:
@@ -96,7 +111,7 @@ def moveaxis(x: Any, source: int | tuple[int, ...], destination: int | tuple[int
 
 
 def _resolve_shape(shape: Any, size: int) -> tuple[int, ...]:
-    dims = [operator.index(d) for d in (shape if isinstance(shape, tuple) else (shape,))]
+    dims = [_integer(d, "shape") for d in (shape if isinstance(shape, tuple) else (shape,))]
     if dims.count(-1) > 1 or any(d < -1 for d in dims):
         raise ValueError(f"invalid shape {shape}")
     if -1 in dims:
@@ -146,7 +161,7 @@ def expand_dims(x: Any, /, axis: int = 0) -> Any:
     IndexError
         If ``axis`` is outside ``[-ndim - 1, ndim]``.
     """
-    ax = operator.index(axis)
+    ax = _integer(axis, "axis")
     if not -x.ndim - 1 <= ax <= x.ndim:
         raise IndexError(f"axis {ax} is out of range for expand_dims of {x.ndim} dimension(s)")
     ax %= x.ndim + 1
@@ -206,7 +221,7 @@ def concat(arrays: tuple[Any, ...] | list[Any], /, *, axis: int | None = 0) -> A
     if not arrays:
         raise ValueError("concat needs at least one array")
     if axis is not None and all(isinstance(a, MXArray) for a in arrays):
-        ax = normalize_axes(axis, arrays[0].ndim)[0]
+        ax = normalize_axis(axis, arrays[0].ndim)
         if any(a.ndim != arrays[0].ndim for a in arrays):
             raise ValueError("concat needs arrays with the same number of dimensions")
         _check_shapes_off(arrays, ax)
@@ -220,7 +235,7 @@ def concat(arrays: tuple[Any, ...] | list[Any], /, *, axis: int | None = 0) -> A
         return _dense_result(xp.concatenate([p._x.reshape(-1) for p in parts]).astype(target))
     if any(p.ndim != parts[0].ndim or p.ndim == 0 for p in parts):
         raise ValueError("concat needs arrays with the same, non-zero number of dimensions")
-    ax = normalize_axes(axis, parts[0].ndim)[0]
+    ax = normalize_axis(axis, parts[0].ndim)
     return _dense_result(xp.concatenate([p._x for p in parts], axis=ax).astype(target))
 
 
@@ -245,7 +260,7 @@ def stack(arrays: tuple[Any, ...] | list[Any], /, *, axis: int = 0) -> Any:
         raise ValueError("stack needs at least one array")
     if any(a.shape != arrays[0].shape for a in arrays):
         raise ValueError("stack needs arrays of one shape")
-    ax = operator.index(axis)
+    ax = _integer(axis, "axis")
     nd = arrays[0].ndim + 1
     if not -nd <= ax < nd:
         raise ValueError(f"axis {ax} is out of range for stacking into {nd} dimensions")
@@ -262,7 +277,7 @@ def stack(arrays: tuple[Any, ...] | list[Any], /, *, axis: int = 0) -> Any:
 def unstack(x: Any, /, *, axis: int = 0) -> tuple[Any, ...]:
     """Split into arrays along ``axis``.  MX: keeps storage unless ``axis`` is the block
     axis (float32 pieces)."""
-    ax = normalize_axes(axis, x.ndim)[0]
+    ax = normalize_axis(axis, x.ndim)
     if isinstance(x, MXArray) and ax == x.block_axis:
         x = dense(x)
     return tuple(x[(slice(None),) * ax + (i,)] for i in range(x.shape[ax]))
@@ -276,7 +291,7 @@ def broadcast_to(x: Any, /, shape: tuple[int, ...]) -> Any:
     ValueError
         If ``x`` cannot be broadcast to ``shape``.
     """
-    shape = tuple(operator.index(d) for d in shape)
+    shape = tuple(_integer(d, "shape") for d in shape)
     np.broadcast_shapes(x.shape, shape)
     if len(shape) < x.ndim or np.broadcast_shapes(x.shape, shape) != shape:
         raise ValueError(f"cannot broadcast shape {x.shape} to {shape}")
@@ -318,13 +333,15 @@ def repeat(x: Any, repeats: int | Array, /, *, axis: int | None = None) -> Array
         raise ValueError("repeats must be non-negative")
     if axis is None:
         return _dense_result(a._xp.repeat(a._x.reshape(-1), reps))
-    return _dense_result(a._xp.repeat(a._x, reps, axis=normalize_axes(axis, a.ndim)[0]))
+    return _dense_result(a._xp.repeat(a._x, reps, axis=normalize_axis(axis, a.ndim)))
 
 
 def roll(x: Any, /, shift: int | tuple[int, ...], *,
          axis: int | tuple[int, ...] | None = None) -> Array:
     """Roll elements along axes (float32 for MX input)."""
     a = dense(x)
+    shift = tuple(_integer(s, "shift") for s in shift) if isinstance(shift, tuple) else \
+        _integer(shift, "shift")
     if axis is None:
         return _dense_result(a._xp.roll(a._x, shift))
     axes = axis if isinstance(axis, tuple) else (axis,)
@@ -336,4 +353,4 @@ def roll(x: Any, /, shift: int | tuple[int, ...], *,
 def tile(x: Any, repetitions: tuple[int, ...], /) -> Array:
     """Tile ``x`` (float32 for MX input)."""
     a = dense(x)
-    return _dense_result(a._xp.tile(a._x, tuple(operator.index(r) for r in repetitions)))
+    return _dense_result(a._xp.tile(a._x, tuple(_integer(r, "repetitions") for r in repetitions)))

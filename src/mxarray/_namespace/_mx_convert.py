@@ -8,7 +8,8 @@ import numpy as np
 
 from ..array import MXArray
 from ..core import quantize
-from ..formats import Format
+from ..formats import Format, check_rounding, check_scale_mode
+from ..layout import normalize_axis
 from ._array import Array
 
 __all__ = ["to_mx", "MX_OPTIONS"]
@@ -29,10 +30,13 @@ def to_mx(values: Any, fmt: Format, *, block_axis: int = -1, rounding: str = "ev
     TypeError
         If the values are boolean or complex (the MX formats hold real numbers).
     ValueError
-        If the values are 0-d or the block axis is empty.
+        If the values are 0-d, the block axis is empty or out of range, or the rounding
+        or scale mode is unknown.
     """
+    check_rounding(rounding)
+    check_scale_mode(scale_mode)
     if isinstance(values, MXArray):
-        ax = block_axis % values.ndim if values.ndim else block_axis
+        ax = normalize_axis(block_axis, values.ndim, "block_axis")
         if values.format is fmt and values.block_axis == ax:
             return values
         values = values.dequantize(np.float32)

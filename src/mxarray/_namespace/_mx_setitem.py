@@ -62,7 +62,7 @@ def setitem(x: MXArray, key: Any, value: Any) -> tuple[np.ndarray, np.ndarray, i
     if rounding == "stochastic":
         seed = x.seed if x.seed is not None else new_seed()
     be = get_backend("numpy")
-    codes = be.unpack(x._packed, x.format).reshape(-1, size)
+    codes = be.unpack(x._packed, x.format).reshape(x._scales.size, size)  # 0 blocks too
     scales = x._scales.reshape(-1).copy()
     if rows.shape[0]:
         extra = {} if x.tensor_scale is None else {"tensor_scale": x.tensor_scale}
@@ -72,5 +72,6 @@ def setitem(x: MXArray, key: Any, value: Any) -> tuple[np.ndarray, np.ndarray, i
         codes[touched] = new_codes
         scales[touched] = new_scales
     lead = x._packed.shape[:-1]
-    return (be.pack(codes.reshape(lead + (-1,)), x.format), scales.reshape(x._scales.shape),
+    padded = x._scales.shape[-1] * size
+    return (be.pack(codes.reshape(lead + (padded,)), x.format), scales.reshape(x._scales.shape),
             seed)

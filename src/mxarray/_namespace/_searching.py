@@ -8,7 +8,7 @@ from ..array import MXArray
 from . import _dtypes as dt
 from ._array import Array
 from ._device import KINDS, same_device
-from ._manipulation import normalize_axes
+from ._manipulation import normalize_axis
 from ._operands import SCALARS, check_category, dense
 
 __all__ = ["argmax", "argmin", "nonzero", "searchsorted", "where", "argsort", "sort",
@@ -28,7 +28,7 @@ def _arg_extreme(x: Any, axis: int | None, keepdims: bool, name: str) -> Array:
         if keepdims:
             out = xp.reshape(out, (1,) * a.ndim)
     else:
-        out = func(a._x, axis=normalize_axes(axis, a.ndim)[0], keepdims=keepdims)
+        out = func(a._x, axis=normalize_axis(axis, a.ndim), keepdims=keepdims)
     return Array._new(xp.asarray(out, dtype=dt.int64))
 
 
@@ -111,7 +111,7 @@ def argsort(x: Any, /, *, axis: int = -1, descending: bool = False,
     """Indices that sort ``x`` along ``axis`` (stable by default)."""
     a = dense(x)
     check_category(a.dtype, "real numeric", "argsort")
-    ax = normalize_axes(axis, a.ndim)[0]
+    ax = normalize_axis(axis, a.ndim)
     xp, stable = a._xp, KINDS[a.device.kind].sort_options
     if descending:
         flipped = xp.flip(a._x, ax)
@@ -126,7 +126,7 @@ def sort(x: Any, /, *, axis: int = -1, descending: bool = False, stable: bool = 
     """``x`` sorted along ``axis`` (NaN last)."""
     a = dense(x)
     check_category(a.dtype, "real numeric", "sort")
-    ax = normalize_axes(axis, a.ndim)[0]
+    ax = normalize_axis(axis, a.ndim)
     xp = a._xp
     out = xp.sort(a._x, axis=ax, **KINDS[a.device.kind].sort_options)
     return Array._new(xp.flip(out, ax) if descending else out)

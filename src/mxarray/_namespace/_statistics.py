@@ -13,7 +13,7 @@ import numpy as np
 from . import _dtypes as dt
 from ._array import Array
 from ._device import quiet, same_device
-from ._manipulation import normalize_axes
+from ._manipulation import normalize_axes, normalize_axis
 from ._operands import check_category, dense
 
 __all__ = ["max", "min", "mean", "prod", "std", "sum", "var", "cumulative_sum",
@@ -118,7 +118,7 @@ def _cumulative(x: Any, axis: Any, dtype: Any, include_initial: bool, name: str,
         axis = 0
     if a.ndim == 0:
         raise ValueError(f"{name} needs at least one dimension")
-    ax = normalize_axes(axis, a.ndim)[0]
+    ax = normalize_axis(axis, a.ndim)
     target = _sum_dtype(a.dtype, dtype)
     xp = a._xp
     values = a._x.astype(target)
@@ -179,7 +179,7 @@ def diff(x: Any, /, *, axis: int = -1, n: int = 1, prepend: Any = None,
         raise ValueError("diff needs at least one dimension")
     if n < 0:
         raise ValueError("n must be non-negative")
-    ax = normalize_axes(axis, a.ndim)[0]
+    ax = normalize_axis(axis, a.ndim)
     extra = {}
     for name, v in (("prepend", prepend), ("append", append)):
         if v is not None:

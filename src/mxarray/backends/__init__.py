@@ -6,6 +6,15 @@ sees only contiguous ``(n_blocks, block_size)`` blocks; the core does all shape 
 Selection, strongest first: the ``backend=`` argument of a call, the innermost
 :func:`use_backend` context (local to the thread and asyncio task), the process-wide
 :func:`set_backend`, and finally the default: the best available backend.
+
+Threads: every function here may be called from any number of threads at once.  Each
+backend is loaded once, by the first thread that needs it, under a lock of its own, so
+a slow loader (Numba compiling its kernels) delays only the threads that wait for that
+backend, and a loader may itself register backends or ask for other ones.  A
+:func:`use_backend` choice lives in a :mod:`contextvars` variable: it is seen by the
+code inside the ``with`` block, by asyncio tasks created there and by
+:func:`contextvars.copy_context` runs, but not by other threads (a new thread, or a
+pool's worker, starts without it) nor by tasks created elsewhere.
 """
 
 from __future__ import annotations
@@ -53,10 +62,15 @@ class _Entry:
     instance: Any = None
     error: str | None = None
     loaded: bool = False
+    loading: bool = False  # the loader is running (seen by its own thread only)
+    # Held while the loader runs; re-entrant so that a loader asking for its own backend
+    # gets an error instead of a deadlock.
+    lock: Any = dataclasses.field(default_factory=threading.RLock)
 
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # guards _registry; never held while a loader runs
 _registry: dict[str, _Entry] = {}
+_entry_points_lock = threading.Lock()
 _context_choice: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "mxarray_backend", default=None
 )
@@ -89,32 +103,49 @@ def register_backend(
 
 
 def _load_entry_points() -> None:
+    """Register the entry points' backends, once; other threads wait until it is done."""
     global _entry_points_loaded
     if _entry_points_loaded:
         return
-    _entry_points_loaded = True
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in _registry:
-            register_backend(ep.name, ep.load, priority=-1)
+    with _entry_points_lock:
+        if _entry_points_loaded:
+            return
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name not in _registry:
+                register_backend(ep.name, ep.load, priority=-1)
+        _entry_points_loaded = True
+
+
+def _entries() -> list[_Entry]:
+    """A snapshot of the registry, highest priority first."""
+    with _lock:
+        return sorted(_registry.values(), key=lambda e: -e.priority)
 
 
 def _instantiate(entry: _Entry) -> Any:
-    failed = False
-    with _lock:
-        if not entry.loaded:
-            try:
-                candidate = entry.loader()
-                if isinstance(candidate, type):
-                    candidate = candidate()
-                ok, why = candidate.available()
-                if ok:
-                    entry.instance = candidate
-                else:
-                    entry.error = why
-            except Exception as exc:  # a broken optional backend must never break import
-                entry.error = f"{type(exc).__name__}: {exc}"
-            entry.loaded = True
-            failed = entry.instance is None and entry.fallback_warning
+    """The entry's backend object, loading it on first use; None if it is unusable (or
+    still loading, when its own loader asks for it)."""
+    if entry.loaded:
+        return entry.instance
+    with entry.lock:
+        if entry.loaded or entry.loading:
+            return entry.instance
+        entry.loading = True
+        try:
+            candidate = entry.loader()
+            if isinstance(candidate, type):
+                candidate = candidate()
+            ok, why = candidate.available()
+            if ok:
+                entry.instance = candidate
+            else:
+                entry.error = why
+        except Exception as exc:  # a broken optional backend must never break import
+            entry.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            entry.loading = False
+        entry.loaded = True
+        failed = entry.instance is None and entry.fallback_warning
     if failed:
         missing = (entry.error or "").startswith("ModuleNotFoundError")
         hint = f" (pip install 'mxarray[{entry.name}]' adds it)" if missing else ""
@@ -138,7 +169,7 @@ def backends() -> list[BackendInfo]:
     """
     _load_entry_points()
     rows = []
-    for entry in sorted(_registry.values(), key=lambda e: -e.priority):
+    for entry in _entries():
         instance = _instantiate(entry)
         if instance is not None:
             reason = instance.available()[1]
@@ -148,23 +179,42 @@ def backends() -> list[BackendInfo]:
     return rows
 
 
-def _check_name(name: object) -> str:
+def _lookup(name: object) -> _Entry:
     _load_entry_points()
-    if not isinstance(name, str) or name not in _registry:
-        raise ValueError(f"unknown backend {name!r}; registered: {', '.join(sorted(_registry))}")
-    return name
+    with _lock:
+        entry = _registry.get(name) if isinstance(name, str) else None
+        if entry is None:
+            raise ValueError(
+                f"unknown backend {name!r}; registered: {', '.join(sorted(_registry))}")
+    return entry
 
 
 def _usable(name: str) -> Any:
-    entry = _registry[_check_name(name)]
+    entry = _lookup(name)
     instance = _instantiate(entry)
     if instance is None:
-        raise RuntimeError(f"backend {name!r} is not usable here: {entry.error}")
+        why = entry.error or "its loader is still running and asked for it"
+        raise RuntimeError(f"backend {name!r} is not usable here: {why}")
     return instance
 
 
 def set_backend(name: str | None) -> None:
-    """Choose the process-wide backend (``None`` restores the automatic default)."""
+    """Choose the process-wide backend (``None`` restores the automatic default).
+
+    The choice is seen by every thread and task that has no :func:`use_backend` of its
+    own; prefer :func:`use_backend` to change the backend for a part of a program.
+
+    Examples
+    --------
+    >>> import mxarray
+    >>> from mxarray.backends import named_backend
+    >>> mxarray.set_backend("numpy")
+    >>> named_backend()
+    'numpy'
+    >>> mxarray.set_backend(None)
+    >>> named_backend() is None
+    True
+    """
     global _global_choice
     if name is not None:
         _usable(name)
@@ -174,6 +224,10 @@ def set_backend(name: str | None) -> None:
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[Backend]:
     """Use backend ``name`` inside a ``with`` block (local to this thread and task).
+
+    Code inside the block, and asyncio tasks or :func:`contextvars.copy_context` runs
+    created there, see the choice; other threads and tasks do not (a thread started
+    inside the block does not either: new threads start without it).
 
     Examples
     --------
@@ -192,7 +246,7 @@ def use_backend(name: str) -> Iterator[Backend]:
 
 def _default() -> Any:
     _load_entry_points()
-    for entry in sorted(_registry.values(), key=lambda e: -e.priority):
+    for entry in _entries():
         if entry.priority < 0:
             continue  # third-party backends are used only when named
         instance = _instantiate(entry)

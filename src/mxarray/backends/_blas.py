@@ -34,7 +34,8 @@ def _library_paths() -> list[str]:
     return sorted({p for pattern in patterns for p in glob.glob(pattern)})
 
 
-def _load() -> Callable[..., None] | None:
+def _load() -> tuple[Callable[..., None], int] | None:
+    """The first CBLAS sgemm found and the largest dimension its integers hold."""
     for path in _library_paths():
         try:
             lib = ctypes.CDLL(path)
@@ -49,7 +50,7 @@ def _load() -> Callable[..., None] | None:
                            ctypes.c_float, ctypes.c_void_p, size, ctypes.c_void_p, size,
                            ctypes.c_float, ctypes.c_void_p, size]
             fn.restype = None
-            return fn
+            return fn, 2**63 - 1 if ilp64 else 2**31 - 1
     return None
 
 
@@ -64,7 +65,7 @@ def _agrees_with_numpy(fn: Callable[..., None]) -> bool:
     return bool(np.array_equal(c, a @ b.T + 1))
 
 
-_SGEMM = _load()
+_SGEMM, _MAX_DIM = _load() or (None, 0)
 if _SGEMM is not None and not _agrees_with_numpy(_SGEMM):
     _SGEMM = None
 
@@ -83,8 +84,15 @@ def _sgemm_acc(a: np.ndarray, b: np.ndarray, c: np.ndarray, accumulate: bool) ->
     if not ok:  # BLAS would read or write out of bounds
         raise ValueError("sgemm_acc needs C-contiguous float32 a (m, k), b (n, k) and "
                          "a writeable float32 c (m, n) with unit column stride")
-    _SGEMM(_ROW_MAJOR, _NO_TRANS, _TRANS, m, n, k, 1.0, a.ctypes.data, k, b.ctypes.data, k,
-           1.0 if accumulate else 0.0, c.ctypes.data, c.strides[0] // 4)
+    ldc = c.strides[0] // 4
+    if max(k, ldc) > _MAX_DIM:  # ctypes would silently wrap them
+        raise ValueError(f"sgemm_acc: k = {k} or row stride {ldc} exceeds this BLAS's "
+                         f"integers (at most {_MAX_DIM})")
+    # rows beyond the BLAS's integers (a 32-bit BLAS and 2**31 rows) go in pieces; n <= ldc
+    for i in range(0, m, _MAX_DIM):
+        ai = a[i : i + _MAX_DIM]
+        _SGEMM(_ROW_MAJOR, _NO_TRANS, _TRANS, ai.shape[0], n, k, 1.0, ai.ctypes.data, k,
+               b.ctypes.data, k, 1.0 if accumulate else 0.0, c[i:].ctypes.data, ldc)
 
 
 sgemm_acc: Callable[[np.ndarray, np.ndarray, np.ndarray, bool], None] | None = (

@@ -41,7 +41,10 @@ block formats (MX9/MX6/MX4, NVFP4, registered ones) the contracts above change s
 Optional fused paths, used by the core when a backend defines them (same results):
 
 ``quantize_packed(blocks, fmt, rounding, scale_mode, seed, *, block_ids=None) -> (packed, scales)``
-    As ``quantize_blocks`` followed by ``pack`` of each row.
+    As ``quantize_blocks`` followed by ``pack`` of each row.  A backend may also take
+    ``out=(packed, scales)``, C-contiguous uint8 arrays of shapes ``(n, bytes_per_block)``
+    and ``(n,)`` to write into and return: the core then has each piece of a large array
+    written in place instead of copied (it passes ``out`` only when the signature names it).
 ``dequantize_packed(packed, scales, fmt, dtype, out=None) -> values``
     As ``unpack`` followed by ``dequantize_blocks``; ``packed`` holds one block's bytes per row.
     With ``out`` (a C-contiguous ``(n, block_size)`` array of ``dtype``) it writes there

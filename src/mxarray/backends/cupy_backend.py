@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import warnings
 from typing import Any
 
@@ -77,9 +78,19 @@ def probe() -> tuple[bool, str]:
     return True, f"{name} (sm_{props['major']}{props['minor']}), CuPy {cupy.__version__}"
 
 
-@functools.cache
+# Held while a kernel module is built or the mma kernel is self-checked, so that threads
+# arriving together do that once (functools.cache alone lets each of them run it).
+_ONCE_LOCK = threading.RLock()
+
+
 def _module(source: str, formats: tuple[Format, ...]) -> Any:
     """Compile ``source`` for ``formats`` (one per format macro of the source), once."""
+    with _ONCE_LOCK:
+        return _build_module(source, formats)
+
+
+@functools.cache
+def _build_module(source: str, formats: tuple[Format, ...]) -> Any:
     import cupy
 
     macros = _cuda_sources.KERNEL_SOURCES[source]
@@ -87,12 +98,24 @@ def _module(source: str, formats: tuple[Format, ...]) -> Any:
     return cupy.RawModule(code=_cuda_sources.read_source(source), options=options)
 
 
+_MAX_GRID = 2**31 - 1  # CUDA's limit on gridDim.x
+
+
+def _checked_grid(blocks: int) -> tuple[int]:
+    """A 1-D grid of ``blocks`` thread blocks; ValueError beyond CUDA's grid limit (the
+    kernels index in 64 bits, so the grid is the only bound on their size)."""
+    if blocks > _MAX_GRID:
+        raise ValueError(f"the launch needs {blocks} thread blocks, more than CUDA's grid "
+                         f"limit of {_MAX_GRID}; split the array")
+    return (blocks,)
+
+
 def _grid(n_threads: int) -> tuple[int]:
-    return (max(1, -(-n_threads // _THREADS)),)
+    return _checked_grid(max(1, -(-n_threads // _THREADS)))
 
 
 def _mma_grid(batch: int, m: int, n: int) -> tuple[int]:
-    return (batch * -(-m // _MMA_TILE) * -(-n // _MMA_TILE),)
+    return _checked_grid(batch * -(-m // _MMA_TILE) * -(-n // _MMA_TILE))
 
 
 def _launch_matmul(kernel_kind: str, a_codes: Any, a_scales: Any, a_fmt: Format, b_codes: Any,
@@ -236,9 +259,14 @@ def _agrees_with_exact(got: np.ndarray, ac: np.ndarray, as_: np.ndarray, a_fmt: 
     return not spec_bound_violations(got, ac, as_, a_fmt, bc, bs, b_fmt)
 
 
-@functools.cache
 def _mma_verified(device_id: int, a_fmt: Format, b_fmt: Format) -> bool:
     """Run the mma kernel once on this device and format pair against the exact result."""
+    with _ONCE_LOCK:
+        return _mma_check(device_id, a_fmt, b_fmt)
+
+
+@functools.cache
+def _mma_check(device_id: int, a_fmt: Format, b_fmt: Format) -> bool:
     import cupy as cp
 
     ac, as_, bc, bs = _self_check_problem(a_fmt, b_fmt)

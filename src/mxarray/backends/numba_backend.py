@@ -70,6 +70,7 @@ from ._numba_block_params import (
     ue4m3_params,
     unpack_lanes,
 )
+from ._numba_threads import guarded
 
 __all__ = ["NumbaBackend"]
 
@@ -175,6 +176,20 @@ def _rows(a: np.ndarray, width: int) -> np.ndarray:
 _NO_IDS = np.empty(0, dtype=np.uint64)
 
 
+def _outputs(out: tuple[np.ndarray, np.ndarray] | None, n: int, width: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Packed rows ``(n, width)`` and scales ``(n,)``, uint8: the caller's ``out`` (checked)
+    or new arrays."""
+    if out is None:
+        return np.empty((n, width), dtype=np.uint8), np.empty(n, dtype=np.uint8)
+    rows, scales = out
+    for a, shape in ((rows, (n, width)), (scales, (n,))):
+        if a.shape != shape or a.dtype != np.uint8 or not a.flags.c_contiguous:
+            raise ValueError(f"out must hold C-contiguous uint8 arrays of shapes {(n, width)} "
+                             f"and {(n,)}, got {a.dtype} {a.shape}")
+    return rows, scales
+
+
 def _block_ids(block_ids: np.ndarray | None, n: int) -> np.ndarray:
     """The kernels' ``block_ids``: a uint64 array of ``n`` block numbers, or empty for
     the default numbering ``0 .. n - 1``."""
@@ -203,8 +218,8 @@ class NumbaBackend:
         from . import _numba_block_kernels as block_kernels
         from . import _numba_kernels as kernels
 
-        self._k = kernels
-        self._bk = block_kernels
+        self._k = guarded(kernels)
+        self._bk = guarded(block_kernels)
 
     @staticmethod
     def supports(fmt: Format) -> bool:
@@ -236,6 +251,7 @@ class NumbaBackend:
         packed: bool,
         block_ids: np.ndarray | None,
         tensor_scale: float | None,
+        out: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         k = self._k
         blocks = np.asarray(blocks)
@@ -253,14 +269,13 @@ class NumbaBackend:
         ids = _block_ids(block_ids, blocks.shape[0])
         if not fmt.is_ocp:
             return self._quantize_general(blocks, fmt, rounding, mode, rmode, seed, packed, ids,
-                                          tensor_scale)
+                                          tensor_scale, out)
         if blocks.dtype in _KERNEL_FLOAT:
             blocks = blocks.astype(_KERNEL_FLOAT[blocks.dtype])
         bits = np.ascontiguousarray(blocks).view(_UINT_OF[blocks.dtype.itemsize])
         per_group, group_bytes, code_bits = _layout(fmt, packed)
         n, bs = bits.shape
-        out = np.empty((n, bs // per_group * group_bytes), dtype=np.uint8)
-        scales = np.empty(n, dtype=np.uint8)
+        out, scales = _outputs(out, n, bs // per_group * group_bytes)
         params = (*_input_params(blocks.dtype), *_format_params(fmt), mode, rmode)
         if rounding == "stochastic":
             k.quantize_rows(bits, *params, np.uint64(seed), ids, per_group, group_bytes,
@@ -282,6 +297,7 @@ class NumbaBackend:
         packed: bool,
         ids: np.ndarray,
         tensor_scale: float | None,
+        out: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Non-OCP formats: float64 values (exact for every input dtype) into the
         generic kernels; unpacked codes are made uint16 there and cast to
@@ -289,10 +305,9 @@ class NumbaBackend:
         v = np.ascontiguousarray(blocks, dtype=np.float64)
         n = v.shape[0]
         if packed:
-            out = np.empty((n, fmt.bytes_per_block), dtype=np.uint8)
+            out, scales = _outputs(out, n, fmt.bytes_per_block)
         else:
-            out = np.empty((n, fmt.block_size), dtype=np.uint16)
-        scales = np.empty(n, dtype=np.uint8)
+            out, scales = np.empty((n, fmt.block_size), dtype=np.uint16), np.empty(n, np.uint8)
         layout = layout_params(fmt)
         if fmt.scale.kind == "ue4m3":
             if rounding == "stochastic":
@@ -339,10 +354,13 @@ class NumbaBackend:
         *,
         block_ids: np.ndarray | None = None,
         tensor_scale: float | None = None,
+        out: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`quantize_blocks`, but return the codes packed: ``pack(codes)`` rows."""
+        """As :meth:`quantize_blocks`, but return the codes packed: ``pack(codes)`` rows,
+        written into ``out`` (C-contiguous uint8 ``(n, bytes_per_block)`` and ``(n,)``)
+        when given."""
         return self._quantize(blocks, fmt, rounding, scale_mode, seed, True, block_ids,
-                              tensor_scale)
+                              tensor_scale, out)
 
     # -- dequantize -------------------------------------------------------------------
 
@@ -511,17 +529,15 @@ class NumbaBackend:
         packed: bool,
     ) -> np.ndarray:
         """Two OCP operands: the bit-level decode, scales folded in (module docstring)."""
-        a_scales = np.ascontiguousarray(a_scales, dtype=np.uint8)
-        b_scales = np.ascontiguousarray(b_scales, dtype=np.uint8)
-        batch, m, kb = a_scales.shape
-        n = b_scales.shape[1]
+        batch, m, kb = np.shape(a_scales)
+        n = np.shape(b_scales)[1]
         k = kb * a_fmt.block_size
-        a = np.ascontiguousarray(a, dtype=np.uint8).reshape(batch, m, -1)
-        b = np.ascontiguousarray(b, dtype=np.uint8).reshape(batch, n, -1)
+        a, a_scales = _per_batch(a, batch, m), _per_batch(a_scales, batch, m)
+        b, b_scales = _per_batch(b, batch, n), _per_batch(b_scales, batch, n)
         out = _empty_result(batch, m, n, k)
         if not out.size or k == 0:
             return out
-        dt = _tile_dtype(a_scales, a_fmt, b_scales, b_fmt, k)
+        dt = _tile_dtype(_distinct(a_scales), a_fmt, _distinct(b_scales), b_fmt, k)
         a_op = _Operand(a, a_scales, a_fmt, dt, packed, self._k.decode_panel)
         b_op = _Operand(b, b_scales, b_fmt, dt, packed, self._k.decode_panel)
         _run_matmul(a_op, b_op, out, k, a_fmt.block_size, dt)
@@ -544,23 +560,35 @@ class NumbaBackend:
         Block sizes may differ: K is cut to the shorter padded length (beyond it one
         side is padding) and panels span whole blocks of both operands.
         """
-        a_scales = np.ascontiguousarray(a_scales, dtype=np.uint8)
-        b_scales = np.ascontiguousarray(b_scales, dtype=np.uint8)
-        batch, m, kb_a = a_scales.shape
-        n, kb_b = b_scales.shape[1:]
+        batch, m, kb_a = np.shape(a_scales)
+        n, kb_b = np.shape(b_scales)[1:]
         k = min(kb_a * a_fmt.block_size, kb_b * b_fmt.block_size)
-        a = np.ascontiguousarray(a, dtype=np.uint8).reshape(batch, m, -1)
-        b = np.ascontiguousarray(b, dtype=np.uint8).reshape(batch, n, -1)
+        a, a_scales = _per_batch(a, batch, m), _per_batch(a_scales, batch, m)
+        b, b_scales = _per_batch(b, batch, n), _per_batch(b_scales, batch, n)
         out = _empty_result(batch, m, n, k)
         if not out.size or k == 0:
             return out
-        dt = general_matmul_dtype(a_fmt, a_scales, b_fmt, b_scales, k)
+        dt = general_matmul_dtype(a_fmt, _distinct(a_scales), b_fmt, _distinct(b_scales), k)
         kernel = self._bk.decode_panel_table
         a_op = _TableOperand(a, a_scales, a_fmt, dt, kernel)
         b_op = _TableOperand(b, b_scales, b_fmt, dt, kernel)
         _run_matmul(a_op, b_op, out, k, math.lcm(a_fmt.block_size, b_fmt.block_size), dt,
                     factor)
         return out
+
+
+def _per_batch(x: Any, batch: int, rows: int) -> np.ndarray:
+    """``x`` as uint8 ``(batch, rows, -1)`` whose batch items are C-contiguous (what the
+    decode kernels read), copying only when an item is not: an operand broadcast along
+    the batch axis (stride 0) stays one copy instead of ``batch``."""
+    x = np.asarray(x, dtype=np.uint8)
+    x = x.reshape(batch, rows, math.prod(x.shape[2:]))
+    return x if not batch or x[0].flags.c_contiguous else np.ascontiguousarray(x)
+
+
+def _distinct(x: np.ndarray) -> np.ndarray:
+    """The batch items of ``x`` that may differ: one when the batch axis is a broadcast."""
+    return x[:1] if x.strides[0] == 0 else x
 
 
 def _empty_result(batch: int, m: int, n: int, k: int) -> np.ndarray:

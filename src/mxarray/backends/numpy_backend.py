@@ -1,8 +1,8 @@
 """The NumPy reference backend: readable, vectorised and exact by construction.
 
 Every other backend is tested bit for bit against this one.  It sees only contiguous
-``(n_blocks, block_size)`` arrays; shapes, axes and padding are handled in
-:mod:`mxarray.core`.  The arithmetic is exact: inputs are widened to float64 (exact for
+``(n_blocks, block_size)`` arrays (and, for matmul, rows of packed bytes); shapes, axes
+and padding are handled in :mod:`mxarray.core`.  The arithmetic is exact: inputs are widened to float64 (exact for
 float16/32/64), exponents come from ``frexp``, scaling uses ``ldexp`` by powers of two,
 and rounding compares the exact fractional part with one half.  Scales that are not
 powers of two (NVFP4's UE4M3 times its float32 tensor scale) are handled by exact
@@ -12,6 +12,7 @@ comparisons with the scaled grid (:func:`round_ratio`).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -381,14 +382,46 @@ class NumpyBackend:
         ``b_codes`` is ``(batch, N, KB', block_size')`` with scales ``(batch, N, KB')``
         (block sizes may differ: both are cut to the shorter padded length, beyond which
         one side is zero padding).  Returns ``(batch, M, N)`` float32.  The reference
-        decodes both operands exactly to float64 and multiplies them in float64, then
-        rounds once to float32.
+        decodes the operands exactly to float64 and multiplies them in float64, then
+        rounds once to float32; see :func:`_tiled_matmul` for the tiles it works in.
         """
-        a = self._decode_rows(a_codes, a_scales, a_fmt, a_tensor_scale)
-        b = self._decode_rows(b_codes, b_scales, b_fmt, b_tensor_scale)
-        k = min(a.shape[-1], b.shape[-1])
-        with np.errstate(over="ignore", invalid="ignore"):
-            return np.matmul(a[..., :k], np.swapaxes(b[..., :k], -1, -2)).astype(np.float32)
+        def rows(codes: np.ndarray, scales: np.ndarray, fmt: Format, ts: float | None
+                 ) -> Any:
+            return lambda b, r: self._decode_rows(codes[b, r], scales[b, r], fmt, ts)
+
+        return _tiled_matmul(rows(a_codes, a_scales, a_fmt, a_tensor_scale),
+                             rows(b_codes, b_scales, b_fmt, b_tensor_scale),
+                             a_codes.shape[:2], b_codes.shape[1],
+                             min(a_codes.shape[-2] * a_codes.shape[-1],
+                                 b_codes.shape[-2] * b_codes.shape[-1]))
+
+    def matmul_packed(
+        self,
+        a_packed: np.ndarray,
+        a_scales: np.ndarray,
+        a_fmt: Format,
+        b_packed: np.ndarray,
+        b_scales: np.ndarray,
+        b_fmt: Format,
+        *,
+        a_tensor_scale: float | None = None,
+        b_tensor_scale: float | None = None,
+    ) -> np.ndarray:
+        """As :meth:`matmul_blocks` on ``(batch, M, packed K)`` and ``(batch, N, packed K)``
+        bytes: each tile is unpacked when it is decoded, so no operand is unpacked whole."""
+        def rows(packed: np.ndarray, scales: np.ndarray, fmt: Format, ts: float | None
+                 ) -> Any:
+            def decode(b: int, r: slice) -> np.ndarray:
+                codes = self.unpack(packed[b, r], fmt)
+                return self._decode_rows(codes.reshape(scales[b, r].shape + (-1,)),
+                                         scales[b, r], fmt, ts)
+            return decode
+
+        a_k = a_scales.shape[-1] * a_fmt.block_size
+        b_k = b_scales.shape[-1] * b_fmt.block_size
+        return _tiled_matmul(rows(a_packed, a_scales, a_fmt, a_tensor_scale),
+                             rows(b_packed, b_scales, b_fmt, b_tensor_scale),
+                             a_packed.shape[:2], b_packed.shape[1], min(a_k, b_k))
 
     def _decode_rows(
         self, codes: np.ndarray, scales: np.ndarray, fmt: Format, tensor_scale: float | None
@@ -399,6 +432,54 @@ class NumpyBackend:
             tensor_scale=tensor_scale,
         )
         return flat.reshape(lead + (codes.shape[-2] * codes.shape[-1],))
+
+
+# The reference matmul decodes row tiles of A and of B holding at most about this many
+# float64 values together with their product tile (tests lower it to force many tiles).
+_TILE_ELEMENTS = 1 << 20
+
+
+def _tiled_matmul(a_rows: Any, b_rows: Any, batch_m: tuple[int, int], n: int, k: int
+                  ) -> np.ndarray:
+    """``(batch, M, N)`` float32 products of decoded row tiles, one float64 GEMM per tile.
+
+    ``a_rows(b, rows)`` and ``b_rows(b, rows)`` decode the rows (a slice) of operand
+    ``b`` of A and B to float64, at least ``k`` columns.  Every output element is one
+    float64 dot product over all of K (K is never split), rounded once to float32, as in
+    one GEMM of the whole operands; no tile has a single row unless its operand has
+    (NumPy's matmul would treat it as a vector).  When every product and partial sum is
+    exact in float64 (power-of-two scales within about 2**30 of each other) the result
+    is the same in any order, so tiles change no bit.  Otherwise (NVFP4's float32 tensor
+    scales make products of up to 60 significant bits) BLAS may order or fuse a dot
+    differently for a tile than for the whole: the two differ within the float64 error
+    of a dot (``k * 2**-53 * sum |a b|``) before the float32 rounding, far inside the
+    spec's dot-product bound.  The decoded tiles
+    and their product hold about ``max(_TILE_ELEMENTS, 4 * k + 4)`` float64 values.
+    """
+    batch, m = batch_m
+    out = np.empty((batch, m, n), dtype=np.float32)
+    t = _tile_rows(k)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for bi in range(batch):
+            for ma in _spans(m, t):
+                a = a_rows(bi, ma)[:, :k]
+                for nb in _spans(n, t):
+                    out[bi, ma, nb] = np.matmul(a, b_rows(bi, nb)[:, :k].T)
+    return out
+
+
+def _tile_rows(k: int) -> int:
+    """Rows per tile: the largest ``t >= 2`` with ``2 t k + t * t <= _TILE_ELEMENTS``."""
+    return max(2, math.isqrt(k * k + _TILE_ELEMENTS) - k)
+
+
+def _spans(length: int, t: int) -> list[slice]:
+    """Slices of at most ``t + 1`` rows covering ``length`` rows, none of one row unless
+    ``length == 1`` (a last row on its own joins the tile before it)."""
+    starts = list(range(0, length, t))
+    if len(starts) > 1 and length - starts[-1] == 1:
+        starts.pop()
+    return [slice(a, b) for a, b in zip(starts, starts[1:] + [length])]
 
 
 def _random_indices(shape: tuple[int, int], block_ids: np.ndarray | None) -> np.ndarray:

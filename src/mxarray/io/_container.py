@@ -86,10 +86,16 @@ class TensorWriter(abc.ABC):
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"{self.path}: the directory {self.path.parent} does not "
                                     "exist")
-        self._tmp = self.path.with_name(self.path.name + ".partial")
+        self._tmp: Path | None = None  # set by _create_tmp
         self._pending = [(name, np.dtype(dtype).newbyteorder("<"), tuple(shape))
                          for name, dtype, shape in entries]
         names = [name for name, _, _ in self._pending]
+        for name in names:
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"tensor name {name!r} is not valid Unicode (a lone "
+                                 "surrogate): files store names as UTF-8") from None
         repeated = sorted(n for n, k in collections.Counter(names).items() if k > 1)
         if repeated:
             raise ValueError(f"tensor names must be unique; {repeated} would be written twice "
@@ -97,6 +103,20 @@ class TensorWriter(abc.ABC):
                              "NAME.mx_packed or NAME.mx_scales: rename it)")
         self._next = 0
         self._metadata = metadata
+
+    def _create_tmp(self) -> Path:
+        """Create the temporary file beside the target under a name no file has yet
+        (``NAME.partial``, else ``NAME.1.partial`` ...), so no other file is replaced."""
+        i = 0
+        while True:
+            tmp = self.path.with_name(f"{self.path.name}{f'.{i}' if i else ''}.partial")
+            try:
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            except FileExistsError:
+                i += 1
+                continue
+            self._tmp = tmp
+            return tmp
 
     def write(self, name: str, array: Any) -> None:
         """Write the next declared tensor (in the declared order)."""
@@ -139,7 +159,8 @@ class TensorWriter(abc.ABC):
         try:
             self._finish()
         finally:
-            self._tmp.unlink(missing_ok=True)
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> TensorWriter:
         return self

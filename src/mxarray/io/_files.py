@@ -118,8 +118,9 @@ def save(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> None:
         If ``arrays`` is not a mapping.
     ValueError
         If the suffix is unsupported, a name is empty, not a string, reserved
-        (``__metadata__``) or collides with the storage of an MX array, or a dense array
-        has an object dtype or one the file kind cannot hold.
+        (``__metadata__``), collides with the storage of an MX array or cannot be stored
+        (a lone surrogate; a NUL character in ``.npz``), or a dense array has an object
+        dtype or one the file kind cannot hold.  No file is written then.
     NotImplementedError
         If an MXArray carries state the file format does not record.
 

@@ -3,8 +3,10 @@
 An ``.npz`` file is a zip archive of ``.npy`` members.  Before a member is read, its
 ``.npy`` header (dtype, shape) is parsed and the bytes it declares are compared with
 the member's size in the archive, and the member's size with the archive's size, so a
-corrupt header cannot make the reader allocate more than the file holds.  Object
-dtypes (which ``.npy`` stores as pickles) are refused and every read passes
+corrupt header cannot make the reader allocate more than the file holds (a deflated
+member: at most deflate's ratio, about 1032:1, times its stored size).  Members must not
+overlap one another, so no stored byte counts twice; encrypted members are refused.
+Object dtypes (which ``.npy`` stores as pickles) are refused and every read passes
 ``allow_pickle=False``.  The metadata dict rides in a member named ``__metadata__``:
 a uint8 array of the UTF-8 JSON text.
 """
@@ -12,7 +14,9 @@ a uint8 array of the UTF-8 JSON text.
 from __future__ import annotations
 
 import json
+import math
 import os
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -34,6 +38,7 @@ __all__ = ["NpzReader", "NpzWriter", "NpyReader", "METADATA_MEMBER"]
 
 METADATA_MEMBER = "__metadata__"
 _MAX_DEFLATE_RATIO = 1100  # deflate expands at most about 1032:1
+_ENCRYPTED, _UTF8_NAME = 0x1, 0x800  # zip entry flags: encrypted, name in UTF-8 (else cp437)
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
 
 
@@ -47,12 +52,15 @@ def _read_npy_header(fp: IO[bytes], where: str) -> tuple[np.dtype, tuple[int, ..
             shape, _, dtype = npy.read_array_header_2_0(fp)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+    except (ValueError, SyntaxError, TypeError, EOFError, tokenize.TokenError,
+            RecursionError) as exc:
         raise corrupt(where, f"bad .npy header ({exc})") from None
     if dtype.hasobject:
         raise corrupt(where, "it holds Python objects (a pickle); mxarray never loads pickles")
     if dtype.kind == "V" or dtype.fields is not None:
         raise corrupt(where, f"unsupported dtype {dtype}")
+    if any(d < 0 for d in shape) or math.prod(shape) >= 2**63:
+        raise corrupt(where, f"impossible shape {shape} in the .npy header")
     return dtype, tuple(shape), fp.tell()
 
 
@@ -101,12 +109,30 @@ class NpzReader(TensorReader):
             raise
         self.entries = {k: v for k, (_, v) in self._members.items() if k != METADATA_MEMBER}
 
+    def _check_disjoint(self) -> None:
+        """Refuse members whose stored bytes overlap (each at least its 30-byte local
+        header, its name and its compressed data): overlapping members let a small archive
+        declare many times its size (a non-recursive zip bomb), and the zipfile module of
+        Python 3.11.7 reads such members without complaint."""
+        end, previous = 0, None
+        for info in sorted(self._zip.infolist(), key=lambda i: i.header_offset):
+            if info.header_offset < end:
+                raise corrupt(self.path, f"members {previous!r} and {info.filename!r} overlap")
+            name = info.orig_filename.encode("utf-8" if info.flag_bits & _UTF8_NAME else "cp437")
+            end = info.header_offset + 30 + len(name) + info.compress_size
+            previous = info.filename
+        if end > self._zip.start_dir:
+            raise corrupt(self.path, f"member {previous!r} overlaps the central directory")
+
     def _scan(self, archive_size: int) -> dict[str, tuple[zipfile.ZipInfo, TensorInfo]]:
+        self._check_disjoint()
         members = {}
         for info in self._zip.infolist():
             where = f"{self.path} member {info.filename!r}"
             if not info.filename.endswith(".npy"):
                 raise corrupt(self.path, f"member {info.filename!r} is not a .npy file")
+            if info.flag_bits & _ENCRYPTED:
+                raise corrupt(self.path, f"member {info.filename!r} is encrypted")
             if info.compress_size > archive_size:
                 raise corrupt(self.path, f"member {info.filename!r} claims more bytes than "
                                          "the archive holds")
@@ -185,12 +211,16 @@ class NpzWriter(TensorWriter):
         if metadata:
             raw = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
             entries = [(METADATA_MEMBER, raw.dtype, raw.shape), *entries]
+        nul = [name for name, _, _ in entries if "\0" in name]
+        if nul:
+            raise ValueError(f"tensor names {nul} hold a NUL character, which .npz member "
+                             "names cannot; use a .safetensors file")
         super().__init__(path, entries, metadata)
         for name, dtype, _ in self._pending:
             if dtype.kind not in "biuf" or not _portable(dtype):
                 raise ValueError(f"tensor {name!r}: .npz cannot record dtype {dtype} "
                                  "portably; use a .safetensors file")
-        self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED,
+        self._zip = zipfile.ZipFile(self._create_tmp(), "w", compression=zipfile.ZIP_STORED,
                                     allowZip64=True)
         if metadata:
             self.write(METADATA_MEMBER, raw)

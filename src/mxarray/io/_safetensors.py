@@ -210,7 +210,7 @@ class SafetensorsWriter(TensorWriter):
             offset += size
         text = json.dumps(header, separators=(",", ":")).encode("utf-8")
         text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
-        self._file = open(self._tmp, "wb")
+        self._file = open(self._create_tmp(), "wb")
         self._file.write(len(text).to_bytes(8, "little") + text)
 
     def _write(self, name: str, array: np.ndarray) -> None:

@@ -175,7 +175,7 @@ def gpt_oss_to_gguf(blocks: Any, scales: Any) -> np.ndarray:
     out = np.empty(blocks.shape[:-1] + (GGUF_BLOCK_BYTES,), dtype=np.uint8)
     out[..., 0] = scales
     out[..., 1:] = codes[..., :BLOCK_BYTES] | (codes[..., BLOCK_BYTES:] << 4)
-    return out.reshape(blocks.shape[:-2] + (-1,))
+    return out.reshape(blocks.shape[:-2] + (blocks.shape[-2] * GGUF_BLOCK_BYTES,))
 
 
 def gguf_to_gpt_oss(data: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +200,7 @@ def gguf_to_gpt_oss(data: Any) -> tuple[np.ndarray, np.ndarray]:
     if data.ndim < 1 or data.shape[-1] == 0 or data.shape[-1] % GGUF_BLOCK_BYTES:
         raise ValueError(f"GGUF MXFP4 rows must be a positive multiple of {GGUF_BLOCK_BYTES} "
                          f"bytes long, got shape {data.shape}")
-    rows = data.reshape(data.shape[:-1] + (-1, GGUF_BLOCK_BYTES))
+    rows = data.reshape(data.shape[:-1] + (data.shape[-1] // GGUF_BLOCK_BYTES, GGUF_BLOCK_BYTES))
     qs = rows[..., 1:]
     codes = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
     blocks = codes[..., 0::2] | (codes[..., 1::2] << 4)

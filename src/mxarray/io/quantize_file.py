@@ -20,7 +20,7 @@ from ..core import quantize
 from ..formats import check_rounding, check_scale_mode, get_format
 from ..report import qsnr_db
 from ._container import TensorInfo, TensorReader, TensorWriter
-from ._files import mx_records, open_reader, open_writer, storage_of
+from ._files import mx_records, open_reader, open_writer, read_mx, storage_of
 from ._metadata import METADATA_KEY, MXRecord, encode
 
 __all__ = ["TensorSummary", "quantize_file", "QUANTIZABLE_DTYPES"]
@@ -96,8 +96,10 @@ def quantize_file(
     TypeError
         If ``seed`` is not an integer.
     ValueError
-        If ``seed`` is outside ``[0, 2**64)``, ``dst`` is ``src``, a suffix is unsupported, a file is malformed, or the
-        format does not take the rounding or scale mode.
+        If ``seed`` is outside ``[0, 2**64)``, ``dst`` is ``src``, a suffix is unsupported,
+        a file is malformed (MX arrays already in ``src`` are validated as
+        :func:`~mxarray.io.load` validates them before they are copied), or the format does
+        not take the rounding or scale mode.  ``dst`` is then left as it was.
 
     Examples
     --------
@@ -165,11 +167,12 @@ def _copy(reader: TensorReader, writer: TensorWriter, name: str, why: str) -> Te
 
 
 def _carry(reader: TensorReader, writer: TensorWriter, rec: MXRecord) -> TensorSummary:
-    """Copy the tensors of an MX array that the input already holds."""
+    """Copy an MX array that the input already holds, validated as load validates it."""
+    parts = storage_of(read_mx(reader, rec))
     size = 0
-    for n, _, _ in rec.storage:
-        writer.write(n, reader.read(n))
-        size += reader.entries[n].nbytes
+    for (n, _, _), part in zip(rec.storage, parts, strict=True):
+        writer.write(n, part)
+        size += part.nbytes
     return TensorSummary(rec.name, "uint8", rec.shape, rec.format.name, None, size, size,
                          "already MX")
 
