@@ -645,7 +645,8 @@ def _random_mx(data) -> mxarray.MXArray:
 @given(data=st.data())
 @fuzz_settings(100)
 def test_interop_round_trips_random_arrays_bit_for_bit(data):
-    import torch
+    torch = pytest.importorskip(
+        "torch", reason="torch is optional (not a dependency): the torch interop waits for it")
 
     a = _random_mx(data)
     packed, scales = dlpack_parts(a)
@@ -678,7 +679,8 @@ _CORRUPTIONS = ["none", "flip", "dtype", "drop_dim", "add_dim", "slice", "shape"
 @given(data=st.data(), how=st.sampled_from(_CORRUPTIONS), which=st.sampled_from([0, 1]))
 @fuzz_settings(150)
 def test_from_torch_with_damaged_tensors_builds_the_bytes_or_refuses(data, how, which):
-    import torch
+    torch = pytest.importorskip(
+        "torch", reason="torch is optional (not a dependency): the torch interop waits for it")
 
     a = _random_mx(data)
     try:
