@@ -98,16 +98,35 @@ def backend_for(fmts: Format | tuple[Format, ...], backend: str | None = None, *
     )
 
 
+def _input_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` in native byte order, if quantize accepts it (float16, float32, float64)."""
+    dt = np.dtype(dtype)
+    native = dt.newbyteorder("=") if dt.kind == "f" else dt
+    if native not in _INPUT_DTYPES:
+        raise TypeError(f"x must be a float16, float32 or float64 array, got dtype {dt}")
+    return native
+
+
+def _output_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` as a NumPy dtype, if dequantize produces it (float32, float64)."""
+    if dtype is None:  # numpy.dtype(None) would be float64
+        raise TypeError("dtype must be float32 or float64, got None")
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dt not in _OUTPUT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
 def _as_float_array(x: Any, xp: Any) -> Any:
     if isinstance(x, MXArray):
         raise TypeError("x is already an MXArray; dequantize it first to requantize")
     arr = xp.asarray(x)
-    if arr.dtype.kind == "f" and not arr.dtype.isnative:  # e.g. big-endian ">f4" from a file
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    if arr.dtype not in _INPUT_DTYPES:
-        raise TypeError(
-            f"x must be a float16, float32 or float64 array, got dtype {arr.dtype}"
-        )
+    dt = _input_dtype(arr.dtype)
+    if dt != arr.dtype:  # e.g. big-endian ">f4" from a file
+        arr = arr.astype(dt)
     if arr.ndim == 0:
         raise ValueError("x must have at least one dimension (got a 0-d array)")
     return arr
@@ -442,14 +461,7 @@ def dequantize(
     be = backend_for(a.format, backend, a.packed, out)
     if out is not None:
         dtype = _check_out(out, a.shape, be)
-    if dtype is None:  # numpy.dtype(None) would be float64
-        raise TypeError("dtype must be float32 or float64, got None")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dt not in _OUTPUT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    dt = _output_dtype(dtype)
     fmt, xp = a.format, be.xp
     scales = xp.asarray(a._scales).reshape(-1)
     packed = xp.asarray(a.packed).reshape(scales.shape[0], fmt.bytes_per_block)

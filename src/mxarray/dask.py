@@ -23,7 +23,7 @@ import numpy as np
 from . import layout as blocks
 from ._random import check_seed, new_seed
 from .array import MXArray
-from .core import _quantize_with_ids, backend_for
+from .core import _input_dtype, _output_dtype, _quantize_with_ids, backend_for
 from .core import dequantize as _dequantize
 from .formats import Format, check_rounding, check_scale_mode, get_format
 
@@ -36,8 +36,6 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     ) from err
 
 __all__ = ["DaskMXArray", "quantize", "dequantize", "store", "quantize_npy"]
-
-_INPUT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -229,9 +227,7 @@ def quantize(
     if not isinstance(x, da.Array):
         raise TypeError(f"x must be a dask array, not {type(x).__name__}; use mxarray.quantize "
                         "for in-memory arrays")
-    dt = np.dtype(x.dtype)
-    if (dt.newbyteorder("=") if dt.kind == "f" else dt) not in _INPUT_DTYPES:  # any order
-        raise TypeError(f"x must be a float16, float32 or float64 array, got dtype {x.dtype}")
+    _input_dtype(x.dtype)  # either byte order
     if x.ndim == 0:
         raise ValueError("x must have at least one dimension (got a 0-d array)")
     fmt = get_format(fmt)
@@ -307,9 +303,7 @@ def dequantize(
     """
     if not isinstance(q, DaskMXArray):
         raise TypeError(f"q must be a DaskMXArray, not {type(q).__name__}")
-    dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
-    if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    dt = _output_dtype(dtype)
     fmt, ax = q.format, q.block_axis
     backend_for(fmt, backend)  # a bad backend fails now, not when a chunk is computed
     scales = q.scales

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import operator
 from fractions import Fraction
 from typing import Any
 
@@ -19,25 +18,15 @@ import numpy as np
 
 from . import layout as blocks
 from .array import MXArray
-from .core import quantize
+from .core import _as_float_array, quantize
 from .formats import Format, check_rounding, check_scale_mode, get_format
 
 __all__ = ["BlockStats", "block_stats", "ElementExplanation", "BlockExplanation", "explain"]
 
-_INPUT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-
-
 def _float_input(x: Any) -> np.ndarray:
     if isinstance(x, MXArray):
         raise TypeError("x must be the float input, not an MXArray (pass the MXArray as q)")
-    arr = np.asarray(x)
-    if arr.dtype.kind == "f":  # big-endian data (from a .npy file, say) in native order
-        arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
-    if arr.dtype not in _INPUT_DTYPES:
-        raise TypeError(f"x must be a float16, float32 or float64 array, got dtype {arr.dtype}")
-    if arr.ndim == 0:
-        raise ValueError("x must have at least one dimension (got a 0-d array)")
-    return arr
+    return _as_float_array(x, np)  # quantize's checks; big-endian data in native order
 
 
 # -- per-block statistics -------------------------------------------------------------
@@ -324,17 +313,6 @@ def _signed_code(k: int, negative: bool, fmt: Format) -> int:
     return k | (fmt.sign_bit if negative else 0)  # a sign bit: float and sign-magnitude
 
 
-def _index(value: Any, what: str) -> int:
-    """An integer index (Python or NumPy int); bools and everything else are refused."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{what} must be an integer, not bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{what} must be an int or a tuple of ints, "
-                        f"not {type(value).__name__}") from None
-
-
 def _block_position(block: Any, shape: tuple[int, ...], ax: int, bs: int) -> int:
     """The canonical flat number of ``block`` (an int, or an index into the scales; both
     count from the end when negative, as NumPy indices do)."""
@@ -345,14 +323,14 @@ def _block_position(block: Any, shape: tuple[int, ...], ax: int, bs: int) -> int
         if len(block) != len(shape):
             raise ValueError(f"block index {block} must have {len(shape)} entries "
                              f"(the scales' shape is {scales_shape})")
-        where = [_index(i, "block index entries") for i in block]
+        where = [blocks.integer(i, "block index entries") for i in block]
         if not all(-n <= i < n for i, n in zip(where, scales_shape)):
             raise ValueError(f"block index {block} is out of range for the scales' shape "
                              f"{scales_shape}")
         where = [i % n for i, n in zip(where, scales_shape)]
         canonical = tuple(where[:ax] + where[ax + 1 :] + [where[ax]])
         return int(np.ravel_multi_index(canonical, shape[:ax] + shape[ax + 1 :] + (nb,)))
-    b = _index(block, "block")
+    b = blocks.integer(block, "block")
     if not -total <= b < total:
         raise ValueError(f"block={b} is out of range: the array has {total} block(s)")
     return b % total

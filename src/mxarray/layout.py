@@ -17,6 +17,7 @@ import numpy as np
 from .formats import Format
 
 __all__ = [
+    "integer",
     "normalize_axis",
     "normalize_shape",
     "n_blocks",
@@ -29,6 +30,29 @@ __all__ = [
 ]
 
 
+def integer(value: object, name: str) -> int:
+    """``value`` as a Python int: a Python or NumPy integer, never a bool.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is a bool or not an integer; the message names ``name``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mxarray.layout import integer
+    >>> integer(np.int8(-3), "axis")
+    -3
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, not bool")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
+
+
 def normalize_axis(axis: object, ndim: int, name: str = "axis") -> int:
     """Return ``axis`` as a non-negative int for an array of ``ndim`` dimensions.
 
@@ -39,12 +63,7 @@ def normalize_axis(axis: object, ndim: int, name: str = "axis") -> int:
     ValueError
         If ``axis`` is outside ``[-ndim, ndim)``.
     """
-    if isinstance(axis, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, not bool")
-    try:
-        ax = operator.index(axis)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, not {type(axis).__name__}") from None
+    ax = integer(axis, name)
     if not -ndim <= ax < ndim:
         raise ValueError(f"{name}={ax} is out of range for an array of {ndim} dimension(s)")
     return ax % ndim

@@ -13,6 +13,7 @@ from .backends import get_backend
 from .backends.base import supports
 from .core import _check_scale_kind, backend_for, dequantize, quantize
 from .formats import BLOCK_FORMATS, get_format
+from .layout import integer
 
 __all__ = ["FormatReport", "qsnr_db", "evaluate", "format_table"]
 
@@ -113,8 +114,7 @@ def evaluate(
     x = np.asarray(x)  # a list, say: host data either way
     if isinstance(formats, str):
         raise TypeError(f"formats must be a list of format names, not the string {formats!r}")
-    if isinstance(repeats, (bool, np.bool_)) or not isinstance(repeats, (int, np.integer)):
-        raise TypeError(f"repeats must be an integer, not {type(repeats).__name__}")
+    repeats = integer(repeats, "repeats")
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     rows = []

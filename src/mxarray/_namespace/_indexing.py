@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..array import MXArray
+from ..layout import integer
 from . import _dtypes as dt
 from ._array import Array
 from ._device import CPU, Device, module, same_device
@@ -76,12 +77,7 @@ def backend_value(value: Any, dtype: np.dtype, device: Device = CPU) -> Any:
 
 
 def _axis(axis: Any, ndim: int) -> int:
-    if isinstance(axis, (builtins.bool, np.bool_)):
-        raise TypeError("axis must be an integer, not bool")
-    try:
-        ax = operator.index(axis)
-    except TypeError:
-        raise TypeError(f"axis must be an integer, not {type(axis).__name__}") from None
+    ax = integer(axis, "axis")
     if not -ndim <= ax < ndim:
         raise IndexError(f"axis {ax} is out of bounds for an array of {ndim} dimension(s)")
     return ax % ndim

@@ -4,12 +4,12 @@ and return float32; ``repeat``, ``roll`` and ``tile`` always return float32."""
 
 from __future__ import annotations
 
-import operator
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..array import MXArray
+from ..layout import integer
 from . import _dtypes as dt
 from . import _mx_structural as mxs
 from ._array import Array
@@ -36,7 +36,7 @@ def normalize_axes(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
     axes = axis if isinstance(axis, tuple) else (axis,)
     out = []
     for a in axes:
-        a = _integer(a, name)
+        a = integer(a, name)
         if not -ndim <= a < ndim:
             raise ValueError(f"{name} {a} is out of range for {ndim} dimension(s)")
         out.append(a % ndim)
@@ -50,16 +50,6 @@ def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
     if isinstance(axis, tuple):
         raise TypeError(f"{name} must be one integer here, not a tuple")
     return normalize_axes(axis, ndim, name)[0]
-
-
-def _integer(value: Any, name: str) -> int:
-    """``value`` as a Python int (TypeError naming ``name`` for bools and non-integers)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, not bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
 
 
 def _dense_result(values: Any) -> Array:
@@ -111,7 +101,7 @@ def moveaxis(x: Any, source: int | tuple[int, ...], destination: int | tuple[int
 
 
 def _resolve_shape(shape: Any, size: int) -> tuple[int, ...]:
-    dims = [_integer(d, "shape") for d in (shape if isinstance(shape, tuple) else (shape,))]
+    dims = [integer(d, "shape") for d in (shape if isinstance(shape, tuple) else (shape,))]
     if dims.count(-1) > 1 or any(d < -1 for d in dims):
         raise ValueError(f"invalid shape {shape}")
     if -1 in dims:
@@ -161,7 +151,7 @@ def expand_dims(x: Any, /, axis: int = 0) -> Any:
     IndexError
         If ``axis`` is outside ``[-ndim - 1, ndim]``.
     """
-    ax = _integer(axis, "axis")
+    ax = integer(axis, "axis")
     if not -x.ndim - 1 <= ax <= x.ndim:
         raise IndexError(f"axis {ax} is out of range for expand_dims of {x.ndim} dimension(s)")
     ax %= x.ndim + 1
@@ -260,7 +250,7 @@ def stack(arrays: tuple[Any, ...] | list[Any], /, *, axis: int = 0) -> Any:
         raise ValueError("stack needs at least one array")
     if any(a.shape != arrays[0].shape for a in arrays):
         raise ValueError("stack needs arrays of one shape")
-    ax = _integer(axis, "axis")
+    ax = integer(axis, "axis")
     nd = arrays[0].ndim + 1
     if not -nd <= ax < nd:
         raise ValueError(f"axis {ax} is out of range for stacking into {nd} dimensions")
@@ -291,7 +281,7 @@ def broadcast_to(x: Any, /, shape: tuple[int, ...]) -> Any:
     ValueError
         If ``x`` cannot be broadcast to ``shape``.
     """
-    shape = tuple(_integer(d, "shape") for d in shape)
+    shape = tuple(integer(d, "shape") for d in shape)
     np.broadcast_shapes(x.shape, shape)
     if len(shape) < x.ndim or np.broadcast_shapes(x.shape, shape) != shape:
         raise ValueError(f"cannot broadcast shape {x.shape} to {shape}")
@@ -340,8 +330,8 @@ def roll(x: Any, /, shift: int | tuple[int, ...], *,
          axis: int | tuple[int, ...] | None = None) -> Array:
     """Roll elements along axes (float32 for MX input)."""
     a = dense(x)
-    shift = tuple(_integer(s, "shift") for s in shift) if isinstance(shift, tuple) else \
-        _integer(shift, "shift")
+    shift = tuple(integer(s, "shift") for s in shift) if isinstance(shift, tuple) else \
+        integer(shift, "shift")
     if axis is None:
         return _dense_result(a._xp.roll(a._x, shift))
     axes = axis if isinstance(axis, tuple) else (axis,)
@@ -353,4 +343,4 @@ def roll(x: Any, /, shift: int | tuple[int, ...], *,
 def tile(x: Any, repetitions: tuple[int, ...], /) -> Array:
     """Tile ``x`` (float32 for MX input)."""
     a = dense(x)
-    return _dense_result(a._xp.tile(a._x, tuple(_integer(r, "repetitions") for r in repetitions)))
+    return _dense_result(a._xp.tile(a._x, tuple(integer(r, "repetitions") for r in repetitions)))
