@@ -10,6 +10,7 @@ from .. import layout as blocks
 from .._random import new_seed
 from ..array import MXArray
 from ..backends import get_backend
+from ..backends.base import QuantizeOptions
 from . import _dtypes as dt
 from ._device import CPU, same_device
 from ._indexing import backend_key
@@ -65,10 +66,9 @@ def setitem(x: MXArray, key: Any, value: Any) -> tuple[np.ndarray, np.ndarray, i
     codes = be.unpack(x._packed, x.format).reshape(x._scales.size, size)  # 0 blocks too
     scales = x._scales.reshape(-1).copy()
     if rows.shape[0]:
-        extra = {} if x.tensor_scale is None else {"tensor_scale": x.tensor_scale}
         ids = np.flatnonzero(touched).astype(np.uint64)  # their numbers in the whole array
-        new_codes, new_scales = be.quantize_blocks(rows, x.format, rounding, scale_mode, seed,
-                                                   block_ids=ids, **extra)
+        options = QuantizeOptions(x.format, rounding, scale_mode, seed, x.tensor_scale, ids)
+        new_codes, new_scales = be.quantize_blocks(rows, options)
         codes[touched] = new_codes
         scales[touched] = new_scales
     lead = x._packed.shape[:-1]
