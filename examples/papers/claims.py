@@ -26,6 +26,8 @@ TRACK_PP = 1.0
 # (paper, claim, kind, subject, expectation).  kind "cast": direct-cast formats, judged
 # by their accuracy drop; "train": training recipes; "qsnr": a shared-microexponent
 # format (first) against the MX formats of about the same width (the others).
+# Expectation "none" marks a configuration the papers make no claim about: its row
+# reports what happened.
 CLAIMS: tuple[tuple[str, str, str, tuple[str, ...], str], ...] = (
     ("MX", "direct-cast MXINT8 matches FP32", "cast", ("mxint8",), "match"),
     ("MX", "direct-cast MXFP8 (E4M3, E5M2) matches FP32", "cast",
@@ -38,6 +40,10 @@ CLAIMS: tuple[tuple[str, str, str, tuple[str, ...], str], ...] = (
     ("MX", "training with MXFP6 E3M2 tracks FP32", "train", ("MXFP6 E3M2",), "track"),
     ("MX", "training with MXFP4 weights and MXFP6 activations and gradients comes close "
      "to FP32", "train", ("MXFP4 W + MXFP6 E3M2 A/G",), "track"),
+    ("—", "all-MXFP4 training (not claimed: the MX paper pairs MXFP4 weights with MXFP6 "
+     "activations and gradients)", "train", ("MXFP4",), "none"),
+    ("—", "all-MX4 training (not claimed: the SMX paper uses MX4 for inference)", "train",
+     ("MX4",), "none"),
     ("SMX", "MX9 is a drop-in replacement for FP32: direct cast matches", "cast", ("mx9",),
      "match"),
     ("SMX", "MX6 comes close to FP32 in direct cast", "cast", ("mx6",), "close"),
@@ -84,7 +90,7 @@ def _cast_verdict(cast: dict[str, dict[str, float]], subjects: tuple[str, ...],
                   expect: str) -> tuple[bool, str]:
     drops = {s: cast[s]["drop_pp"] for s in subjects}
     result = ", ".join(f"{s}: {cast[s]['accuracy'] * 100:.2f} % "
-                       f"({-d:+.2f} pp), QSNR {cast[s]['qsnr_db']:.1f} dB"
+                       f"({0.0 - d:+.2f} pp), QSNR {cast[s]['qsnr_db']:.1f} dB"
                        for s, d in drops.items())
     if expect == "match":
         holds = all(abs(d) <= MATCH_PP for d in drops.values())
@@ -104,9 +110,9 @@ def _train_verdict(train: dict[str, dict[str, float]], subjects: tuple[str, ...]
         gap = base["final_accuracy_pct"] - train[s]["final_accuracy_pct"]
         holds = holds and gap <= tolerance
         parts.append(f"{s}: {train[s]['final_accuracy_pct']:.2f} % vs FP32 "
-                     f"{base['final_accuracy_pct']:.2f} % ({-gap:+.2f} pp; tolerance "
-                     f"{tolerance:.2f} pp), final loss {train[s]['final_train_loss']:.4f} vs "
-                     f"{base['final_train_loss']:.4f}")
+                     f"{base['final_accuracy_pct']:.2f} % ({0.0 - gap:+.2f} pp; "
+                     f"tolerance {tolerance:.2f} pp), final loss "
+                     f"{train[s]['final_train_loss']:.4f} vs {base['final_train_loss']:.4f}")
     return holds, "; ".join(parts)
 
 
@@ -122,13 +128,19 @@ def _qsnr_verdict(cast: dict[str, dict[str, float]], subjects: tuple[str, ...]
 def verdicts(cast: dict[str, dict[str, float]], train: dict[str, dict[str, float]]
              ) -> list[dict[str, str]]:
     """One row per claim: paper, claim, measured result, and "holds" or "does not
-    hold" (claims about recipes that were not run are left out)."""
+    hold" (claims about recipes that were not run are left out; configurations without
+    a claim say whether they track FP32)."""
     rows = []
     for paper, claim, kind, subjects, expect in CLAIMS:
         if kind == "train":
             if not all(s in train for s in subjects):
                 continue
             holds, result = _train_verdict(train, subjects)
+            if expect == "none":
+                rows.append({"paper": paper, "claim": claim, "result": result,
+                             "verdict": "no claim: " + ("tracks FP32" if holds
+                                                        else "does not track FP32")})
+                continue
         elif kind == "cast":
             holds, result = _cast_verdict(cast, subjects, expect)
         else:
