@@ -85,10 +85,11 @@ def _tables(cast: dict[str, Any], trained: dict[str, Any], rows: list[dict[str, 
           "—" if n == "FP32" else f"{c['qsnr_db']:.1f}"] for n, c in cast.items()])
     train_md = _markdown(
         ["recipe", "W / A / G formats", "final test accuracy (%)", "spread (pp)",
-         "final training loss", "seconds per run"],
+         "final training loss", "seconds per run", "CPU seconds per run"],
         [[n, " / ".join(formats[n].values()), f"{t['final_accuracy_pct']:.2f}",
           f"{t['accuracy_std_pp']:.2f}", f"{t['final_train_loss']:.4f}",
-          f"{t['seconds_per_run']:.1f}"] for n, t in trained.items()])
+          f"{t['seconds_per_run']:.1f}", f"{t['cpu_seconds_per_run']:.1f}"]
+         for n, t in trained.items()])
     claims_md = _markdown(["paper", "claim", "result here", "verdict"],
                           [[r["paper"], r["claim"], r["result"], r["verdict"]] for r in rows])
     return {"direct_cast.txt": cast_md, "training.txt": train_md, "claims.txt": claims_md}
@@ -130,11 +131,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run everything and write the results, figures and tables into ``--out``."""
     args = _parse(argv)
+    load_at_start = round(os.getloadavg()[0], 2)  # other work on the machine slows the runs
     start = time.perf_counter()
     if args.backend is not None:
         mx.set_backend(args.backend)
     results = run(args)
+    results["environment"]["load_average_1min_at_start"] = load_at_start
     results["total_seconds"] = round(time.perf_counter() - start, 1)
+    results["environment"]["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     args.out.mkdir(parents=True, exist_ok=True)
     figures.plot_direct_cast(results["direct_cast"]["mean"], args.out / "direct_cast.png")
     figures.plot_training(results["training"]["runs"], args.out / "training.png")

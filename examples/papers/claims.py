@@ -74,7 +74,7 @@ def summarize_cast(casts: list[dict[str, dict[str, float]]]) -> dict[str, dict[s
 
 def summarize_training(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per recipe: mean and spread of the final test accuracy, mean final training loss,
-    and mean seconds per run."""
+    and mean wall-clock and CPU seconds per run."""
     out: dict[str, dict[str, float]] = {}
     for name in dict.fromkeys(r["recipe"] for r in runs):
         mine = [r for r in runs if r["recipe"] == name]
@@ -82,6 +82,7 @@ def summarize_training(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]
         out[name] = {"final_accuracy_pct": mean(final), "accuracy_std_pp": pstdev(final),
                      "final_train_loss": mean(r["train_loss"][-1] for r in mine),
                      "seconds_per_run": mean(r["seconds"] for r in mine),
+                     "cpu_seconds_per_run": mean(r["cpu_seconds"] for r in mine),
                      "seeds": len(mine)}
     return out
 

@@ -45,15 +45,16 @@ class Setup:
 
 @dataclass
 class Run:
-    """One training run: per-epoch mean training loss and test accuracy, the seconds
-    the epochs took, and those of one untimed first step (Numba compiles its kernels
-    for a format on first use)."""
+    """One training run: per-epoch mean training loss and test accuracy, the wall-clock
+    and CPU seconds (all threads) the epochs took, and the wall-clock seconds of one
+    first step timed apart (Numba compiles its kernels for a format on first use)."""
 
     recipe: Recipe
     seed: int
     train_loss: list[float] = field(default_factory=list)
     test_accuracy: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     warmup_seconds: float = 0.0
     state: State | None = None
 
@@ -61,7 +62,7 @@ class Run:
         """The run as JSON-ready data (without the weights)."""
         return {"recipe": self.recipe.name, "formats": self.recipe.formats(), "seed": self.seed,
                 "train_loss": self.train_loss, "test_accuracy": self.test_accuracy,
-                "seconds": round(self.seconds, 3),
+                "seconds": round(self.seconds, 3), "cpu_seconds": round(self.cpu_seconds, 3),
                 "warmup_seconds": round(self.warmup_seconds, 3)}
 
 
@@ -89,7 +90,7 @@ def train(split: Split, recipe: Recipe, seed: int, setup: Setup, xp: Any,
     state = init_state(setup.sizes, seed, xp, device)
     order_rng = np.random.default_rng(seed + 1)
     run = Run(recipe, seed, state=state, warmup_seconds=time.perf_counter() - start)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(setup.epochs):
         order = order_rng.permutation(len(split.y_train))
         losses = []
@@ -101,6 +102,7 @@ def train(split: Split, recipe: Recipe, seed: int, setup: Setup, xp: Any,
         run.train_loss.append(float(np.mean(losses)))
         run.test_accuracy.append(accuracy(forward(state, x_test, recipe)[0], y_test))
     run.seconds = time.perf_counter() - start
+    run.cpu_seconds = time.process_time() - cpu_start
     return run
 
 
