@@ -51,7 +51,7 @@ def test_training_steps_lower_the_loss(subset, recipe) -> None:
 
 @pytest.mark.parametrize("recipe", MX_RECIPES, ids=lambda r: r.name)
 def test_mx_training_is_bit_reproducible(subset, recipe) -> None:
-    setup = experiments.Setup(sizes=SIZES, epochs=2)
+    setup = experiments.Setup(sizes=SIZES, epochs=1)
     runs = [experiments.train(subset, recipe, 3, setup, mx) for _ in range(2)]
     assert runs[0].train_loss == runs[1].train_loss
     for a, b in zip(runs[0].state.weights, runs[1].state.weights):
