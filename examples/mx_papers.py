@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     trained = claims.summarize_training(runs)
     return {"setup": {**setup.__dict__, "seeds": args.seeds, "namespace": args.namespace,
                       "device": args.device or "cpu", "backend": mx.get_backend().name,
-                      "data": "sklearn.datasets.load_digits, 1258 train / 539 test, seed 0"},
+                      "data": f"sklearn.datasets.load_digits, {len(split.y_train)} train / "
+                              f"{len(split.y_test)} test, seed 0"},
             "environment": {**_versions(), "cpus": os.cpu_count(),
                             "machine": platform.machine()},
             "direct_cast": {"per_seed": casts, "mean": cast},

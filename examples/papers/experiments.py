@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace
 
 import mxarray as mx
 
@@ -130,8 +131,6 @@ def same_code_three_inputs(state: State, split: Split, recipe: Recipe) -> dict[s
     not: with the OCP scale rule a block whose largest pixel is 15/16 gets the scale
     2**-9, and 15/16 = 480 * 2**-9 saturates to 448 * 2**-9 = 14/16).
     """
-    from array_api_compat import array_namespace
-
     np_xp = array_namespace(split.x_test)
     in_numpy = State([np_xp.asarray(np.asarray(w)) for w in state.weights],
                      [np_xp.asarray(np.asarray(b)) for b in state.biases], [])
