@@ -121,6 +121,19 @@ def test_direct_cast_reports_every_format(subset) -> None:
     assert out["mxint8"]["qsnr_db"] > out["mxfp4_e2m1"]["qsnr_db"] > 0
 
 
+@pytest.mark.parametrize("fmt", ["mxfp4_e2m1", "mx6", "nvfp4"])
+def test_gemm_is_the_mx_product_blocked_along_the_reduction_axis(fmt) -> None:
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((8, 64), dtype=np.float32)
+    b = rng.standard_normal((64, 24), dtype=np.float32)
+    f = mx.get_format(fmt)
+    want = mx.core.matmul(mx.quantize(a, f, axis=-1), mx.quantize(b, f, axis=0))
+    for xa, xb in ((a, b), (mx.asarray(a), mx.asarray(b))):  # NumPy and mxarray operands
+        got = mlp.gemm(xa, xb, f, f)
+        assert type(got) is type(xa)
+        assert np.array_equal(np.asarray(got), want)
+
+
 def test_gemm_and_recipe_refuse_half_quantized_products() -> None:
     with pytest.raises(ValueError, match="both operand formats or neither"):
         mlp.gemm(mx.ones((2, 32)), mx.ones((32, 2)), mx.mxint8, None)
