@@ -179,6 +179,7 @@ _shift_left, _shift_right = _FUNCS["bitwise_left_shift"], _FUNCS["bitwise_right_
 
 
 def _check_shift(x2: Any) -> None:
+    x2 = dt.python_scalar(x2)
     negative = bool(x2._xp.any(x2._x < 0)) if isinstance(x2, Array) else (
         isinstance(x2, int) and x2 < 0)
     if negative:
@@ -225,6 +226,7 @@ def clip(x: Any, /, min: Any = None, max: Any = None) -> Array:  # noqa: A002
     out = a._x.copy()
     bounds = []
     for name, bound in (("min", min), ("max", max)):
+        bound = dt.python_scalar(bound)
         if bound is None:
             bounds.append(None)
             continue
