@@ -69,8 +69,8 @@ def binary_operands(
 ) -> tuple[Any, Any, np.dtype]:
     """Backend arrays for a binary function, with their promoted dtype.
 
-    One operand may be a Python scalar (or a NumPy scalar, taken as one); it takes the kind of the array operand and is
-    made on its device.
+    One operand may be a Python scalar (or a NumPy scalar, taken as one); it takes the
+    kind of the array operand and is made on its device.
 
     Raises
     ------
