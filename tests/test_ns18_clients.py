@@ -6,8 +6,8 @@ every array-API-aware function of ``scipy.special`` and ``scipy.stats`` (SciPy's
 ``xp_capabilities`` table, NumPy-only ones left out) runs on mxarray float64, float32 and
 MX (mxfp8_e4m3) arrays and must agree with the same call on NumPy input (for MX input:
 NumPy arrays holding the dequantized values, in float32, or in float64 where the client
-computes MX input in float64, as scikit-learn's input validation does for every dtype
-that is not a standard floating one), within
+computes MX input in float64, as scikit-learn 1.9.1's input validation does for every
+dtype that is not a standard floating one), within
 the tolerances scikit-learn's array API tests use (``_atol_for_type`` of the dtype,
 scikit-learn's ``assert_allclose``).  The data are scikit-learn's check data made full
 rank (no redundant features), so that every fitted quantity is well defined.  A case is
