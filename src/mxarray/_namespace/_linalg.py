@@ -2,7 +2,9 @@
 
 MX operands blocked along the contracted axis go through :func:`mxarray.core.matmul`
 (the active backend's exact MX dot product, float32 result).  Every other MX operand
-is dequantized to float32 and the dense function runs (documented fallback).  The
+is dequantized to float32 and the dense function runs (documented fallback); two MX
+operands that miss the MX dot product because of their block axes say so with a
+:class:`~mxarray.BlockAxisWarning`.  The
 dense functions are those of the data's array module (NumPy or CuPy) and
 array-api-compat's ``linalg`` for it, after the standard's dtype checks.
 """
@@ -175,27 +177,27 @@ def tensordot(x1: Any, x2: Any, /, *, axes: int | tuple[Any, Any] = 2) -> Array:
     return Array._new(out)
 
 
-def _square_stack(x: Any, name: str, category: str = "floating-point") -> Array:
-    """``x`` as a dense Array checked for ``linalg.name``: ``category`` dtype, at least 2-D.
+def _matrix_stack(x: Any, name: str) -> Array:
+    """``x`` as a dense Array checked for ``linalg.name``: floating-point, at least 2-D.
 
     Raises
     ------
     TypeError
-        If the dtype is not of ``category``.
+        If the dtype is not floating-point.
     ValueError
         If ``x`` has fewer than 2 dimensions.
     """
     a = dense(x)
-    check_category(a.dtype, category, f"linalg.{name}")
+    check_category(a.dtype, "floating-point", f"linalg.{name}")
     if a.ndim < 2:
         raise ValueError(f"linalg.{name} needs at least 2 dimensions, got shape {a.shape}")
     return a
 
 
-def _compat(a: Array, name: str, *args: Any, **kwargs: Any) -> Any:
+def _compat(a: Array, name: str, **kwargs: Any) -> Any:
     """``linalg.name`` of array-api-compat for ``a``'s device, on backend arrays, wrapped."""
     with quiet(a._xp):
-        return wrap(getattr(linalg_module(a.device), name)(a._x, *args, **kwargs))
+        return wrap(getattr(linalg_module(a.device), name)(a._x, **kwargs))
 
 
 def _rtol(a: Array, rtol: float | Array | None) -> Any:
@@ -218,42 +220,42 @@ def _rtol(a: Array, rtol: float | Array | None) -> Any:
 def cholesky(x: Any, /, *, upper: bool = False) -> Array:
     """Cholesky factor of each Hermitian positive-definite matrix of ``x`` (lower, or upper
     with ``upper=True``).  MX input is used as float32."""
-    return _compat(_square_stack(x, "cholesky"), "cholesky", upper=upper)
+    return _compat(_matrix_stack(x, "cholesky"), "cholesky", upper=upper)
 
 
 def det(x: Any, /) -> Array:
     """Determinant of each square matrix of ``x``.  MX input is used as float32."""
-    return _compat(_square_stack(x, "det"), "det")
+    return _compat(_matrix_stack(x, "det"), "det")
 
 
 def eigh(x: Any, /) -> tuple[Array, Array]:
     """Eigenvalues and eigenvectors ``(eigenvalues, eigenvectors)`` of each Hermitian
     matrix of ``x``.  MX input is used as float32."""
-    return _compat(_square_stack(x, "eigh"), "eigh")
+    return _compat(_matrix_stack(x, "eigh"), "eigh")
 
 
 def eigvalsh(x: Any, /) -> Array:
     """Eigenvalues of each Hermitian matrix of ``x``.  MX input is used as float32."""
-    return _compat(_square_stack(x, "eigvalsh"), "eigvalsh")
+    return _compat(_matrix_stack(x, "eigvalsh"), "eigvalsh")
 
 
 def inv(x: Any, /) -> Array:
     """Inverse of each square matrix of ``x``.  MX input is used as float32."""
-    return _compat(_square_stack(x, "inv"), "inv")
+    return _compat(_matrix_stack(x, "inv"), "inv")
 
 
 def matrix_norm(x: Any, /, *, keepdims: bool = False,
                 ord: int | float | str | None = "fro") -> Array:  # noqa: A002
     """Norm of each matrix of ``x`` (``ord``: "fro", "nuc", 1, 2, inf, -1, -2, -inf).
     MX input is used as float32."""
-    return _compat(_square_stack(x, "matrix_norm"), "matrix_norm", keepdims=keepdims,
+    return _compat(_matrix_stack(x, "matrix_norm"), "matrix_norm", keepdims=keepdims,
                    ord=dt.python_scalar(ord))
 
 
 def matrix_rank(x: Any, /, *, rtol: float | Array | None = None) -> Array:
     """Rank of each matrix of ``x``: the singular values above ``rtol`` times the largest
     (default ``max(M, N) * eps``).  MX input is used as float32."""
-    a = _square_stack(x, "matrix_rank")
+    a = _matrix_stack(x, "matrix_rank")
     return _compat(a, "matrix_rank", rtol=_rtol(a, rtol))
 
 
@@ -261,7 +263,7 @@ def pinv(x: Any, /, *, rtol: float | Array | None = None) -> Array:
     """Moore-Penrose pseudo-inverse of each matrix of ``x``, ignoring singular values at
     or below ``rtol`` times the largest (default ``max(M, N) * eps``).  MX input is used
     as float32."""
-    a = _square_stack(x, "pinv")
+    a = _matrix_stack(x, "pinv")
     return _compat(a, "pinv", rtol=_rtol(a, rtol))
 
 
@@ -276,25 +278,25 @@ def qr(x: Any, /, *, mode: str = "reduced") -> tuple[Array, Array]:
     """
     if mode not in ("reduced", "complete"):
         raise ValueError(f"mode must be 'reduced' or 'complete', got {mode!r}")
-    return _compat(_square_stack(x, "qr"), "qr", mode=mode)
+    return _compat(_matrix_stack(x, "qr"), "qr", mode=mode)
 
 
 def slogdet(x: Any, /) -> tuple[Array, Array]:
     """Sign and natural logarithm of the absolute determinant ``(sign, logabsdet)`` of each
     square matrix of ``x``.  MX input is used as float32."""
-    return _compat(_square_stack(x, "slogdet"), "slogdet")
+    return _compat(_matrix_stack(x, "slogdet"), "slogdet")
 
 
 def svd(x: Any, /, *, full_matrices: bool = True) -> tuple[Array, Array, Array]:
     """Singular value decomposition ``(U, S, Vh)`` of each matrix of ``x``.  MX input is
     used as float32."""
-    return _compat(_square_stack(x, "svd"), "svd", full_matrices=full_matrices)
+    return _compat(_matrix_stack(x, "svd"), "svd", full_matrices=full_matrices)
 
 
 def svdvals(x: Any, /) -> Array:
     """Singular values of each matrix of ``x``, in descending order.  MX input is used as
     float32."""
-    return _compat(_square_stack(x, "svdvals"), "svdvals")
+    return _compat(_matrix_stack(x, "svdvals"), "svdvals")
 
 
 def solve(x1: Any, x2: Any, /) -> Array:
@@ -307,7 +309,7 @@ def solve(x1: Any, x2: Any, /) -> Array:
         If ``x1`` is not a stack of square matrices or the shapes do not match.
     """
     a, b, target = _pair(x1, x2, "floating-point", "linalg.solve")
-    _square_stack(a, "solve")
+    _matrix_stack(a, "solve")
     with quiet(a._xp):
         return wrap(linalg_module(a.device).solve(_as(a, target), _as(b, target)))
 
