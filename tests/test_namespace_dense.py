@@ -108,7 +108,7 @@ def _ordinary(name, x):
     if name not in _NUMPY_SPECIAL_CASES_DIFFER or x.dtype.kind not in "fc":
         return x
     if x.dtype.kind == "c":
-        return (_ordinary(name, x.real) + 1j * _ordinary(name, x.imag)).astype(x.dtype)
+        return np.asarray(_ordinary(name, x.real) + 1j * _ordinary(name, x.imag), dtype=x.dtype)
     return np.where(np.isfinite(x) & (x != 0), x, 0).astype(x.dtype)
 
 
