@@ -50,14 +50,18 @@ from ._numba_block_params import _value_span, tensor_factor, unpack_lanes
 from ._numba_threads import guarded
 from .base import MatmulOperand
 
-__all__ = ["bf16_fits", "bf16_gemm_available", "gemm_bf16", "matmul_bf16"]
+__all__ = ["bf16_cpu", "bf16_fits", "bf16_gemm_available", "gemm_bf16", "matmul_bf16"]
 
 # Numba's OpenMP workers must wait passively between the kernels (as the Numba backend
 # sets before its first kernel): spinning workers take the cores from the next launch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 MR, NR = 8, 32  # micro-kernel tile: MR rows of A x NR rows of B (2 zmm accumulators a row)
-KC = 256  # K elements per panel (even): a B micro-panel (KC * NR * 2 bytes) fits in L1
+KC = 256  # K elements per panel at most (even): a B micro-panel (KC * NR * 2 bytes) fits L1
+# Both panels together stay within this fraction of the operands' size in float32 (but
+# may take _MIN_PANEL_BYTES): the float32-panel path's workspace budget.
+_PANEL_FRACTION = 0.094
+_MIN_PANEL_BYTES = 1 << 20
 _LANES = 16  # float32 lanes of a zmm register
 _LOWEST, _HIGHEST = -126, 127  # exponents of bfloat16's (and float32's) normal range
 
@@ -264,17 +268,22 @@ def _gemm(out: np.ndarray, k: int, fill_a, fill_b) -> None:
 
     ``fill_a(e0, width, panel)`` and ``fill_b`` write K-columns ``e0 .. e0 + width`` of
     every row of their operand into ``panel`` in the micro-kernel layout; each element
-    is written once, and the panels of both operands take ``(M + N) * KC * 2`` bytes.
+    is written once.  Panels are ``KC`` elements wide, or narrower where both would take
+    more than the float32-panel path's workspace budget (a fraction of the operands'
+    size in float32, at least 1 MiB).
     """
     m, n = out.shape
     if k == 0:
         out[...] = 0
         return
     a_tiles, b_tiles = -(-m // MR), -(-n // NR)
-    a_buf = np.empty(a_tiles * (KC // 2) * MR, dtype=np.uint32)
-    b_buf = np.empty(b_tiles * (KC // 2) * NR, dtype=np.uint32)
-    for e0 in range(0, k, KC):
-        width = min(KC, k - e0)
+    padded_rows = a_tiles * MR + b_tiles * NR
+    budget = max(_MIN_PANEL_BYTES, int(_PANEL_FRACTION * 4 * (m + n) * k))
+    step = 2 * max(1, min(KC // 2, budget // (4 * padded_rows)))  # K elements per panel
+    a_buf = np.empty(a_tiles * (step // 2) * MR, dtype=np.uint32)
+    b_buf = np.empty(b_tiles * (step // 2) * NR, dtype=np.uint32)
+    for e0 in range(0, k, step):
+        width = min(step, k - e0)
         pairs = (width + 1) // 2
         a_panel = a_buf[: a_tiles * pairs * MR].reshape(a_tiles, pairs, MR)
         b_panel = b_buf[: b_tiles * pairs * NR].reshape(b_tiles, pairs, NR)
@@ -286,21 +295,34 @@ def _gemm(out: np.ndarray, k: int, fill_a, fill_b) -> None:
 # -- availability and the window ---------------------------------------------------------
 
 @functools.cache
-def bf16_gemm_available() -> tuple[bool, str]:
-    """Whether this CPU runs the bfloat16 GEMM, and why (not).
+def bf16_cpu() -> tuple[bool, str]:
+    """Whether the CPU has AVX512-BF16 for Numba's code, from its feature flags alone.
 
-    True where LLVM reports AVX512-BF16 for the host (it checks the operating system
-    saves the 512-bit registers), Numba compiles for the host CPU, and a small product
-    of exact integers agrees with NumPy.
+    Cheap (no compilation): what a backend may read at import to order its matmul
+    paths.  LLVM reports the feature only where the operating system also saves the
+    512-bit registers; Numba must compile for the host (``NUMBA_CPU_NAME`` unset or
+    ``host``).
     """
     import llvmlite.binding as llvm
 
-    features = llvm.get_host_cpu_features()
-    if not features.get("avx512bf16", False):
+    if not llvm.get_host_cpu_features().get("avx512bf16", False):
         return False, "the CPU (or its operating system) lacks AVX512-BF16"
     target = os.environ.get("NUMBA_CPU_NAME", "host")
     if target != "host":
         return False, f"Numba compiles for NUMBA_CPU_NAME={target!r}, not this CPU"
+    return True, f"AVX512-BF16 ({llvm.get_host_cpu_name()})"
+
+
+@functools.cache
+def bf16_gemm_available() -> tuple[bool, str]:
+    """Whether this CPU runs the bfloat16 GEMM, and why (not).
+
+    :func:`bf16_cpu`, and the kernel compiles (or loads from Numba's cache) and a small
+    product of exact integers agrees with NumPy.
+    """
+    ok, why = bf16_cpu()
+    if not ok:
+        return ok, why
     a = (np.arange(3 * 70, dtype=np.float32).reshape(3, 70) % 7) - 3
     b = (np.arange(40 * 70, dtype=np.float32).reshape(40, 70) % 5) - 2
     try:
@@ -309,7 +331,7 @@ def bf16_gemm_available() -> tuple[bool, str]:
         return False, f"the bfloat16 kernel failed: {type(exc).__name__}: {exc}"
     if not np.array_equal(got, a @ b.T):
         return False, "the bfloat16 kernel disagreed with NumPy on a self-test"
-    return True, f"AVX512-BF16 ({llvm.get_host_cpu_name()})"
+    return True, why
 
 
 def _bits(x: np.ndarray) -> np.ndarray:
@@ -397,7 +419,7 @@ def matmul_bf16(a: MatmulOperand, b: MatmulOperand) -> np.ndarray:
     Operands as :meth:`mxarray.backends.base.Backend.matmul` receives them; they must
     satisfy :func:`bf16_fits` (else ValueError: take the float32-panel path) on a CPU
     where :func:`bf16_gemm_available` holds.  Block sizes may differ; K is the shorter
-    padded length.  Extra memory: two bfloat16 K-panels of ``KC`` columns.
+    padded length.  Extra memory: one bfloat16 K-panel of each operand (see :func:`_gemm`).
     """
     if not bf16_fits(a, b):
         raise ValueError("operands outside the bfloat16 path's exact window (bf16_fits)")
