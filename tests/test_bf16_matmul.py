@@ -222,3 +222,42 @@ def test_matmul_agrees_with_the_float32_panel_path_on_exact_sums() -> None:
     ops = [_operand(xa, "mxfp8_e4m3")[0], _operand(xb, "mxfp4_e2m1")[0]]
     want = np.asarray(mxarray.matmul(a, b, backend="numpy"))
     assert np.array_equal(bf.matmul_bf16(*ops)[0], want)
+
+
+@needs_bf16
+@pytest.mark.parametrize(("batch", "m", "n", "kb"), [(0, 2, 3, 1), (1, 0, 3, 1), (2, 3, 0, 1),
+                                                     (1, 2, 3, 0)])
+def test_empty_dimensions(batch, m, n, kb) -> None:
+    fmt = get_format("mxfp8_e4m3")
+
+    def op(rows: int) -> MatmulOperand:
+        return MatmulOperand(np.zeros((batch, rows, kb * fmt.bytes_per_block), np.uint8),
+                             np.full((batch, rows, kb), fmt.scale.bias, np.uint8), fmt, None)
+
+    got = bf.matmul_bf16(op(m), op(n))
+    assert got.shape == (batch, m, n) and got.dtype == np.float32 and not got.any()
+
+
+NUMBA_PATHS = type(mxarray.get_backend("numba")).matmul_paths
+
+
+@needs_bf16
+@pytest.mark.skipif("bf16" not in NUMBA_PATHS,
+                    reason="waits for the Numba backend's 'bf16' matmul path to be wired in")
+def test_paths_are_named_and_forceable() -> None:
+    assert NUMBA_PATHS == ("bf16", "float32-panels")  # the default on this CPU first
+    rng = np.random.default_rng(4)
+    xa, xb = rng.standard_normal((2, 9, 200)), rng.standard_normal((200, 21))
+    a = mxarray.quantize(xa, "mxfp8_e4m3", backend="numpy")
+    b = mxarray.quantize(xb, "mx6", axis=0, backend="numpy")
+    default = mxarray.core.matmul(a, b, backend="numba")
+    forced = mxarray.core.matmul(a, b, backend="numba", path="bf16")
+    ops = (_operand(xa.reshape(18, 200), "mxfp8_e4m3")[0], _operand(xb.T, "mx6")[0])
+    direct = bf.matmul_bf16(*ops)[0].reshape(2, 9, 21)
+    assert np.array_equal(default, forced) and np.array_equal(forced, direct)
+    panels = mxarray.core.matmul(a, b, backend="numba", path="float32-panels")
+    da, db = mxarray.dequantize(a, np.float64), mxarray.dequantize(b, np.float64)
+    exact = da @ db  # float64: within 200 * 2**-53 of the exact sums
+    bound = (200 + 3) * 2.0**-24 * (np.abs(da) @ np.abs(db))
+    for got in (forced, panels):
+        assert (np.abs(np.asarray(got, np.float64) - exact) <= bound).all()

@@ -62,6 +62,7 @@ KC = 256  # K elements per panel at most (even): a B micro-panel (KC * NR * 2 by
 # may take _MIN_PANEL_BYTES): the float32-panel path's workspace budget.
 _PANEL_FRACTION = 0.094
 _MIN_PANEL_BYTES = 1 << 20
+_SCALE_ROWS = 4096  # operand rows whose scale bytes bf16_fits reads at a time
 _LANES = 16  # float32 lanes of a zmm register
 _LOWEST, _HIGHEST = -126, 127  # exponents of bfloat16's (and float32's) normal range
 
@@ -339,6 +340,19 @@ def _bits(x: np.ndarray) -> np.ndarray:
     return (np.ascontiguousarray(x, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
 
 
+def _scale_bytes_used(scales: np.ndarray) -> np.ndarray:
+    """The distinct bytes of ``scales`` (``(batch, rows, KB)``), counted a slice at a time
+    and once for a batch axis that is a broadcast: no copy of the operand's scales."""
+    scales = np.asarray(scales)
+    if scales.ndim and scales.strides[0] == 0:
+        scales = scales[:1]
+    seen = np.zeros(256, dtype=bool)
+    for item in scales.reshape((math.prod(scales.shape[:-2]),) + scales.shape[-2:]):
+        for rows in range(0, item.shape[0], _SCALE_ROWS):
+            seen[np.unique(item[rows: rows + _SCALE_ROWS])] = True
+    return np.flatnonzero(seen).astype(np.uint8)
+
+
 def bf16_fits(a: MatmulOperand, b: MatmulOperand) -> bool:
     """Whether ``a @ b`` runs exactly as stated on the bfloat16 path (module docstring).
 
@@ -348,7 +362,7 @@ def bf16_fits(a: MatmulOperand, b: MatmulOperand) -> bool:
     K products stays below ``2**128``.
     """
     k = min(a.padded_length, b.padded_length)
-    spans = [_value_span(op.fmt, np.asarray(op.scales)) for op in (a, b)]
+    spans = [_value_span(op.fmt, _scale_bytes_used(op.scales)) for op in (a, b)]
     for span in spans:
         if span is not None and not (span[2] <= 8 and _LOWEST <= span[0] and span[1] <= _HIGHEST):
             return False
@@ -427,6 +441,8 @@ def matmul_bf16(a: MatmulOperand, b: MatmulOperand) -> np.ndarray:
     n = b.scales.shape[1]
     k = min(a.padded_length, b.padded_length)
     out = np.empty((batch, m, n), dtype=np.float32)
+    if out.size == 0:
+        return out
     da, db = _Decoder(a), _Decoder(b)
     for item in range(batch):
         _gemm(out[item], k, da.filler(item), db.filler(item))
