@@ -92,7 +92,8 @@ def main() -> None:
         return
     times = measure(cases(size, PAIRS), repeats)
     (s_wall, s_cpu), (g_wall, g_cpu) = times["sgemm"], times["bf16 GEMM"]
-    print("| case | wall ms | CPU ms | wall / sgemm | CPU / sgemm | bf16 GEMM speed ratio (wall, CPU) |")
+    print("| case | wall ms | CPU ms | wall / sgemm | CPU / sgemm "
+          "| bf16 GEMM speed ratio (wall, CPU) |")
     print("|---|---|---|---|---|---|")
     for name, (w, c) in times.items():
         print(f"| {name} | {w * 1e3:.1f} | {c * 1e3:.1f} | {w / s_wall:.2f} | {c / s_cpu:.2f} "

@@ -5,7 +5,7 @@ its product with a power-of-two block scale (UE4M3 scales add 4 bits to NVFP4's 
 While such a value lies in bfloat16's normal range it is exact in bfloat16, and the
 product of two is exact in float32 (at most 16 significant bits).  This module decodes
 packed MX operands straight into bfloat16 bit patterns with the block scale folded in
-(:func:`_decode_panel`: one float32 product per element, exact, then its top 16 bits)
+(:func:`decode_panel`: one float32 product per element, exact, then its top 16 bits)
 and multiplies them on the ``VDPBF16PS`` instruction, which sums pairs of bfloat16
 products into float32 accumulators: no per-block scaling work is left in the GEMM.
 
@@ -15,11 +15,13 @@ intrinsic, fed by K-panels of both operands in the micro-kernel's layout.  Each 
 element is one float32 accumulator carried through all of K in order (loaded from and
 stored to the result between K-panels, which changes no bit), so the accumulation is
 ``c += a[2i+1] b[2i+1]; c += a[2i] b[2i]`` for i = 0, 1, ... as the instruction defines it.
-Why not a library: NumPy's bundled OpenBLAS (scipy-openblas 0.3.31) exports no
-``sbgemm``; oneMKL's ``cblas_gemm_bf16bf16f32`` (``mkl`` wheel, 221 MB, proprietary
-license) ran no faster than float32 sgemm on this AMD processor; oneDNN's wheel needs
-the SYCL and TBB runtimes, and torch's oneDNN matmul rounds bfloat16 products to a
-bfloat16 result.
+Why not a library (checked on this project's machine, an AMD EPYC with AVX512-BF16 and
+no AMX): NumPy 2.4.6's bundled OpenBLAS (scipy-openblas64 0.3.31.188) exports no
+``sbgemm``; oneMKL's ``cblas_gemm_bf16bf16f32`` (oneMKL 2024.2 inside torch 2.13, and
+the ``mkl`` 2026.2 wheel: 221 MB, Intel Simplified Software License) took longer than
+NumPy's float32 sgemm there; the ``onednn`` 2026.1 wheel (97 MB) needs the SYCL, TBB and
+Intel compiler runtimes; torch 2.13's CPU bfloat16 matmul returns bfloat16 (its
+``out_dtype`` overload has no CPU kernel).
 
 The instruction treats bfloat16 subnormal inputs as zero, flushes subnormal float32
 results to zero and rounds to nearest even whatever MXCSR says (Intel SDM, VDPBF16PS).
@@ -360,6 +362,19 @@ def bf16_fits(a: MatmulOperand, b: MatmulOperand) -> bool:
     most 8 significant bits and lies in ``[2**-126, 2**128)`` in magnitude, so it is a
     normal bfloat16; every product's lowest bit is at least ``2**-126``; and a sum of
     K products stays below ``2**128``.
+
+    Examples
+    --------
+    >>> import numpy as np, mxarray
+    >>> from mxarray.backends.base import MatmulOperand
+    >>> from mxarray.backends._bf16_matmul import bf16_fits
+    >>> def operand(x):
+    ...     q = mxarray.quantize(x, "mxfp8_e4m3", backend="numpy")
+    ...     return MatmulOperand(q.packed[None], q.scales[None], q.format, None)
+    >>> bf16_fits(operand(np.ones((2, 32))), operand(np.ones((3, 32))))
+    True
+    >>> bf16_fits(operand(np.full((2, 32), 2.0**-100)), operand(np.ones((3, 32))))
+    False
     """
     k = min(a.padded_length, b.padded_length)
     spans = [_value_span(op.fmt, _scale_bytes_used(op.scales)) for op in (a, b)]
@@ -380,15 +395,7 @@ def gemm_bf16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     The same GEMM as :func:`matmul_bf16` on operands already in bfloat16 (uint16 bits);
     subnormal inputs count as zero and subnormal partial sums are flushed (VDPBF16PS).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from mxarray.backends._bf16_matmul import bf16_gemm_available, gemm_bf16
-    >>> a = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
-    >>> bits = (a.view(np.uint32) >> 16).astype(np.uint16)
-    >>> gemm_bf16(bits, bits) if bf16_gemm_available()[0] else np.array([[14.0]], np.float32)
-    array([[14.]], dtype=float32)
+    Needs :func:`bf16_gemm_available`.
     """
     a = np.ascontiguousarray(a, dtype=np.uint16)
     b = np.ascontiguousarray(b, dtype=np.uint16)
@@ -421,8 +428,8 @@ class _Decoder:
         rows = scales.shape[0]
 
         def fill(e0: int, width: int, panel: np.ndarray) -> None:
-            _K.decode_panel(packed, scales, rows, e0, width, self.bs, self.lanes, self.simple, self.table,
-                            self.scale_values, panel)
+            _K.decode_panel(packed, scales, rows, e0, width, self.bs, self.lanes, self.simple,
+                            self.table, self.scale_values, panel)
 
         return fill
 
