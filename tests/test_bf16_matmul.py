@@ -261,3 +261,11 @@ def test_paths_are_named_and_forceable() -> None:
     bound = (200 + 3) * 2.0**-24 * (np.abs(da) @ np.abs(db))
     for got in (forced, panels):
         assert (np.abs(np.asarray(got, np.float64) - exact) <= bound).all()
+
+
+def test_refuses_a_cpu_without_the_instruction(monkeypatch) -> None:
+    # on such a CPU LLVM cannot compile the kernel: a clear error instead
+    monkeypatch.setattr(bf, "bf16_cpu", lambda: (False, "no AVX512-BF16"))
+    bits = np.zeros((2, 4), dtype=np.uint16)
+    with pytest.raises(RuntimeError, match="no AVX512-BF16"):
+        bf.gemm_bf16(bits, bits)

@@ -275,6 +275,9 @@ def _gemm(out: np.ndarray, k: int, fill_a, fill_b) -> None:
     more than the float32-panel path's workspace budget (a fraction of the operands'
     size in float32, at least 1 MiB).
     """
+    ok, why = bf16_cpu()
+    if not ok:  # compiling the kernel for such a CPU would end the process in LLVM
+        raise RuntimeError(f"the bfloat16 GEMM cannot run here: {why}")
     m, n = out.shape
     if k == 0:
         out[...] = 0
