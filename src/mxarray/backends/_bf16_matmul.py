@@ -54,10 +54,6 @@ from .base import MatmulOperand
 
 __all__ = ["bf16_cpu", "bf16_fits", "bf16_gemm_available", "gemm_bf16", "matmul_bf16"]
 
-# Numba's OpenMP workers must wait passively between the kernels (as the Numba backend
-# sets before its first kernel): spinning workers take the cores from the next launch.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 MR, NR = 8, 32  # micro-kernel tile: MR rows of A x NR rows of B (2 zmm accumulators a row)
 KC = 256  # K elements per panel at most (even): a B micro-panel (KC * NR * 2 bytes) fits L1
 # Both panels together stay within this fraction of the operands' size in float32 (but
