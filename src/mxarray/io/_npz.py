@@ -216,6 +216,7 @@ class NpzWriter(TensorWriter):
             raise ValueError(f"tensor names {nul} hold a NUL character, which .npz member "
                              "names cannot; use a .safetensors file")
         super().__init__(path, entries, metadata)
+        self._member: IO[bytes] | None = None
         for name, dtype, _ in self._pending:
             if dtype.kind not in "biuf" or not _portable(dtype):
                 raise ValueError(f"tensor {name!r}: .npz cannot record dtype {dtype} "
@@ -225,9 +226,23 @@ class NpzWriter(TensorWriter):
         if metadata:
             self.write(METADATA_MEMBER, raw)
 
-    def _write(self, name: str, array: np.ndarray) -> None:
-        with self._zip.open(name + ".npy", "w", force_zip64=True) as fp:
-            npy.write_array(fp, array, allow_pickle=False)
+    def _start(self, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        self._member = self._zip.open(name + ".npy", "w", force_zip64=True)
+        header = {"descr": npy.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        try:
+            npy.write_array_header_1_0(self._member, header)
+        except ValueError:  # too long for version 1.0 (as numpy.save falls back)
+            npy.write_array_header_2_0(self._member, header)
+
+    def _append(self, data: memoryview) -> None:
+        self._member.write(data)
+
+    def _end(self) -> None:
+        self._member.close()
+        self._member = None
 
     def _finish(self) -> None:
+        if self._member is not None:  # a failure in the middle of a tensor
+            self._member.close()
+            self._member = None
         self._zip.close()

@@ -213,8 +213,11 @@ class SafetensorsWriter(TensorWriter):
         self._file = open(self._create_tmp(), "wb")
         self._file.write(len(text).to_bytes(8, "little") + text)
 
-    def _write(self, name: str, array: np.ndarray) -> None:
-        self._file.write(array.reshape(-1).view(np.uint8).data)
+    def _start(self, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        """Nothing to do: the header placed every tensor already."""
+
+    def _append(self, data: memoryview) -> None:
+        self._file.write(data)
 
     def _finish(self) -> None:
         self._file.close()
