@@ -12,7 +12,7 @@ import pytest
 import mxarray
 from mxarray.cli import main
 from mxarray.io import load, save
-from mxarray.io.quantize_file import quantize_file
+from mxarray.io.quantizing import quantize_file
 from mxarray.report import qsnr_db
 
 pytest.importorskip("safetensors", reason="the io extra (safetensors) is not installed")

@@ -40,7 +40,7 @@ from mxarray.io.checkpoints import (
     to_gguf_mxfp4,
     to_gpt_oss,
 )
-from mxarray.io.quantize_file import quantize_file
+from mxarray.io.quantizing import quantize_file
 
 pytest.importorskip("safetensors", reason="the io extra (safetensors) is not installed")
 ml_dtypes = pytest.importorskip("ml_dtypes", reason="the io extra (ml_dtypes) is not installed")

@@ -16,7 +16,7 @@ from mxarray.io import load, save
 from mxarray.io._files import open_writer
 from mxarray.io.checkpoints import load_gpt_oss, save_gpt_oss, to_gpt_oss
 from mxarray.io.describe import describe_file
-from mxarray.io.quantize_file import quantize_file
+from mxarray.io.quantizing import quantize_file
 from mxarray.report import qsnr_db
 
 pytest.importorskip("safetensors", reason="the io extra (safetensors) is not installed")

@@ -85,6 +85,16 @@ class NpyReader(TensorReader):
             raise KeyError(name)
         return np.load(self.path, allow_pickle=False)
 
+    maps = True
+
+    def mapped(self, name: str) -> np.ndarray:
+        """The tensor as a read-only memory map (its size was checked against the file)."""
+        if name not in self.entries:
+            raise KeyError(name)
+        if self.entries[name].nbytes == 0:
+            return self.read(name)
+        return np.load(self.path, mmap_mode="r", allow_pickle=False)
+
 
 class NpzReader(TensorReader):
     """Read an ``.npz`` archive member by member."""

@@ -32,6 +32,7 @@ from ._container import (
     TensorWriter,
     corrupt,
     nbytes_of,
+    numpy_dtype,
     strict_json_object,
 )
 
@@ -172,6 +173,17 @@ class SafetensorsReader(TensorReader):
             return self._file.get_tensor(name)
         except Exception as exc:
             raise corrupt(self.path, f"tensor {name!r}: {exc}") from None
+
+    maps = True
+
+    def mapped(self, name: str) -> np.ndarray:
+        """Tensor ``name`` as a read-only memory map of its validated bytes."""
+        info = self.entries[name]
+        dtype = numpy_dtype(info.dtype).newbyteorder("<")
+        if info.nbytes == 0:
+            return np.empty(info.shape, dtype)
+        return np.memmap(self.path, dtype=dtype, mode="r", offset=self._starts[name],
+                         shape=info.shape)
 
     def _read_raw(self, name: str, info: TensorInfo) -> np.ndarray:
         """Read a tensor's bytes at its validated offset (the header tiles the file)."""
