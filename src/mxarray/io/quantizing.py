@@ -130,7 +130,8 @@ def quantize_file(
     TypeError
         If ``seed`` is not an integer or a pattern list is a string.
     ValueError
-        If no tensor is selected for quantization, ``seed`` is outside ``[0, 2**64)``,
+        If no tensor is selected for quantization (nor an MX array carried),
+        ``seed`` is outside ``[0, 2**64)``,
         ``dst`` is ``src``, a suffix is unsupported, a file is malformed (MX arrays
         already in ``src`` are validated as :func:`~mxarray.io.load` validates them
         before they are copied), or a format does not take the rounding or scale mode.
@@ -161,7 +162,7 @@ def quantize_file(
     with open_reader(src) as reader:
         jobs, records, entries = _plan(reader, selection, axis, rounding, scale_mode, seed,
                                        positions)
-        if not any(j.action == "quantize" for j in jobs):
+        if not any(j.action in ("quantize", "carry") for j in jobs):
             raise ValueError(nothing_quantized(j.action for j in jobs))
         metadata = {**reader.metadata, METADATA_KEY: encode(records)}
         summaries = []
