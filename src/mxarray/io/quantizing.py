@@ -152,7 +152,7 @@ def quantize_file(
     >>> sorted(load(os.path.join(d, "out.npz")))
     ['norm', 'step', 'w']
     """
-    selection = Selection(format_rules(fmt, formats), tuple(include), tuple(exclude), policy)
+    selection = Selection(format_rules(fmt, formats), include, exclude, policy)
     check_rounding(rounding)
     check_scale_mode(scale_mode)
     seed = check_seed(seed)
