@@ -32,7 +32,8 @@ from ._files import mx_records, open_reader, open_writer, read_mx, storage_of
 from ._metadata import METADATA_KEY, MXRecord, encode
 from .selection import QUANTIZABLE_DTYPES, Selection, format_rules, nothing_quantized
 
-__all__ = ["TensorSummary", "quantize_file", "QUANTIZABLE_DTYPES", "PIECE_ELEMENTS"]
+__all__ = ["TensorSummary", "Settings", "quantize_file", "quantize_one_file", "plan_file",
+           "QUANTIZABLE_DTYPES", "PIECE_ELEMENTS"]
 
 PIECE_ELEMENTS = 1 << 21
 """Elements of one piece (8 MiB of float32); the error sums need about 40 bytes each."""
@@ -153,16 +154,44 @@ def quantize_file(
     ['norm', 'step', 'w']
     """
     selection = Selection(format_rules(fmt, formats), include, exclude, policy)
-    check_rounding(rounding)
-    check_scale_mode(scale_mode)
-    seed = check_seed(seed)
+    settings = Settings(axis, check_rounding(rounding), check_scale_mode(scale_mode),
+                        check_seed(seed), statistics, backend)
+    return quantize_one_file(src, dst, selection, settings, positions, progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How :func:`quantize_one_file` quantizes the selected tensors (checked values)."""
+
+    axis: int = -1
+    rounding: str = "even"
+    scale_mode: str = "floor"
+    seed: int = 0
+    statistics: bool = True
+    backend: str | None = None
+
+
+def plan_file(src: str | os.PathLike[str], selection: Selection, settings: Settings,
+              positions: Mapping[str, int] | None = None) -> list[str]:
+    """What :func:`quantize_one_file` would do with each tensor of ``src``, from its header
+    alone: ``"quantize"``, ``"carry"`` (an MX array of the input) or why it is kept."""
+    with open_reader(src) as reader:
+        return [job.action for job in _plan(reader, selection, settings, positions)[0]]
+
+
+def quantize_one_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
+                      selection: Selection, settings: Settings,
+                      positions: Mapping[str, int] | None = None,
+                      progress: Progress | None = None, *, require: bool = True
+                      ) -> list[TensorSummary]:
+    """:func:`quantize_file` with its arguments checked and gathered; ``require=False``
+    (a shard of a checkpoint) writes ``dst`` even when no tensor of ``src`` is quantized."""
     if os.path.exists(dst) and os.path.samefile(src, dst):
         raise ValueError(f"the output {os.fspath(dst)} is the input file; write the quantized "
                          "tensors to another path (the input would be replaced)")
     with open_reader(src) as reader:
-        jobs, records, entries = _plan(reader, selection, axis, rounding, scale_mode, seed,
-                                       positions)
-        if not any(j.action in ("quantize", "carry") for j in jobs):
+        jobs, records, entries = _plan(reader, selection, settings, positions)
+        if require and not any(j.action in ("quantize", "carry") for j in jobs):
             raise ValueError(nothing_quantized(j.action for j in jobs))
         metadata = {**reader.metadata, METADATA_KEY: encode(records)}
         summaries = []
@@ -175,14 +204,13 @@ def quantize_file(
                 elif job.action == "carry":
                     summaries.append(_carry(reader, writer, job.record))
                 else:
-                    summaries.append(_quantize_one(reader, writer, job.record, backend,
-                                                   statistics))
+                    summaries.append(_quantize_one(reader, writer, job.record,
+                                                   settings.backend, settings.statistics))
     return summaries
 
 
-def _plan(reader: TensorReader, selection: Selection, axis: int, rounding: str,
-          scale_mode: str, seed: int, positions: Mapping[str, int] | None
-          ) -> tuple[list[_Job], list[MXRecord], list[tuple[str, np.dtype, tuple[int, ...]]]]:
+def _plan(reader: TensorReader, selection: Selection, settings: Settings,
+          positions: Mapping[str, int] | None) -> tuple[list[_Job], list[MXRecord], list[tuple[str, np.dtype, tuple[int, ...]]]]:
     """What to do with each tensor, the MX records and the output's declared tensors."""
     carried = mx_records(reader)
     storage = {t for r in carried for t, _, _ in r.storage}
@@ -195,16 +223,17 @@ def _plan(reader: TensorReader, selection: Selection, axis: int, rounding: str,
                 entries += rec.storage
                 jobs.append(_Job(rec.name, "carry", rec))
             continue
-        fmt, ax, why = selection.choose(name, info, axis)
+        fmt, ax, why = selection.choose(name, info, settings.axis)
         if fmt is None or ax is None:
             entries.append((name, numpy_dtype(info.dtype), info.shape))
             jobs.append(_Job(name, why, None))
             continue
-        _check_scale_kind(fmt, rounding, scale_mode)
+        _check_scale_kind(fmt, settings.rounding, settings.scale_mode)
         position = i if positions is None else positions[name]
-        rec = MXRecord.for_array(name, fmt, info.shape, ax, scale_mode, rounding,
-                                 (seed + position) % 2**64 if rounding == "stochastic"
-                                 else None)
+        seed = ((settings.seed + position) % 2**64 if settings.rounding == "stochastic"
+                else None)
+        rec = MXRecord.for_array(name, fmt, info.shape, ax, settings.scale_mode,
+                                 settings.rounding, seed)
         records.append(rec)
         entries += rec.storage
         jobs.append(_Job(name, "quantize", rec))
