@@ -15,10 +15,12 @@ from . import __version__
 from .backends import get_backend
 from .datasets import DATASETS, SEED, make_dataset
 from .formats import BLOCK_FORMATS, ROUNDING_MODES, SCALE_MODES, get_format
-from .io import describe_file, quantize_file
+from ._random import check_seed
+from .io import describe_file
 from .io._files import open_reader
-from .io.quantizing import TensorSummary
+from .io.quantizing import Settings, TensorSummary, quantize_one_file
 from .io.selection import Selection, format_rules
+from .io.sharded import INDEX_NAME, quantize_checkpoint
 from .report import evaluate, format_table, table
 
 __all__ = ["main"]
@@ -62,14 +64,17 @@ def _parser() -> argparse.ArgumentParser:
         "embedding / lm_head names stay in their input precision (--all quantizes them "
         "too); other tensors are copied unchanged.",
     )
-    qua.add_argument("input", type=Path, metavar="IN", help="a .safetensors, .npz or .npy file")
+    qua.add_argument("input", type=Path, metavar="IN",
+                     help="a .safetensors, .npz or .npy file, or a sharded checkpoint: a "
+                     f"directory holding {INDEX_NAME} and its shards")
     qua.add_argument("-f", "--format", dest="formats", required=True, action="append",
                      type=_format_rule, metavar="[PATTERN=]FORMAT",
                      help="the MX format (any case), or PATTERN=FORMAT for the tensors whose "
                      "names match the glob PATTERN; repeat it, the first match wins "
                      f"(formats: {', '.join(BLOCK_FORMATS)})")
     qua.add_argument("-o", "--output", required=True, type=Path,
-                     help="the output file (.safetensors or .npz)")
+                     help="the output file (.safetensors or .npz), or directory for a "
+                     "sharded checkpoint")
     qua.add_argument("--include", action="append", default=[], metavar="PATTERN",
                      help="quantize only tensors whose names match this glob (repeatable)")
     qua.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
@@ -87,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     qua.add_argument("--no-stats", dest="statistics", action="store_false",
                      help="skip the QSNR statistics (no dequantization: faster)")
     qua.add_argument("--backend", help="backend name (default: the best available)")
+    qua.add_argument("--workers", type=int,
+                     help="sharded checkpoints: local worker processes (default: one per "
+                     "shard, at most the CPU count; 1: in this process)")
+    qua.add_argument("--scheduler", metavar="ADDRESS",
+                     help="sharded checkpoints: quantize the shards on the Dask cluster of "
+                     "this scheduler (tcp://host:port); its workers must see IN and -o")
 
     ins = sub.add_parser("inspect", help="print what a file holds",
                          description="List the tensors of a .safetensors, .npz or .npy file: "
@@ -193,20 +204,23 @@ def _summary(rows: list[TensorSummary]) -> str:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    selection = dict(formats=args.formats, include=args.include, exclude=args.exclude,
-                     policy=args.policy)
-    rows = quantize_file(
-        args.input, args.output, **selection, axis=args.axis, rounding=args.rounding,
-        scale_mode=args.scale_mode, seed=args.seed, statistics=args.statistics,
-        backend=args.backend, progress=_progress,
-    )
+    selection = Selection(format_rules(None, args.formats), tuple(args.include),
+                          tuple(args.exclude), args.policy)
+    settings = Settings(args.axis, args.rounding, args.scale_mode, check_seed(args.seed),
+                        args.statistics, args.backend)
+    sharded = args.input.is_dir() or args.input.name.endswith(".index.json")
+    if sharded:
+        rows = quantize_checkpoint(args.input, args.output, selection, settings,
+                                   workers=args.workers, scheduler=args.scheduler,
+                                   progress=_progress)
+    else:
+        rows = quantize_one_file(args.input, args.output, selection, settings,
+                                 progress=_progress)
     print(_summary(rows))
     done = sum(r.quantized for r in rows)
     print(f"\nwrote {_shown(args.output)}: {done} of {len(rows)} tensors quantized "
           f"(rounding {args.rounding}, scale mode {args.scale_mode}, block axis {args.axis})")
-    chosen = Selection(format_rules(None, args.formats), tuple(args.include),
-                       tuple(args.exclude), args.policy)
-    print(f"selection: {_shown(chosen.describe())}")
+    print(f"selection: {_shown(selection.describe())}")
     return 0
 
 
