@@ -115,17 +115,18 @@ class TensorReader(abc.ABC):
     metadata: dict[str, str]
     entries: dict[str, TensorInfo]
 
-    maps: bool = False
-    """Whether :meth:`mapped` maps the file (else it reads the tensor into memory)."""
-
     @abc.abstractmethod
     def read(self, name: str) -> np.ndarray:
         """Return tensor ``name`` as a NumPy array."""
 
+    def can_map(self, name: str) -> bool:
+        """Whether :meth:`mapped` maps tensor ``name`` rather than reading it."""
+        return False
+
     def mapped(self, name: str) -> np.ndarray:
-        """Tensor ``name`` as a read-only memory map of the file where :attr:`maps` is
-        true: only the slices copied out of it are read, and its pages leave the
-        process's memory when the map is dropped.  Other readers read the tensor."""
+        """Tensor ``name`` as a read-only memory map of the file where :meth:`can_map`:
+        only the slices copied out of it are read, and its pages leave the process's
+        memory when the map is dropped.  Otherwise the tensor is read."""
         return self.read(name)
 
     def close(self) -> None:

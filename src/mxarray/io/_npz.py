@@ -85,7 +85,9 @@ class NpyReader(TensorReader):
             raise KeyError(name)
         return np.load(self.path, allow_pickle=False)
 
-    maps = True
+    def can_map(self, name: str) -> bool:
+        """A ``.npy`` file's tensor is always mapped."""
+        return True
 
     def mapped(self, name: str) -> np.ndarray:
         """The tensor as a read-only memory map (its size was checked against the file)."""

@@ -249,7 +249,7 @@ def _pieces_of(shape: tuple[int, ...], block_size: int
 def _copy(reader: TensorReader, writer: TensorWriter, name: str, why: str) -> TensorSummary:
     """Copy a tensor that is not quantized, piece by piece."""
     info = reader.entries[name]
-    source = None if reader.maps else reader.read(name)
+    source = None if reader.can_map(name) else reader.read(name)
     writer.start(name)
     for index, _, _ in _pieces_of(info.shape or (1,), 1):
         whole = reader.mapped(name) if source is None else source
@@ -300,7 +300,7 @@ def _quantize_one(reader: TensorReader, writer: TensorWriter, rec: MXRecord,
     info = reader.entries[rec.name]
     fmt, ax = rec.format, rec.block_axis
     moved_shape = layout.lead_shape(rec.shape, ax) + (rec.shape[ax],)
-    source = None if reader.maps else reader.read(rec.name)
+    source = None if reader.can_map(rec.name) else reader.read(rec.name)
 
     def piece(index: tuple) -> np.ndarray:
         whole = reader.mapped(rec.name) if source is None else source
