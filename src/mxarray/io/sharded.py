@@ -112,7 +112,7 @@ def quantize_checkpoint(
     Returns
     -------
     list of TensorSummary
-        Per input tensor, shard by shard in index order.
+        Per input tensor, in the order of the index's ``weight_map``.
 
     Raises
     ------
@@ -156,7 +156,8 @@ def quantize_checkpoint(
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    return [row for rows in results for row in rows]
+    rows = [row for shard_rows in results for row in shard_rows]
+    return sorted(rows, key=lambda r: positions.get(r.name, len(positions)))  # index order
 
 
 def _run(args: list[tuple], workers: int | None, scheduler: str | None,
