@@ -146,3 +146,9 @@ def test_the_inputs_metadata_is_kept(tmp_path):
 
     assert describe_file(tmp_path / "o.safetensors").metadata == {"format": "pt",
                                                                   "note": "kept"}
+
+
+def test_report_format_names_ignore_case(capsys):
+    assert main(["report", "--format", "MXFP8_E4M3", "--data", "gaussian", "--size", "256",
+                 "--repeats", "1"]) == 0
+    assert "mxfp8_e4m3" in capsys.readouterr().out

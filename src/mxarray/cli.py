@@ -43,8 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         "--data", choices=list(DATASETS), action="append",
         help="built-in dataset(s) (default: all); ignored with --input",
     )
-    rep.add_argument("--format", dest="formats", choices=list(BLOCK_FORMATS), action="append",
-                     help="format(s) to evaluate (default: all)")
+    rep.add_argument("--format", dest="formats", type=_format_name, action="append",
+                     metavar="FORMAT", help="format(s) to evaluate, any case (default: all; "
+                     f"{', '.join(BLOCK_FORMATS)})")
     rep.add_argument("--backend", help="backend name (default: the best available)")
     rep.add_argument("--axis", type=int, default=-1, help="block axis (default: -1)")
     rep.add_argument("--rounding", choices=ROUNDING_MODES, default="even")
@@ -107,14 +108,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_name(text: str) -> str:
+    """A format name as given on the command line (any case), checked."""
+    try:
+        return get_format(text.strip()).name
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"unknown format {text!r}; choose from {', '.join(BLOCK_FORMATS)}") from None
+
+
 def _format_rule(text: str) -> tuple[str, str]:
     """``--format`` as a ``(pattern, format name)`` rule: ``FORMAT`` alone is ``*=FORMAT``."""
     pattern, _, name = text.rpartition("=")
-    try:
-        return pattern or "*", get_format(name.strip()).name
-    except (KeyError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"unknown format {name!r}; choose from {', '.join(BLOCK_FORMATS)}") from None
+    return pattern or "*", _format_name(name)
 
 
 def _load_input(path: Path) -> np.ndarray:
