@@ -188,7 +188,10 @@ def _run(args: list[tuple], workers: int | None, scheduler: str | None,
     else:
         count = workers if workers is not None else min(len(args), os.cpu_count() or 1)
         context = multiprocessing.get_context("spawn")  # no fork of a threaded process
-        with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
+        threads = max(1, (os.cpu_count() or 1) // count)
+        with concurrent.futures.ProcessPoolExecutor(count, mp_context=context,
+                                                    initializer=_share_cores,
+                                                    initargs=(threads,)) as pool:
             futures = {pool.submit(_shard_job, *a): i for i, a in enumerate(args)}
             try:
                 for future in concurrent.futures.as_completed(futures):
@@ -198,6 +201,16 @@ def _run(args: list[tuple], workers: int | None, scheduler: str | None,
                     future.cancel()
                 raise
     return [r for r in results if r is not None]
+
+
+def _share_cores(threads: int) -> None:
+    """Let a worker process's Numba kernels use ``threads`` threads, so that the workers
+    together do not run more threads than the machine has cores."""
+    try:
+        import numba
+    except ImportError:  # the NumPy backend runs single-threaded anyway
+        return
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def _write_index(out: Path, metadata: Mapping[str, Any], shards: Sequence[str]) -> None:
