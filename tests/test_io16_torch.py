@@ -67,3 +67,15 @@ def test_torch_bfloat16_reaches_numpy_exactly():
     a = mxarray.quantize(x.astype(np.float32), "mxfp8_e4m3")
     b = mxarray.quantize(t.float().numpy(), "mxfp8_e4m3")
     np.testing.assert_array_equal(a.packed, b.packed)
+
+
+def test_from_torch_refuses_high_bits_in_the_padding():
+    # found by test_fuzz_files: a byte 64 after the last mxfp6 element was dropped silently
+    from mxarray.interop import from_torch
+
+    a = mxarray.quantize(np.array([1.0], np.float32), "mxfp6_e2m3")
+    data, scales = to_torch(a, scale_dtype="uint8")
+    data = data.clone()
+    data[1] = 64
+    with pytest.raises(ValueError, match="padding"):
+        from_torch(data, scales, "mxfp6_e2m3", shape=(1,))

@@ -526,7 +526,8 @@ def from_torch(
         raise ValueError(f"data holds {padded} codes along its innermost axis, which is not "
                          f"the padded length of axis {ax} of shape {tuple(shape)} for "
                          f"{fmt.name} (blocks of {fmt.block_size})")
-    if np.any(raw[..., length:] & (fmt.n_codes - 1)):  # a sub-block's microexponent aside
+    micro = ((1 << fmt.code_bits) - 1) ^ (fmt.n_codes - 1)  # a sub-block's microexponent
+    if np.any(raw[..., length:] & ~raw.dtype.type(micro)):
         raise ValueError("the padding after the last element of a block axis must be zero")
     codes = np.moveaxis(raw[..., :length], -1, ax)
     return MXArray.from_parts(codes, scale_bytes, fmt, shape, axis=ax, layout="codes", **meta)
