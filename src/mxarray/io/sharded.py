@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ._container import strict_json_object
+from ._container import (PARTIAL_SUFFIX, partial_prefix, remove_stale_partials,
+                         strict_json_object)
 from ._files import open_reader
 from .quantizing import Settings, TensorSummary, plan_file, quantize_one_file
 from .selection import Selection, nothing_quantized
@@ -223,7 +224,9 @@ def _write_index(out: Path, metadata: Mapping[str, Any], shards: Sequence[str]) 
                 weight_map[name] = shard
                 total += info.nbytes
     doc = {"metadata": {**metadata, "total_size": total}, "weight_map": weight_map}
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{INDEX_NAME}.", suffix=".partial")
+    remove_stale_partials(out / INDEX_NAME)
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=partial_prefix(out / INDEX_NAME),
+                               suffix=PARTIAL_SUFFIX)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)
