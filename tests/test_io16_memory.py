@@ -168,3 +168,13 @@ def test_partial_files_of_running_processes_are_left_alone(tmp_path):
         sleeper.kill()
         sleeper.wait()
 
+
+
+def test_outputs_get_the_permissions_of_a_new_file(tmp_path):
+    np.savez(tmp_path / "in.npz", w=np.ones((4, 64), np.float32))
+    mask = os.umask(0o027)
+    try:
+        quantize_file(tmp_path / "in.npz", tmp_path / "o.npz", "mxint8")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "o.npz").stat().st_mode & 0o777 == 0o640  # not tempfile's 0o600

@@ -17,6 +17,7 @@ import math
 import os
 import socket
 import tempfile
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 
 __all__ = ["TensorInfo", "TensorReader", "TensorWriter", "corrupt", "nbytes_of",
            "strict_json_object", "numpy_dtype", "PARTIAL_SUFFIX", "partial_prefix",
-           "remove_stale_partials"]
+           "make_partial", "remove_stale_partials"]
 
 PARTIAL_SUFFIX = ".partial"
 """How the name of a file being written ends (it replaces its target once complete)."""
@@ -40,6 +41,29 @@ def partial_prefix(target: Path, pid: int | None = None) -> str:
     """How the temporary files of a writer of ``target`` begin: ``.NAME.HOST.PID.``, hidden,
     and naming the host and process that own them."""
     return f".{target.name}.{_host()}.{os.getpid() if pid is None else pid}."
+
+
+def make_partial(target: Path) -> Path:
+    """Create an empty temporary file for ``target`` beside it (:func:`partial_prefix`),
+    with the permissions a new file gets (``tempfile`` makes it private)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=partial_prefix(target),
+                               suffix=PARTIAL_SUFFIX)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
+    return Path(tmp)
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it, so under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def _alive(pid: int) -> bool:
@@ -175,10 +199,7 @@ class TensorWriter(abc.ABC):
         this host and process (see :func:`partial_name`), after removing what a killed
         run of this host left behind for the same target (:func:`remove_stale_partials`)."""
         remove_stale_partials(self.path)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=partial_prefix(self.path),
-                                   suffix=PARTIAL_SUFFIX)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = make_partial(self.path)
         return self._tmp
 
     def write(self, name: str, array: Any) -> None:

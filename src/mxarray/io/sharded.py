@@ -19,12 +19,10 @@ import concurrent.futures
 import json
 import multiprocessing
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ._container import (PARTIAL_SUFFIX, partial_prefix, remove_stale_partials,
-                         strict_json_object)
+from ._container import make_partial, remove_stale_partials, strict_json_object
 from ._files import open_reader
 from .quantizing import Settings, TensorSummary, plan_file, quantize_one_file
 from .selection import Selection, nothing_quantized
@@ -225,14 +223,13 @@ def _write_index(out: Path, metadata: Mapping[str, Any], shards: Sequence[str]) 
                 total += info.nbytes
     doc = {"metadata": {**metadata, "total_size": total}, "weight_map": weight_map}
     remove_stale_partials(out / INDEX_NAME)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=partial_prefix(out / INDEX_NAME),
-                               suffix=PARTIAL_SUFFIX)
+    tmp = make_partial(out / INDEX_NAME)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)
             f.write("\n")
         os.replace(tmp, out / INDEX_NAME)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
