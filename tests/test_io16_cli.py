@@ -152,3 +152,17 @@ def test_report_format_names_ignore_case(capsys):
     assert main(["report", "--format", "MXFP8_E4M3", "--data", "gaussian", "--size", "256",
                  "--repeats", "1"]) == 0
     assert "mxfp8_e4m3" in capsys.readouterr().out
+
+
+def test_every_io_module_is_importable_under_its_own_name():
+    import importlib
+    import pkgutil
+
+    import mxarray.io
+
+    for module in pkgutil.iter_modules(mxarray.io.__path__):
+        imported = importlib.import_module(f"mxarray.io.{module.name}")
+        assert imported.__name__ == f"mxarray.io.{module.name}"
+        assert getattr(mxarray.io, module.name, imported) is imported  # not hidden
+    assert mxarray.io.quantize_file is importlib.import_module(
+        "mxarray.io.quantizing").quantize_file

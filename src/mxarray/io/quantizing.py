@@ -209,8 +209,11 @@ def quantize_one_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     return summaries
 
 
+Entries = list[tuple[str, np.dtype, tuple[int, ...]]]
+
+
 def _plan(reader: TensorReader, selection: Selection, settings: Settings,
-          positions: Mapping[str, int] | None) -> tuple[list[_Job], list[MXRecord], list[tuple[str, np.dtype, tuple[int, ...]]]]:
+          positions: Mapping[str, int] | None) -> tuple[list[_Job], list[MXRecord], Entries]:
     """What to do with each tensor, the MX records and the output's declared tensors."""
     carried = mx_records(reader)
     storage = {t for r in carried for t, _, _ in r.storage}
