@@ -24,6 +24,7 @@ import numpy as np
 from .. import layout
 from .._random import check_seed
 from ..backends import get_backend
+from ..array import MXArray
 from ..core import _check_scale_kind, _finite_amax, _quantize_with_ids
 from ..formats import Format, check_rounding, check_scale_mode
 from ..report import qsnr_of_sums
@@ -35,8 +36,9 @@ from .selection import QUANTIZABLE_DTYPES, Selection, format_rules, nothing_quan
 __all__ = ["TensorSummary", "Settings", "quantize_file", "quantize_one_file", "plan_file",
            "QUANTIZABLE_DTYPES", "PIECE_ELEMENTS"]
 
-PIECE_ELEMENTS = 1 << 21
-"""Elements of one piece (8 MiB of float32); the error sums need about 40 bytes each."""
+PIECE_ELEMENTS = 1 << 20
+"""Elements of one piece (4 MiB of float32); quantizing and measuring a piece takes about
+20 bytes per element."""
 
 Progress = Callable[[int, int, str], None]
 
@@ -281,17 +283,18 @@ class _Error:
         self.signal = self.noise = 0.0
         self.counted = 0
 
-    def add(self, x: np.ndarray, q: object) -> None:
+    def add(self, x: np.ndarray, q: MXArray) -> None:
         """Add a piece ``x`` and its quantization ``q`` (an MXArray of the same shape)."""
         y = q.dequantize(np.float64 if x.dtype == np.float64 else np.float32)
         x64 = x.astype(np.float64)
-        kept = ~np.isnan(y)  # a block with an inf/nan input decodes to NaN in full
-        self.counted += int(np.count_nonzero(kept))
-        kept &= np.isfinite(x64)
-        x64 = x64[kept]
-        self.signal += float(np.dot(x64, x64))
-        x64 -= y[kept]
-        self.noise += float(np.dot(x64, x64))
+        dropped = np.isnan(y)  # a block with an inf/nan input decodes to NaN in full
+        self.counted += dropped.size - int(np.count_nonzero(dropped))
+        dropped |= ~np.isfinite(x64)
+        x64[dropped] = 0.0  # in place: no copy of the kept values
+        y[dropped] = 0.0
+        self.signal += float(np.dot(x64.reshape(-1), x64.reshape(-1)))
+        x64 -= y
+        self.noise += float(np.dot(x64.reshape(-1), x64.reshape(-1)))
 
     def qsnr(self) -> float:
         return qsnr_of_sums(self.signal, self.noise) if self.counted else float("nan")
