@@ -117,8 +117,10 @@ def quantize_checkpoint(
     ------
     ValueError
         If the index is malformed, names a tensor its shard lacks, no tensor is selected,
-        or ``dst`` is ``src``; nothing is left in ``dst`` then.
+        ``workers`` is negative, or ``dst`` is ``src``; nothing is left in ``dst`` then.
     """
+    if workers is not None and (not isinstance(workers, int) or workers < 0):
+        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
     src_dir = Path(src) if Path(src).is_dir() else Path(src).parent
     out = Path(dst)
     metadata, weight_map = read_index(src)
