@@ -12,7 +12,7 @@ import pytest
 import mxarray
 from mxarray.cli import main
 from mxarray.io import load, save
-from mxarray.io.quantize_file import quantize_file
+from mxarray.io.quantizing import quantize_file
 from mxarray.report import qsnr_db
 
 pytest.importorskip("safetensors", reason="the io extra (safetensors) is not installed")
@@ -54,7 +54,7 @@ def _rows(text: str) -> dict[str, list[str]]:
 def test_quantize_every_floating_tensor_and_report_it(checkpoint, tmp_path, capsys):
     src, tensors = checkpoint
     out = tmp_path / "q.safetensors"
-    assert main(["quantize", str(src), "-f", "mxfp6_e2m3", "-o", str(out)]) == 0
+    assert main(["quantize", str(src), "-f", "mxfp6_e2m3", "-o", str(out), "--all"]) == 0
     printed = capsys.readouterr().out
     rows = _rows(printed)
     back = load(out)
@@ -82,7 +82,7 @@ def test_quantize_every_floating_tensor_and_report_it(checkpoint, tmp_path, caps
 def test_modes_axis_and_npz_output(checkpoint, tmp_path, capsys):
     src, tensors = checkpoint
     out = tmp_path / "q.npz"
-    assert main(["quantize", str(src), "-f", "mxfp8_e4m3", "-o", str(out), "--axis", "1",
+    assert main(["quantize", str(src), "-f", "mxfp8_e4m3", "-o", str(out), "--axis", "1", "--all",
                  "--rounding", "nearest", "--scale-mode", "ceil"]) == 0
     rows = _rows(capsys.readouterr().out)
     back = load(out)
@@ -162,7 +162,8 @@ def test_memory_is_bounded_by_the_largest_tensor_not_the_file(tmp_path):
 
 def test_progress_is_drawn_only_on_a_terminal(checkpoint, tmp_path, monkeypatch, capsys):
     src, _ = checkpoint
-    assert main(["quantize", str(src), "-f", "mxint8", "-o", str(tmp_path / "a.npz")]) == 0
+    assert main(["quantize", str(src), "-f", "mxint8", "-o", str(tmp_path / "a.npz"),
+                 "--all"]) == 0
     assert capsys.readouterr().err == ""
 
     class Terminal(io.StringIO):
@@ -171,7 +172,8 @@ def test_progress_is_drawn_only_on_a_terminal(checkpoint, tmp_path, monkeypatch,
 
     term = Terminal()
     monkeypatch.setattr("sys.stderr", term)
-    assert main(["quantize", str(src), "-f", "mxint8", "-o", str(tmp_path / "b.npz")]) == 0
+    assert main(["quantize", str(src), "-f", "mxint8", "-o", str(tmp_path / "b.npz"),
+                 "--all"]) == 0
     drawn = term.getvalue()
     assert "[1/4]" in drawn and "[4/4]" in drawn and drawn.endswith("\n")
 
@@ -201,7 +203,7 @@ def test_inspect_lists_what_a_file_holds(checkpoint, tmp_path, capsys):
 ])
 def test_cli_errors_are_clear_and_leave_no_output(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
-    np.savez("in.npz", a=np.ones(32, np.float32))
+    np.savez("in.npz", a=np.ones((2, 32), np.float32))
     (tmp_path / "bad.safetensors").write_bytes(b"\x10" + b"\0" * 7 + b"{}")
     (tmp_path / "in.txt").write_text("x")
     assert main(argv) == 1

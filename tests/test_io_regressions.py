@@ -16,7 +16,7 @@ from mxarray.io import load, save
 from mxarray.io._files import open_writer
 from mxarray.io.checkpoints import load_gpt_oss, save_gpt_oss, to_gpt_oss
 from mxarray.io.describe import describe_file
-from mxarray.io.quantize_file import quantize_file
+from mxarray.io.quantizing import quantize_file
 from mxarray.report import qsnr_db
 
 pytest.importorskip("safetensors", reason="the io extra (safetensors) is not installed")
@@ -38,8 +38,12 @@ def test_float8_tensors_read_back_from_safetensors(tmp_path, dtype):
     assert back["w"].dtype == x.dtype and back["w"].tobytes() == x.tobytes()
     assert back["s"] == np.float32(0.5)
     # and they are copied unchanged by mxarray quantize (they are not float16/32/64)
+    with pytest.raises(ValueError, match="nothing to quantize.*1 float8"):
+        quantize_file(tmp_path / "f8.safetensors", tmp_path / "q.safetensors", "mxint8")
+    save(tmp_path / "f8.safetensors", {"w": x, "s": np.float32(0.5),
+                                       "d": np.ones((2, 32), np.float32)})
     rows = quantize_file(tmp_path / "f8.safetensors", tmp_path / "q.safetensors", "mxint8")
-    assert [(r.name, r.format) for r in rows] == [("w", None), ("s", None)]
+    assert [(r.name, r.format) for r in rows] == [("w", None), ("s", None), ("d", "mxint8")]
     assert load(tmp_path / "q.safetensors")["w"].tobytes() == x.tobytes()
     # .npz has no portable name for them (float8_e5m2's header used to read back as
     # '<f1', which NumPy refuses): refused when writing, not when reading
@@ -79,7 +83,8 @@ def test_fortran_ordered_npy_and_npz_files_load(tmp_path):
     np.savez(tmp_path / "f.npz", x=x, y=np.arange(3))
     np.testing.assert_array_equal(load(tmp_path / "f.npy")["f"], x)
     np.testing.assert_array_equal(load(tmp_path / "f.npz")["x"], x)
-    rows = quantize_file(tmp_path / "f.npz", tmp_path / "q.safetensors", "mxfp8_e4m3", axis=0)
+    rows = quantize_file(tmp_path / "f.npz", tmp_path / "q.safetensors", "mxfp8_e4m3", axis=0,
+                         policy=False)
     assert rows[0].format == "mxfp8_e4m3" and rows[0].qsnr_db == np.inf  # small integers
     np.testing.assert_array_equal(load(tmp_path / "q.safetensors")["x"].dequantize(), x)
 
@@ -227,7 +232,7 @@ def test_the_summary_says_when_the_output_is_larger(tmp_path, capsys):
     # to read "0.22x smaller"
     np.savez(tmp_path / "in.npz", x=np.ones((4, 2), np.float16))
     assert main(["quantize", str(tmp_path / "in.npz"), "-f", "mx9", "-o",
-                 str(tmp_path / "o.npz")]) == 0
+                 str(tmp_path / "o.npz"), "--all"]) == 0
     total = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("total")]
     assert total and total[0].split()[1:] == ["16", "72", "4.50x", "larger"]
 

@@ -14,11 +14,14 @@ import numpy as np
 from . import __version__
 from .backends import get_backend
 from .datasets import DATASETS, SEED, make_dataset
-from .formats import BLOCK_FORMATS, ROUNDING_MODES, SCALE_MODES
-from .io import describe_file, quantize_file
+from .formats import BLOCK_FORMATS, ROUNDING_MODES, SCALE_MODES, get_format
+from ._random import check_seed
+from .io import describe_file
 from .io._files import open_reader
-from .io.quantize_file import TensorSummary
-from .report import evaluate, format_table
+from .io.quantizing import Settings, TensorSummary, quantize_one_file
+from .io.selection import Selection, format_rules
+from .io.sharded import INDEX_NAME, quantize_checkpoint
+from .report import evaluate, format_table, table
 
 __all__ = ["main"]
 
@@ -40,8 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         "--data", choices=list(DATASETS), action="append",
         help="built-in dataset(s) (default: all); ignored with --input",
     )
-    rep.add_argument("--format", dest="formats", choices=list(BLOCK_FORMATS), action="append",
-                     help="format(s) to evaluate (default: all)")
+    rep.add_argument("--format", dest="formats", type=_format_name, action="append",
+                     metavar="FORMAT", help="format(s) to evaluate, any case (default: all; "
+                     f"{', '.join(BLOCK_FORMATS)})")
     rep.add_argument("--backend", help="backend name (default: the best available)")
     rep.add_argument("--axis", type=int, default=-1, help="block axis (default: -1)")
     rep.add_argument("--rounding", choices=ROUNDING_MODES, default="even")
@@ -53,23 +57,48 @@ def _parser() -> argparse.ArgumentParser:
 
     qua = sub.add_parser(
         "quantize",
-        help="quantize every floating tensor of a .safetensors, .npz or .npy file",
-        description="Quantize every float16/bfloat16/float32/float64 tensor of IN into an MX "
-        "format, tensor by tensor, and write a self-describing .safetensors or .npz file "
-        "(read it back with mxarray.io.load).  Other tensors are copied unchanged.",
+        help="quantize the floating tensors of a .safetensors, .npz or .npy file",
+        description="Quantize the float16/bfloat16/float32/float64 tensors of IN into MX "
+        "formats, tensor by tensor in bounded pieces, and write a self-describing "
+        ".safetensors or .npz file (read it back with mxarray.io.load).  By default 1-D "
+        "tensors, tensors whose block axis is shorter than one block and norm / bias / "
+        "embedding / lm_head names stay in their input precision (--all quantizes them "
+        "too); other tensors are copied unchanged.",
     )
-    qua.add_argument("input", type=Path, metavar="IN", help="a .safetensors, .npz or .npy file")
-    qua.add_argument("-f", "--format", required=True, choices=list(BLOCK_FORMATS))
+    qua.add_argument("input", type=Path, metavar="IN",
+                     help="a .safetensors, .npz or .npy file, or a sharded checkpoint: a "
+                     f"directory holding {INDEX_NAME} and its shards")
+    qua.add_argument("-f", "--format", dest="formats", required=True, action="append",
+                     type=_format_rule, metavar="[PATTERN=]FORMAT",
+                     help="the MX format (any case), or PATTERN=FORMAT for the tensors whose "
+                     "names match the glob PATTERN; repeat it, the first match wins "
+                     f"(formats: {', '.join(BLOCK_FORMATS)})")
     qua.add_argument("-o", "--output", required=True, type=Path,
-                     help="the output file (.safetensors or .npz)")
+                     help="the output file (.safetensors or .npz), or directory for a "
+                     "sharded checkpoint")
+    qua.add_argument("--include", action="append", default=[], metavar="PATTERN",
+                     help="quantize only tensors whose names match this glob (repeatable)")
+    qua.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                     help="never quantize tensors whose names match this glob (repeatable; "
+                     "wins over --include)")
+    qua.add_argument("--all", dest="policy", action="store_false",
+                     help="quantize every selected floating tensor: no default policy")
     qua.add_argument("--axis", type=int, default=-1,
                      help="block axis of every tensor (default: -1); tensors without it "
                      "are copied")
     qua.add_argument("--rounding", choices=ROUNDING_MODES, default="even")
     qua.add_argument("--scale-mode", choices=SCALE_MODES, default="floor")
     qua.add_argument("--seed", type=int, default=0,
-                     help="stochastic rounding: tensor i uses seed + i (default: 0)")
+                     help="stochastic rounding: tensor i of the file uses seed + i (default: 0)")
+    qua.add_argument("--no-stats", dest="statistics", action="store_false",
+                     help="skip the QSNR statistics (no dequantization: faster)")
     qua.add_argument("--backend", help="backend name (default: the best available)")
+    qua.add_argument("--workers", type=int,
+                     help="sharded checkpoints: local worker processes (default: one per "
+                     "shard, at most the CPU count; 1: in this process)")
+    qua.add_argument("--scheduler", metavar="ADDRESS",
+                     help="sharded checkpoints: quantize the shards on the Dask cluster of "
+                     "this scheduler (tcp://host:port); its workers must see IN and -o")
 
     ins = sub.add_parser("inspect", help="print what a file holds",
                          description="List the tensors of a .safetensors, .npz or .npy file: "
@@ -77,6 +106,21 @@ def _parser() -> argparse.ArgumentParser:
                          "dense tensors, from the header alone.")
     ins.add_argument("file", type=Path, metavar="FILE")
     return parser
+
+
+def _format_name(text: str) -> str:
+    """A format name as given on the command line (any case), checked."""
+    try:
+        return get_format(text.strip()).name
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"unknown format {text!r}; choose from {', '.join(BLOCK_FORMATS)}") from None
+
+
+def _format_rule(text: str) -> tuple[str, str]:
+    """``--format`` as a ``(pattern, format name)`` rule: ``FORMAT`` alone is ``*=FORMAT``."""
+    pattern, _, name = text.rpartition("=")
+    return pattern or "*", _format_name(name)
 
 
 def _load_input(path: Path) -> np.ndarray:
@@ -143,18 +187,6 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(headers: Sequence[str], rows: list[list[str]], right: Sequence[str]) -> str:
-    """An aligned plain-text table; the columns named in ``right`` are right-aligned."""
-    cells = [list(headers), *rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    flush = [h in right for h in headers]
-    lines = ["  ".join(c.rjust(w) if f else c.ljust(w)
-                       for c, w, f in zip(r, widths, flush, strict=True)).rstrip()
-             for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def _progress(i: int, n: int, name: str) -> None:
     """A one-line progress indicator on stderr, drawn only on a terminal."""
     if sys.stderr.isatty():
@@ -174,19 +206,27 @@ def _summary(rows: list[TensorSummary]) -> str:
     body.append(["total", "", "", "", "", f"{before:,}", f"{after:,}", ratio])
     headers = ["tensor", "dtype", "shape", "format", "QSNR dB", "bytes before", "bytes after",
                "note"]
-    return _table(headers, body, right=("QSNR dB", "bytes before", "bytes after"))
+    return table(headers, body, right=("QSNR dB", "bytes before", "bytes after"))
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    rows = quantize_file(
-        args.input, args.output, args.format, axis=args.axis, rounding=args.rounding,
-        scale_mode=args.scale_mode, seed=args.seed, backend=args.backend, progress=_progress,
-    )
+    selection = Selection(format_rules(None, args.formats), tuple(args.include),
+                          tuple(args.exclude), args.policy)
+    settings = Settings(args.axis, args.rounding, args.scale_mode, check_seed(args.seed),
+                        args.statistics, args.backend)
+    sharded = args.input.is_dir() or args.input.name.endswith(".index.json")
+    if sharded:
+        rows = quantize_checkpoint(args.input, args.output, selection, settings,
+                                   workers=args.workers, scheduler=args.scheduler,
+                                   progress=_progress)
+    else:
+        rows = quantize_one_file(args.input, args.output, selection, settings,
+                                 progress=_progress)
     print(_summary(rows))
-    done = sum(r.format is not None and r.qsnr_db is not None for r in rows)
-    print(f"\nwrote {_shown(args.output)}: {done} of {len(rows)} tensors quantized to "
-          f"{args.format} "
+    done = sum(r.quantized for r in rows)
+    print(f"\nwrote {_shown(args.output)}: {done} of {len(rows)} tensors quantized "
           f"(rounding {args.rounding}, scale mode {args.scale_mode}, block axis {args.axis})")
+    print(f"selection: {_shown(selection.describe())}")
     return 0
 
 
@@ -198,7 +238,7 @@ def _inspect(args: argparse.Namespace) -> int:
     rows = [[_shown(t.name), t.kind, t.type, str(t.shape),
              "" if t.block_axis is None else str(t.block_axis), f"{t.nbytes:,}", t.details]
             for t in d.tensors]
-    print(_table(["tensor", "kind", "type", "shape", "block axis", "bytes", "details"], rows,
+    print(table(["tensor", "kind", "type", "shape", "block axis", "bytes", "details"], rows,
                  right=("block axis", "bytes")))
     return 0
 
@@ -210,12 +250,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status.
 
     0 on success; 2 for a usage error (argparse prints it); 1 when the command fails on
-    its input (a missing or malformed file, an unknown backend, too little memory): one
-    line on stderr naming the command and the cause, and no output file left behind.
+    its input (a missing or malformed file, an unknown backend, too little memory, no
+    tensor to quantize): one line on stderr naming the command and the cause, and no
+    output file left behind; 130 after Ctrl-C, with one line and no output file.
     """
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print(f"mxarray {args.command}: interrupted (no output written)", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, OSError, RuntimeError, ImportError, MemoryError) as exc:
         why = str(exc) or type(exc).__name__
         print(f"mxarray {args.command}: error: {_shown(' '.join(why.split()))}",

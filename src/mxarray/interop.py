@@ -47,7 +47,8 @@ from .array import MXArray
 from .backends import get_backend
 from .formats import Format, get_format
 
-__all__ = ["to_ml_dtypes", "from_ml_dtypes", "dlpack_parts", "to_torch", "from_torch"]
+__all__ = ["to_ml_dtypes", "from_ml_dtypes", "dlpack_parts", "to_torch", "from_torch",
+           "dequantize_torch", "torch_to_numpy"]
 
 _SCALE_ML_DTYPE: str = load_spec()["scale"]["ml_dtypes"]
 # ml_dtypes (and torch) type of each scale format's bytes; UE4M3 codes are the
@@ -247,8 +248,9 @@ def _as_tensor(arr: Any, torch: ModuleType) -> Any:
     return torch.from_numpy(np.array(arr, copy=True))
 
 
-def to_torch(a: MXArray, *, scale_dtype: str = "float8") -> tuple[Any, Any]:
-    """Return ``(data, scales)`` torch tensors holding the bytes of ``a`` as torch does.
+def to_torch(a: MXArray, *, scale_dtype: str = "float8", dtype: Any = None) -> Any:
+    """Return ``(data, scales)`` torch tensors holding the bytes of ``a`` as torch does, or
+    with ``dtype``, the values of ``a`` as one dense torch tensor.
 
     See the module docstring for the dtype and shape of each format.  The tensors own
     copies of the bytes and live on the array's device (CPU, or the same CUDA device).
@@ -261,11 +263,15 @@ def to_torch(a: MXArray, *, scale_dtype: str = "float8") -> tuple[Any, Any]:
         Scales as the torch float8 type of the format's scale bytes (default:
         ``torch.float8_e8m0fnu``, or ``torch.float8_e4m3fn`` for nvfp4's UE4M3 scales)
         or as the raw ``torch.uint8`` bytes.
+    dtype : torch.dtype, optional
+        A torch floating dtype (``torch.bfloat16``, ``torch.float16``, ``torch.float32``
+        ...): return the dequantized values in the logical shape instead, decoded in torch
+        by :func:`dequantize_torch` (exact in float64, then rounded once to ``dtype``).
 
     Raises
     ------
     TypeError
-        If ``a`` is not an MXArray.
+        If ``a`` is not an MXArray or ``dtype`` is not a torch floating dtype.
     ValueError
         If ``scale_dtype`` is unknown, or is "float8" for a scale format torch has no
         type for.
@@ -277,9 +283,13 @@ def to_torch(a: MXArray, *, scale_dtype: str = "float8") -> tuple[Any, Any]:
     >>> import numpy as np, pytest, mxarray
     >>> torch = pytest.importorskip("torch", reason="this example needs torch installed")
     >>> from mxarray.interop import to_torch
-    >>> data, scales = to_torch(mxarray.quantize(np.ones((4, 64)), "mxfp4_e2m1"))
+    >>> a = mxarray.quantize(np.ones((4, 64)), "mxfp4_e2m1")
+    >>> data, scales = to_torch(a)
     >>> data.dtype, tuple(data.shape), scales.dtype, tuple(scales.shape)
     (torch.float4_e2m1fn_x2, (4, 32), torch.float8_e8m0fnu, (4, 2))
+    >>> w = to_torch(a, dtype=torch.bfloat16)
+    >>> w.dtype, tuple(w.shape), w[0, :3].tolist()
+    (torch.bfloat16, (4, 64), [1.0, 1.0, 1.0])
     """
     if not isinstance(a, MXArray):
         raise TypeError(f"a must be an MXArray, not {type(a).__name__}")
@@ -294,7 +304,126 @@ def to_torch(a: MXArray, *, scale_dtype: str = "float8") -> tuple[Any, Any]:
     if data.dtype != want:
         data = data.view(want)
     scales = _as_tensor(_scales_block_axis_last(a), torch).view(scale_type)
-    return data, scales
+    if dtype is None:
+        return data, scales
+    values = dequantize_torch(data, scales, fmt, dtype=dtype, tensor_scale=a.tensor_scale,
+                              length=a.shape[a.block_axis])
+    return values.movedim(-1, a.block_axis)
+
+
+def dequantize_torch(data: Any, scales: Any, fmt: str | Format, *, dtype: Any = None,
+                     tensor_scale: float | None = None, length: int | None = None) -> Any:
+    """Decode MX tensors in the layout of :func:`to_torch` (torchao's) with torch operations,
+    on the tensors' device (CPU or CUDA).
+
+    Each value is ``decode(code) * scale`` (``* tensor_scale`` for nvfp4), computed
+    exactly in float64 and rounded once to ``dtype``, as :func:`mxarray.dequantize` does;
+    a block with a NaN scale is NaN.
+
+    Parameters
+    ----------
+    data, scales : torch.Tensor
+        As :func:`from_torch` takes them: the block axis innermost.
+    fmt : str or Format
+    dtype : torch.dtype, optional
+        A floating dtype (default ``torch.float32``).
+    tensor_scale : float, optional
+        The per-tensor scale, required for formats that have one (nvfp4).
+    length : int, optional
+        The logical length of the block axis (default: the padded length).
+
+    Returns
+    -------
+    torch.Tensor
+        ``lead + (length,)``: the block axis innermost.
+
+    Raises
+    ------
+    TypeError
+        If a tensor has the wrong dtype or ``dtype`` is not floating.
+    ValueError
+        If the shapes do not fit, ``length`` is out of range, or ``tensor_scale`` is
+        missing or not expected.
+
+    Examples
+    --------
+    >>> import pytest
+    >>> torch = pytest.importorskip("torch", reason="this example needs torch installed")
+    >>> from mxarray.interop import dequantize_torch
+    >>> raw = torch.zeros((1, 16), dtype=torch.uint8)
+    >>> raw[0, :2] = torch.tensor([0x42, 0x0B])            # codes 2, 4, 0xB, 0: 1, 2, -1.5, 0
+    >>> scales = torch.tensor([[128]], dtype=torch.uint8)  # 2**1
+    >>> dequantize_torch(raw.view(torch.float4_e2m1fn_x2), scales, "mxfp4_e2m1", length=4)
+    tensor([[ 2.,  4., -3.,  0.]])
+    """
+    torch = _torch()
+    fmt = get_format(fmt)
+    dtype = torch.float32 if dtype is None else dtype
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a torch floating dtype, got {dtype!r}")
+    if not isinstance(data, torch.Tensor) or not isinstance(scales, torch.Tensor):
+        raise TypeError("data and scales must be torch tensors")
+    want = _torch_data_dtype(fmt, torch)
+    if data.dtype not in ((want, torch.uint8) if want.itemsize == 1 else (want,)):
+        raise TypeError(f"data must have dtype {want} for {fmt.name}, got {data.dtype}")
+    if scales.dtype not in (torch.uint8, _torch_scale_dtype(fmt, torch)):
+        raise TypeError(f"scales must have dtype {_torch_scale_dtype(fmt, torch)} or "
+                        f"torch.uint8 for {fmt.name}, got {scales.dtype}")
+    if fmt.tensor_scale != "none" and tensor_scale is None:
+        raise ValueError(f"{fmt.name} needs its per-tensor scale (tensor_scale=...)")
+    if fmt.tensor_scale == "none" and tensor_scale is not None:
+        raise ValueError(f"{fmt.name} has no per-tensor scale; drop tensor_scale")
+    codes = _torch_codes(data, fmt, torch)
+    padded = codes.shape[-1]
+    if (data.ndim == 0 or tuple(scales.shape) != tuple(codes.shape[:-1])
+            + (padded // fmt.block_size,) or padded % fmt.block_size):
+        raise ValueError(f"data {tuple(data.shape)} and scales {tuple(scales.shape)} do not "
+                         f"fit {fmt.name} (blocks of {fmt.block_size}, innermost)")
+    length = padded if length is None else length
+    if not padded - fmt.block_size < length <= padded:
+        raise ValueError(f"length must be in ({padded - fmt.block_size}, {padded}], got {length}")
+    device = data.device
+    table = torch.from_numpy(np.array(fmt.decode_table, dtype=np.float64)).to(device)
+    scale_table = fmt.scale.decode(np.arange(256, dtype=np.uint8)).astype(np.float64)
+    if tensor_scale is not None:
+        scale_table = scale_table * np.float64(np.float32(tensor_scale))
+    block = torch.from_numpy(scale_table).to(device)[scales.view(torch.uint8).long()]
+    values = table[codes] * block.repeat_interleave(fmt.block_size, dim=-1)
+    return values[..., :length].to(dtype)
+
+
+def _torch_codes(data: Any, fmt: Format, torch: ModuleType) -> Any:
+    """One int64 code per element of a :func:`to_torch` data tensor: lead + (padded,)."""
+    if _torch_holds_packed(fmt) and fmt.layout.name == "fp4_nibble":
+        raw = data.view(torch.uint8)
+        return torch.stack([raw & 0x0F, raw >> 4], dim=-1).flatten(-2).long()
+    if data.element_size() == 1:
+        return data.view(torch.uint8).long()
+    return data.to(torch.int64)
+
+
+def torch_to_numpy(t: Any) -> np.ndarray:
+    """A dense torch tensor's values as a NumPy array (on the host), ready for
+    :func:`mxarray.quantize`: ``torch.bfloat16`` becomes ml_dtypes' ``bfloat16`` (the
+    same bits; NumPy has no bfloat16 of its own), other dtypes their NumPy dtype.
+
+    Examples
+    --------
+    >>> import pytest
+    >>> torch = pytest.importorskip("torch", reason="this example needs torch installed")
+    >>> from mxarray.interop import torch_to_numpy
+    >>> x = torch_to_numpy(torch.tensor([1.5, -2.0], dtype=torch.bfloat16))
+    >>> x.dtype.name, x.astype("float32").tolist()
+    ('bfloat16', [1.5, -2.0])
+    """
+    torch = _torch()
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"t must be a torch tensor, not {type(t).__name__}")
+    t = t.detach().contiguous().cpu()
+    if t.dtype == torch.bfloat16:
+        bf16 = _import("ml_dtypes", "torch bfloat16 tensors in NumPy").bfloat16
+        return t.view(torch.int16).numpy().view(bf16)
+    return t.numpy()
 
 
 def _scales_block_axis_last(a: MXArray) -> Any:
@@ -397,7 +526,8 @@ def from_torch(
         raise ValueError(f"data holds {padded} codes along its innermost axis, which is not "
                          f"the padded length of axis {ax} of shape {tuple(shape)} for "
                          f"{fmt.name} (blocks of {fmt.block_size})")
-    if np.any(raw[..., length:] & (fmt.n_codes - 1)):  # a sub-block's microexponent aside
+    micro = ((1 << fmt.code_bits) - 1) ^ (fmt.n_codes - 1)  # a sub-block's microexponent
+    if np.any(raw[..., length:] & ~raw.dtype.type(micro)):
         raise ValueError("the padding after the last element of a block axis must be zero")
     codes = np.moveaxis(raw[..., :length], -1, ax)
     return MXArray.from_parts(codes, scale_bytes, fmt, shape, axis=ax, layout="codes", **meta)

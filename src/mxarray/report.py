@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from .core import _check_scale_kind, backend_for, dequantize, quantize
 from .formats import BLOCK_FORMATS, get_format
 from .layout import integer
 
-__all__ = ["FormatReport", "qsnr_db", "evaluate", "format_table"]
+__all__ = ["FormatReport", "qsnr_db", "qsnr_of_sums", "evaluate", "format_table", "table"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +40,20 @@ def qsnr_db(x: np.ndarray, y: np.ndarray) -> float:
     x64 = np.asarray(x, dtype=np.float64)
     y64 = np.asarray(y, dtype=np.float64)
     keep = np.isfinite(x64)
-    noise = float(np.sum((x64[keep] - y64[keep]) ** 2))
-    signal = float(np.sum(x64[keep] ** 2))
+    return qsnr_of_sums(float(np.sum(x64[keep] ** 2)),
+                        float(np.sum((x64[keep] - y64[keep]) ** 2)))
+
+
+def qsnr_of_sums(signal: float, noise: float) -> float:
+    """QSNR in dB from its two float64 sums, ``sum x^2`` and ``sum (x - y)^2``, which
+    may be accumulated piece by piece; ``inf`` when ``noise`` is 0.
+
+    Examples
+    --------
+    >>> from mxarray.report import qsnr_of_sums
+    >>> qsnr_of_sums(100.0, 1.0), qsnr_of_sums(1.0, 0.0)
+    (20.0, inf)
+    """
     if noise == 0.0:
         return float("inf")
     return 10.0 * float(np.log10(signal / noise))
@@ -177,14 +189,30 @@ _COLUMNS = (
 
 def format_table(rows: list[FormatReport]) -> str:
     """Render report rows as an aligned plain-text table."""
-    cells = [[title for title, _, _ in _COLUMNS]]
-    for row in rows:
-        cells.append([fmt.format(getattr(row, attr)) for _, attr, fmt in _COLUMNS])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(_COLUMNS))]
-    lines = []
-    for n, r in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths))))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    body = [[fmt.format(getattr(row, attr)) for _, attr, fmt in _COLUMNS] for row in rows]
+    titles = [title for title, _, _ in _COLUMNS]
+    return table(titles, body, right=titles[1:])
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Iterable[str] = ()
+          ) -> str:
+    """An aligned plain-text table under a rule of dashes; the columns named in ``right``
+    are right-aligned, the others left-aligned; trailing blanks are dropped.
+
+    Examples
+    --------
+    >>> from mxarray.report import table
+    >>> print(table(["name", "bytes"], [["a", "1,024"], ["long name", "8"]], right=["bytes"]))
+    name       bytes
+    ---------  -----
+    a          1,024
+    long name      8
+    """
+    cells = [list(headers), *[list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    flush = [h in set(right) for h in headers]
+    lines = ["  ".join(c.rjust(w) if f else c.ljust(w)
+                       for c, w, f in zip(r, widths, flush, strict=True)).rstrip()
+             for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -4,7 +4,8 @@
   ``.npz`` files whose metadata records everything needed to read them back exactly.
 - :mod:`mxarray.io.checkpoints`: the gpt-oss / Hugging Face MXFP4 layout and GGUF's
   ``block_mxfp4``.
-- :func:`describe_file` and :func:`quantize_file`: the engines of ``mxarray inspect``
+- :func:`describe_file` and :func:`quantize_file` (module :mod:`mxarray.io.quantizing`,
+  tensors chosen as :mod:`mxarray.io.selection` says): the engines of ``mxarray inspect``
   and ``mxarray quantize``.
 
 Reading ``.safetensors`` files needs the ``io`` extra (``pip install 'mxarray[io]'``);
@@ -15,6 +16,6 @@ from __future__ import annotations
 
 from ._files import load, save
 from .describe import describe_file
-from .quantize_file import quantize_file
+from .quantizing import quantize_file
 
 __all__ = ["save", "load", "describe_file", "quantize_file"]

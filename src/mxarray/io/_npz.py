@@ -85,6 +85,18 @@ class NpyReader(TensorReader):
             raise KeyError(name)
         return np.load(self.path, allow_pickle=False)
 
+    def can_map(self, name: str) -> bool:
+        """A ``.npy`` file's tensor is always mapped."""
+        return True
+
+    def mapped(self, name: str) -> np.ndarray:
+        """The tensor as a read-only memory map (its size was checked against the file)."""
+        if name not in self.entries:
+            raise KeyError(name)
+        if self.entries[name].nbytes == 0:
+            return self.read(name)
+        return np.load(self.path, mmap_mode="r", allow_pickle=False)
+
 
 class NpzReader(TensorReader):
     """Read an ``.npz`` archive member by member."""
@@ -216,6 +228,7 @@ class NpzWriter(TensorWriter):
             raise ValueError(f"tensor names {nul} hold a NUL character, which .npz member "
                              "names cannot; use a .safetensors file")
         super().__init__(path, entries, metadata)
+        self._member: IO[bytes] | None = None
         for name, dtype, _ in self._pending:
             if dtype.kind not in "biuf" or not _portable(dtype):
                 raise ValueError(f"tensor {name!r}: .npz cannot record dtype {dtype} "
@@ -225,9 +238,23 @@ class NpzWriter(TensorWriter):
         if metadata:
             self.write(METADATA_MEMBER, raw)
 
-    def _write(self, name: str, array: np.ndarray) -> None:
-        with self._zip.open(name + ".npy", "w", force_zip64=True) as fp:
-            npy.write_array(fp, array, allow_pickle=False)
+    def _start(self, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        self._member = self._zip.open(name + ".npy", "w", force_zip64=True)
+        header = {"descr": npy.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        try:
+            npy.write_array_header_1_0(self._member, header)
+        except ValueError:  # too long for version 1.0 (as numpy.save falls back)
+            npy.write_array_header_2_0(self._member, header)
+
+    def _append(self, data: memoryview) -> None:
+        self._member.write(data)
+
+    def _end(self) -> None:
+        self._member.close()
+        self._member = None
 
     def _finish(self) -> None:
+        if self._member is not None:  # a failure in the middle of a tensor
+            self._member.close()
+            self._member = None
         self._zip.close()

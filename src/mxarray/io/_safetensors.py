@@ -32,6 +32,7 @@ from ._container import (
     TensorWriter,
     corrupt,
     nbytes_of,
+    numpy_dtype,
     strict_json_object,
 )
 
@@ -42,28 +43,41 @@ METADATA_ENTRY = "__metadata__"
 MAX_HEADER_BYTES = 100_000_000
 """Largest header accepted (the limit the ``safetensors`` package applies too)."""
 
-# safetensors dtype code -> (NumPy dtype name, item size in bytes)
+# safetensors dtype code -> (NumPy dtype name, bits per element): every dtype of the
+# safetensors package 0.8.0.  ml_dtypes (0.7.0) names the narrow floats; NumPy holds an F4
+# or F6 element in one byte, the file packs them (F4: two per byte, the first in the low
+# nibble, as torch's float4_e2m1fn_x2).
 _DTYPES: dict[str, tuple[str, int]] = {
-    "BOOL": ("bool", 1),
-    "U8": ("uint8", 1),
-    "I8": ("int8", 1),
-    "F8_E4M3": ("float8_e4m3fn", 1),
-    "F8_E5M2": ("float8_e5m2", 1),
-    "U16": ("uint16", 2),
-    "I16": ("int16", 2),
-    "F16": ("float16", 2),
-    "BF16": ("bfloat16", 2),
-    "U32": ("uint32", 4),
-    "I32": ("int32", 4),
-    "F32": ("float32", 4),
-    "U64": ("uint64", 8),
-    "I64": ("int64", 8),
-    "F64": ("float64", 8),
+    "BOOL": ("bool", 8),
+    "F4": ("float4_e2m1fn", 4),
+    "F6_E2M3": ("float6_e2m3fn", 6),
+    "F6_E3M2": ("float6_e3m2fn", 6),
+    "U8": ("uint8", 8),
+    "I8": ("int8", 8),
+    "F8_E4M3": ("float8_e4m3fn", 8),
+    "F8_E5M2": ("float8_e5m2", 8),
+    "F8_E4M3FNUZ": ("float8_e4m3fnuz", 8),
+    "F8_E5M2FNUZ": ("float8_e5m2fnuz", 8),
+    "F8_E8M0": ("float8_e8m0fnu", 8),
+    "U16": ("uint16", 16),
+    "I16": ("int16", 16),
+    "F16": ("float16", 16),
+    "BF16": ("bfloat16", 16),
+    "U32": ("uint32", 32),
+    "I32": ("int32", 32),
+    "F32": ("float32", 32),
+    "C64": ("complex64", 64),
+    "U64": ("uint64", 64),
+    "I64": ("int64", 64),
+    "F64": ("float64", 64),
 }
-_CODES = {name: code for code, (name, _) in _DTYPES.items()}
+# what the writer writes: every whole-byte dtype
+_CODES = {name: code for code, (name, bits) in _DTYPES.items() if bits % 8 == 0}
 # dtypes the package's NumPy reader cannot build (it looks them up on numpy itself); their
 # bytes are read here from the validated offsets instead.
-_READ_RAW = frozenset({"float8_e4m3fn", "float8_e5m2"})
+_READ_RAW = frozenset(name for name, _ in _DTYPES.values() if name.startswith("float")
+                      and name not in ("float16", "float32", "float64"))
+_SUB_BYTE = frozenset(name for name, bits in _DTYPES.values() if bits % 8)
 
 
 def require_package() -> Any:
@@ -124,8 +138,11 @@ def parse_header(path: str | os.PathLike[str], head: bytes, file_size: int
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(_is_index(o) for o in offsets) or offsets[0] > offsets[1]):
             raise corrupt(path, f"tensor {name!r}: data_offsets must be [begin, end]")
-        dtype, itemsize = _DTYPES[code]
-        size = nbytes_of(tuple(shape), itemsize)
+        dtype, bits = _DTYPES[code]
+        size, rest = divmod(nbytes_of(tuple(shape), bits), 8)
+        if rest:
+            raise corrupt(path, f"tensor {name!r}: {code} {shape} does not end at a byte "
+                                "boundary")
         if offsets[1] - offsets[0] != size:
             raise corrupt(path, f"tensor {name!r}: {code} {shape} needs {size} bytes, "
                                 f"data_offsets give {offsets[1] - offsets[0]}")
@@ -173,17 +190,38 @@ class SafetensorsReader(TensorReader):
         except Exception as exc:
             raise corrupt(self.path, f"tensor {name!r}: {exc}") from None
 
+    def can_map(self, name: str) -> bool:
+        """Whether :meth:`mapped` maps tensor ``name`` (not a packed F4 or F6 tensor)."""
+        return self.entries[name].dtype not in _SUB_BYTE
+
+    def mapped(self, name: str) -> np.ndarray:
+        """Tensor ``name`` as a read-only memory map of its validated bytes (F4 and F6
+        tensors, packed in the file: read)."""
+        info = self.entries[name]
+        if not self.can_map(name):
+            return self.read(name)
+        dtype = numpy_dtype(info.dtype).newbyteorder("<")
+        if info.nbytes == 0:
+            return np.empty(info.shape, dtype)
+        return np.memmap(self.path, dtype=dtype, mode="r", offset=self._starts[name],
+                         shape=info.shape)
+
     def _read_raw(self, name: str, info: TensorInfo) -> np.ndarray:
         """Read a tensor's bytes at its validated offset (the header tiles the file)."""
-        import ml_dtypes  # present: require_package checked it when the file was opened
-
-        dtype = np.dtype(getattr(ml_dtypes, info.dtype))
         with open(self.path, "rb") as f:
             f.seek(self._starts[name])
             raw = f.read(info.nbytes)
         if len(raw) != info.nbytes:
             raise corrupt(self.path, f"tensor {name!r}: the file ended early")
-        return np.frombuffer(raw, dtype=dtype).reshape(info.shape).copy()
+        dtype = numpy_dtype(info.dtype)
+        data = np.frombuffer(raw, dtype=np.uint8)
+        if info.dtype == "float4_e2m1fn":  # two codes a byte, the first in the low nibble
+            data = np.stack([data & 0x0F, data >> 4], axis=-1)
+        elif info.dtype in _SUB_BYTE:
+            raise ValueError(f"{self.path}: tensor {name!r} is {info.dtype}, whose bit packing "
+                             "the safetensors format (package 0.8.0) does not define; mxarray "
+                             "lists it (mxarray inspect) but cannot read its values")
+        return data.reshape(-1).view(dtype).reshape(info.shape).copy()
 
     def close(self) -> None:
         """Release the memory map."""
@@ -213,8 +251,11 @@ class SafetensorsWriter(TensorWriter):
         self._file = open(self._create_tmp(), "wb")
         self._file.write(len(text).to_bytes(8, "little") + text)
 
-    def _write(self, name: str, array: np.ndarray) -> None:
-        self._file.write(array.reshape(-1).view(np.uint8).data)
+    def _start(self, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        """Nothing to do: the header placed every tensor already."""
+
+    def _append(self, data: memoryview) -> None:
+        self._file.write(data)
 
     def _finish(self) -> None:
         self._file.close()

@@ -18,7 +18,9 @@ So mxarray and gpt-oss share their bytes exactly (a reshape), and GGUF is a nibb
 permutation plus the scale byte in front of each block; every conversion here is
 lossless.  Two differences in meaning remain, which the conversions do not change:
 ggml and gpt-oss read scale byte 0xFF as ``2**128`` where MX (and mxarray) read it as
-NaN, and GGUF rows hold whole blocks, so the blocked axis must be a multiple of 32.
+NaN (:func:`to_gpt_oss`, :func:`to_gguf_mxfp4` and :func:`from_gpt_oss` warn with a
+:class:`LayoutWarning` when a block has it), and GGUF rows hold whole blocks, so the
+blocked axis must be a multiple of 32.
 
 The innermost axis of the stored tensors is the blocked one.  gpt-oss blocks its MoE
 weights along the contraction axis and transposes after decoding; pass that axis as
@@ -29,6 +31,7 @@ bytes.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -49,7 +52,22 @@ __all__ = [
     "gpt_oss_pairs",
     "load_gpt_oss",
     "save_gpt_oss",
+    "torchao_pairs",
+    "load_torchao",
+    "LayoutWarning",
 ]
+
+
+class LayoutWarning(UserWarning):
+    """A conversion between layouts changed what some bytes mean (the bytes are kept)."""
+
+
+def _warn_nan_blocks(scales: np.ndarray, direction: str) -> None:
+    """Warn when scale bytes 0xFF, NaN in MX and ``2**128`` in ggml / gpt-oss, cross over."""
+    count = int(np.count_nonzero(scales == FORMAT.scale.nan_code))
+    if count:
+        warnings.warn(f"{count} block(s) have scale byte 0xFF: NaN in MX (mxarray), 2**128 in "
+                      f"ggml and gpt-oss; {direction}", LayoutWarning, stacklevel=3)
 
 FORMAT = get_format("mxfp4_e2m1")
 BLOCK_BYTES = FORMAT.block_size // 2
@@ -110,7 +128,9 @@ def to_gpt_oss(a: MXArray) -> tuple[np.ndarray, np.ndarray]:
     lead = layout.lead_shape(a.shape, a.block_axis)
     n = length // FORMAT.block_size
     blocks = np.array(a.packed).reshape(lead + (n, BLOCK_BYTES))
-    return blocks, np.ascontiguousarray(np.moveaxis(a.scales, a.block_axis, -1))
+    scales = np.ascontiguousarray(np.moveaxis(a.scales, a.block_axis, -1))
+    _warn_nan_blocks(scales, "these NaN blocks will read as huge finite values there")
+    return blocks, scales
 
 
 def from_gpt_oss(blocks: Any, scales: Any, *, axis: int = -1) -> MXArray:
@@ -143,6 +163,7 @@ def from_gpt_oss(blocks: Any, scales: Any, *, axis: int = -1) -> MXArray:
     """
     blocks, scales = _uint8(blocks, "blocks"), _uint8(scales, "scales")
     _check_pair(blocks, scales)
+    _warn_nan_blocks(scales, "these blocks of 2**128-scaled values read as NaN here")
     lead, n = blocks.shape[:-2], blocks.shape[-2]
     ax = layout.normalize_axis(axis, len(lead) + 1)
     shape = lead[:ax] + (n * FORMAT.block_size,) + lead[ax:]
@@ -333,3 +354,87 @@ def save_gpt_oss(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> Non
     with open_writer(path, [(n, t.dtype, t.shape) for n, t in tensors], {}) as writer:
         for n, t in tensors:
             writer.write(n, t)
+
+
+# torchao-style MX tensors as safetensors.torch.save_file writes them: the element data
+# (F4 / F8 dtypes) and a float8_e8m0fnu scale per 32 elements of the last axis.
+TORCHAO_ELEMENTS = {"float4_e2m1fn": "mxfp4_e2m1", "float8_e4m3fn": "mxfp8_e4m3",
+                    "float8_e5m2": "mxfp8_e5m2"}
+"""Element dtypes of a torchao-style pair and the MX format each one is."""
+TORCHAO_NAMES = (("", "_scale"), ("", ".scale"), (".qdata", ".scale"), ("_qdata", "_scale"))
+"""Name endings of a pair's data and scale tensors: ``NAME`` + ``NAME_scale`` (or
+``NAME.scale``), or torchao's attribute names ``NAME.qdata`` + ``NAME.scale``."""
+
+
+def torchao_pairs(entries: Mapping[str, TensorInfo]) -> dict[str, tuple[str, str, str]]:
+    """Find torchao-style MX pairs: element data and ``float8_e8m0fnu`` scales, one per
+    32 elements of the data's last axis.
+
+    Returns ``{NAME: (data tensor, scale tensor, format name)}``.
+
+    Examples
+    --------
+    >>> from mxarray.io._container import TensorInfo
+    >>> from mxarray.io.checkpoints import torchao_pairs
+    >>> torchao_pairs({"w": TensorInfo("float4_e2m1fn", (4, 64), 128),
+    ...                "w_scale": TensorInfo("float8_e8m0fnu", (4, 2), 8)})
+    {'w': ('w', 'w_scale', 'mxfp4_e2m1')}
+    """
+    pairs = {}
+    for name, info in entries.items():
+        for data_end, scale_end in TORCHAO_NAMES:
+            if not name.endswith(scale_end) or info.dtype != "float8_e8m0fnu":
+                continue
+            base = name[: -len(scale_end)]
+            data = entries.get(base + data_end)
+            if (base and base not in pairs and data is not None
+                    and data.dtype in TORCHAO_ELEMENTS and data.shape
+                    and data.shape[-1] % FORMAT.block_size == 0
+                    and info.shape == data.shape[:-1] + (data.shape[-1] // FORMAT.block_size,)):
+                pairs[base] = (base + data_end, name, TORCHAO_ELEMENTS[data.dtype])
+    return pairs
+
+
+def load_torchao(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a file holding torchao-style MX pairs (:func:`torchao_pairs`): each pair
+    becomes an :class:`MXArray` ``NAME`` blocked along its last axis; other tensors come
+    back as NumPy arrays.
+
+    Raises
+    ------
+    ValueError
+        If the file is malformed, a pair's codes are invalid, or a tensor ``NAME`` sits
+        next to a pair ``NAME`` with other data.
+
+    Examples
+    --------
+    >>> import numpy as np, ml_dtypes, os, tempfile, mxarray
+    >>> from mxarray.io import save
+    >>> from mxarray.io.checkpoints import load_torchao
+    >>> a = mxarray.quantize(np.linspace(-6, 6, 64, dtype=np.float32), "mxfp8_e4m3")
+    >>> path = os.path.join(tempfile.mkdtemp(), "ao.safetensors")
+    >>> save(path, {"w": a.codes().view(ml_dtypes.float8_e4m3fn),
+    ...             "w_scale": a.scales.view(ml_dtypes.float8_e8m0fnu)})
+    >>> back = load_torchao(path)["w"]
+    >>> back.format.name, bool(np.array_equal(back.packed, a.packed))
+    ('mxfp8_e4m3', True)
+    """
+    from ..interop import from_ml_dtypes
+
+    with open_reader(path) as reader:
+        pairs = torchao_pairs(reader.entries)
+        by_data = {data: base for base, (data, _, _) in pairs.items()}
+        in_pairs = {t for data, scale, _ in pairs.values() for t in (data, scale)}
+        clashes = sorted(n for n in set(pairs) & set(reader.entries) if n not in by_data)
+        if clashes:
+            raise ValueError(f"{os.fspath(path)}: tensor(s) {clashes} share their names with "
+                             "an MX pair; load the file with mxarray.io.load")
+        out: dict[str, Any] = {}
+        for name in reader.entries:
+            if name in by_data:
+                base = by_data[name]
+                _, scale, fmt = pairs[base]
+                out[base] = from_ml_dtypes(reader.read(name), reader.read(scale), fmt)
+            elif name not in in_pairs:
+                out[name] = reader.read(name)
+        return out

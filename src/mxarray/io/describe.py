@@ -9,7 +9,7 @@ from pathlib import Path
 from ._files import mx_records, open_reader
 from ._metadata import METADATA_KEY
 from .checkpoints import FORMAT as MXFP4
-from .checkpoints import gpt_oss_pairs
+from .checkpoints import gpt_oss_pairs, torchao_pairs
 
 __all__ = ["TensorDescription", "FileDescription", "describe_file"]
 
@@ -20,8 +20,8 @@ class TensorDescription:
 
     name: str
     kind: str
-    """``"mx"`` (mxarray metadata), ``"gpt-oss"`` (a ``_blocks``/``_scales`` pair) or
-    ``"dense"``."""
+    """``"mx"`` (mxarray metadata), ``"gpt-oss"`` (a ``_blocks``/``_scales`` pair),
+    ``"torchao"`` (element data and an E8M0 scale tensor) or ``"dense"``."""
     type: str
     """The MX format name, or the NumPy dtype name of a dense tensor."""
     shape: tuple[int, ...]
@@ -63,6 +63,9 @@ def describe_file(path: str | os.PathLike[str]) -> FileDescription:
         pairs = {b: (base, s) for base, (b, s) in gpt_oss_pairs(reader.entries).items()
                  if b not in claimed and s not in claimed}
         claimed |= {s for _, s in pairs.values()}
+        ao = {d: (base, s, f) for base, (d, s, f) in torchao_pairs(reader.entries).items()
+              if d not in claimed and s not in claimed}
+        claimed |= {s for _, s, _ in ao.values()}
         tensors = []
         for name, info in reader.entries.items():
             if name in records:
@@ -78,6 +81,12 @@ def describe_file(path: str | os.PathLike[str]) -> FileDescription:
                     base, "gpt-oss", MXFP4.name, shape, len(shape) - 1,
                     info.nbytes + reader.entries[scales].nbytes,
                     f"NAME{name[len(base):]} + NAME{scales[len(base):]}"))
+            elif name in ao:
+                base, scales, fmt = ao[name]
+                tensors.append(TensorDescription(
+                    base, "torchao", fmt, info.shape, len(info.shape) - 1,
+                    info.nbytes + reader.entries[scales].nbytes,
+                    f"{name} + {scales}"))
             elif name not in claimed:
                 tensors.append(TensorDescription(name, "dense", info.dtype, info.shape, None,
                                                  info.nbytes))
