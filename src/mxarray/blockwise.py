@@ -1,0 +1,225 @@
+"""Reading and writing parts of an MXArray in time proportional to the blocks touched.
+
+``read(a, key)`` decodes only the blocks that hold an element of ``a[key]``;
+``write(a, key, value)`` decodes, updates and requantizes only the blocks that hold a
+written element, on the active backend, and stores them into ``a``'s storage in place
+(copying the storage first, once, when a view or another array shares it: see
+:meth:`mxarray.MXArray._write_blocks`).  Nothing is cached: an MXArray's memory stays
+its packed bytes and scales.
+
+A *basic* key (integers, slices, ``None``, ``Ellipsis``) selects a box of the logical
+array; the blocks under that box are the *window*.  Integer and slice components of
+axes other than the block axis select storage rows directly (a strided view), and on the
+block axis they select a run of whole blocks.  The key is then rewritten relative to the
+window, so ``window_values[local_key]`` is exactly ``values[key]``.  Any other key
+(integer or boolean arrays) works on a window of every block.
+
+The backend calls live in :func:`_decode` and :func:`_encode`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import core
+from . import layout as blocks
+from ._random import new_seed
+from .array import MXArray
+
+__all__ = ["expand_key", "read", "write"]
+
+
+def expand_key(key: Any, ndim: int) -> list[Any]:
+    """The index as a list: one component per logical axis, plus its ``None`` entries
+    (an ``Ellipsis`` is replaced by full slices; missing trailing axes get full slices).
+
+    Raises
+    ------
+    IndexError
+        If the key indexes more axes than ``ndim``.
+    """
+    parts = list(key) if isinstance(key, tuple) else [key]
+    consuming = builtins.sum(p is not None and p is not Ellipsis for p in parts)
+    if consuming > ndim:
+        raise IndexError(f"too many indices for an array of {ndim} dimension(s)")
+    ellipses = [i for i, p in enumerate(parts) if p is Ellipsis]
+    if ellipses:
+        i = ellipses[0]
+        parts[i:i + 1] = [slice(None)] * (ndim - consuming)
+    else:
+        parts += [slice(None)] * (ndim - consuming)
+    return parts
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The blocks under a key: ``lead`` (one storage index per non-block axis), the block
+    run ``[first, stop)`` along the block axis, and the key relative to the window."""
+
+    lead: tuple[Any, ...]
+    first: int
+    stop: int
+    local_key: tuple[Any, ...]
+
+    @property
+    def grid(self) -> tuple[Any, ...]:
+        """The window as an index into the canonical block grid ``lead + (n_blocks,)``."""
+        return self.lead + (slice(self.first, self.stop),)
+
+
+def _whole(a: MXArray, key: Any) -> _Window:
+    """The window of every block, with ``key`` unchanged."""
+    n = a.canonical_scales.shape[-1]
+    return _Window((slice(None),) * (a.ndim - 1), 0, n, key)
+
+
+def _window(a: MXArray, key: Any) -> _Window:
+    """The window of ``key`` (every block if the key is not basic).
+
+    Raises
+    ------
+    IndexError
+        If an integer is out of range or there are too many indices.
+    """
+    parts = expand_key(key, a.ndim)
+    if any(not (p is None or isinstance(p, slice) or
+                (isinstance(p, int) and not isinstance(p, bool))) for p in parts):
+        return _whole(a, key)
+    size, axis = a.format.block_size, 0
+    lead, local, first, stop = [], [], 0, 0
+    for p in parts:
+        if p is None:
+            local.append(None)
+            continue
+        n = a.shape[axis]
+        if isinstance(p, slice):
+            span = range(*p.indices(n))
+        else:
+            i = operator.index(p)
+            if not -n <= i < n:
+                raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
+            span = range(i % n, i % n + 1)
+        if axis != a.block_axis:
+            lead.append(p if isinstance(p, slice) else slice(span.start, span.stop))
+            local.append(slice(None) if isinstance(p, slice) else 0)
+        elif len(span):
+            low, high = builtins.min(span[0], span[-1]), builtins.max(span[0], span[-1])
+            first, stop = low // size, high // size + 1
+            offset = first * size
+            if isinstance(p, slice):
+                end = span.stop - offset
+                local.append(slice(span.start - offset, end if end >= 0 else None, span.step))
+            else:
+                local.append(span.start - offset)
+        else:
+            local.append(slice(0, 0))
+        axis += 1
+    return _Window(tuple(lead), first, stop, tuple(local))
+
+
+def _window_values(a: MXArray, w: _Window, dtype: Any) -> Any:
+    """Values of the window's blocks as a logical array (block axis in place, padding
+    included): every view of ``a``'s storage taken here dies on return."""
+    bpb = a.format.bytes_per_block
+    packed = a.packed[w.lead + (slice(w.first * bpb, w.stop * bpb),)]
+    scales = a.canonical_scales[w.grid]
+    values = _decode(a, packed.reshape(-1, bpb), scales.reshape(-1), dtype)
+    rows = values.reshape(scales.shape[:-1] + (scales.shape[-1] * a.format.block_size,))
+    real = a.shape[a.block_axis] - w.first * a.format.block_size
+    rows[..., real:] = 0  # the padding, as quantize adds it (a NaN block decodes it as NaN)
+    return a._xp().moveaxis(rows, -1, a.block_axis)
+
+
+def read(a: MXArray, key: Any) -> Any:
+    """``a[key]`` as float32 values, decoding only the blocks that hold them.
+
+    ``key`` is a backend key: integers, slices, ``None``, ``Ellipsis``, integer or
+    boolean arrays of the storage's array module.  The result is an array of that
+    module (a NumPy array for host storage).
+
+    Raises
+    ------
+    IndexError
+        If an index is out of range.
+    """
+    w = _window(a, key)
+    return a._xp().asarray(_window_values(a, w, np.float32)[w.local_key])
+
+
+def write(a: MXArray, key: Any, value: Any) -> None:
+    """``a[key] = value``: requantize only the blocks that hold a written element.
+
+    The touched blocks are decoded (float64), updated, and quantized on the active
+    backend with ``a``'s recorded rounding and scale mode ("even"/"floor" when unknown)
+    and its tensor scale.  With stochastic rounding they draw, under ``a``'s seed (a
+    fresh one, then recorded, if none is), the random bits a quantization of the whole
+    updated array would give them (their canonical block numbers are the block ids), so
+    the result equals requantizing the whole array.  Other blocks keep their bytes.
+
+    ``value`` is a Python scalar or an array of the storage's module that broadcasts to
+    ``a[key]``'s shape.
+
+    Raises
+    ------
+    IndexError
+        If an index is out of range.
+    ValueError
+        If ``value`` does not broadcast to the selection.
+    """
+    w = _window(a, key)
+    values = _window_values(a, w, np.float64)
+    xp = a._xp()
+    mask = xp.zeros(values.shape, dtype=bool)
+    values[w.local_key] = value
+    mask[w.local_key] = True
+    size = a.format.block_size
+    canonical = blocks.lead_shape(values.shape, a.block_axis) + (-1, size)
+    touched = xp.moveaxis(mask, a.block_axis, -1).reshape(canonical).any(axis=-1)
+    rows = xp.moveaxis(values, a.block_axis, -1).reshape(canonical)[touched]
+    if not rows.shape[0]:
+        return
+    rounding = a.rounding or "even"
+    seed = None
+    if rounding == "stochastic":
+        seed = a.seed if a.seed is not None else new_seed()
+    ids = _block_ids(a, w, touched.shape)[touched]
+    packed, scales = _encode(a, rows, ids, rounding, a.scale_mode or "floor", seed)
+    a._write_blocks(w.grid, touched, packed, scales, seed)
+
+
+def _block_ids(a: MXArray, w: _Window, shape: tuple[int, ...]) -> np.ndarray:
+    """The canonical block numbers of the window's blocks, as a uint64 array of ``shape``."""
+    grid_shape = a.canonical_scales.shape
+    axes = [np.arange(n, dtype=np.uint64)[s] for n, s in zip(grid_shape, w.grid)]
+    ids = np.zeros(shape, dtype=np.uint64)
+    stride = 1
+    for k in range(len(axes) - 1, -1, -1):
+        view = [1] * len(axes)
+        view[k] = -1
+        ids += axes[k].reshape(view) * np.uint64(stride)
+        stride *= grid_shape[k]
+    return ids
+
+
+# -- the backend calls ------------------------------------------------------------------
+
+def _decode(a: MXArray, packed: Any, scales: Any, dtype: Any) -> Any:
+    """``(n, block_size)`` values of ``n`` blocks of ``a``: packed ``(n, bytes_per_block)``
+    bytes and their ``(n,)`` scales, on the backend that dequantizes ``a``."""
+    be = core.backend_for(a.format, None, packed)
+    extra = {} if a.tensor_scale is None else {"tensor_scale": a.tensor_scale}
+    return core._dequantize_rows(be, packed, scales, a.format, np.dtype(dtype), extra)
+
+
+def _encode(a: MXArray, rows: Any, ids: np.ndarray, rounding: str, scale_mode: str,
+            seed: int | None) -> tuple[Any, Any]:
+    """Packed ``(n, bytes_per_block)`` bytes and ``(n,)`` scales of ``(n, block_size)``
+    float64 rows, blocks numbered ``ids`` in ``a``, in ``a``'s format and tensor scale."""
+    q = core._quantize_with_ids(rows, a.format, ids, rounding=rounding, scale_mode=scale_mode,
+                                seed=seed, tensor_scale=a.tensor_scale)
+    return q.packed, q.canonical_scales.reshape(-1)
