@@ -424,9 +424,9 @@ class MXArray:
                       seed: int | None) -> None:
         """Store new bytes and scales for some canonical blocks, and record ``seed``.
 
-        ``window`` is a basic index (ints and slices) into the canonical block grid
-        ``lead + (n_blocks,)``; ``touched`` a boolean array of the window's shape, or None
-        for every block of it; ``packed`` holds ``(n, bytes_per_block)`` bytes and
+        ``window`` indexes the canonical block grid ``lead + (n_blocks,)``: slices, and
+        at most one integer array (for the block axis); ``touched`` is a boolean array of
+        the window's shape, or None for every block of it; ``packed`` holds ``(n, bytes_per_block)`` bytes and
         ``scales`` ``(n,)`` scale bytes for the ``n`` blocks selected, in C order.
 
         The storage is written in place when this array alone references it (no view,
@@ -438,15 +438,14 @@ class MXArray:
         target_packed = _private(self._packed)
         target_scales = _private(self._scales)
         try:
-            rows = target_packed.reshape(target_packed.shape[:-1] + (
-                self._scales.shape[-1], self._format.bytes_per_block))[window]
-            block_scales = target_scales[window]
-            if touched is None:
-                rows[...] = packed.reshape(rows.shape)
-                block_scales[...] = scales.reshape(block_scales.shape)
-            else:
-                rows[touched] = packed
-                block_scales[touched] = scales
+            grid = target_packed.reshape(target_packed.shape[:-1] + (
+                self._scales.shape[-1], self._format.bytes_per_block))
+            rows, block_scales = grid[window], target_scales[window]
+            everything = slice(None) if touched is None else touched
+            rows[everything] = packed.reshape(rows[everything].shape)
+            block_scales[everything] = scales.reshape(block_scales[everything].shape)
+            if any(not isinstance(part, slice) for part in window):  # copies: put back
+                grid[window], target_scales[window] = rows, block_scales
         finally:
             self._packed, self._scales = _read_only(target_packed), _read_only(target_scales)
         self._seed = seed

@@ -58,24 +58,41 @@ def expand_key(key: Any, ndim: int) -> list[Any]:
 
 @dataclass(frozen=True)
 class _Window:
-    """The blocks under a key: ``lead`` (one storage index per non-block axis), the block
-    run ``[first, stop)`` along the block axis, and the key relative to the window."""
+    """The blocks under a key, and the key relative to them.
+
+    ``lead`` holds one storage index (a slice) per non-block axis; ``blocks`` the blocks
+    along the block axis, a slice (a run) or an array of block numbers; ``positions``
+    None, or (with an array of blocks) where the selected elements sit along the
+    window's block axis, in key order; ``local_key`` is the key relative to the window
+    (relative to ``take(window, positions)`` when ``positions`` is set).
+    """
 
     lead: tuple[Any, ...]
-    first: int
-    stop: int
+    blocks: Any
+    positions: Any
     local_key: tuple[Any, ...]
 
     @property
     def grid(self) -> tuple[Any, ...]:
         """The window as an index into the canonical block grid ``lead + (n_blocks,)``."""
-        return self.lead + (slice(self.first, self.stop),)
+        return self.lead + (self.blocks,)
 
 
-def _whole(a: MXArray, key: Any) -> _Window:
-    """The window of every block, with ``key`` unchanged."""
-    n = a.canonical_scales.shape[-1]
-    return _Window((slice(None),) * (a.ndim - 1), 0, n, key)
+def _block_axis_part(p: Any, span: range, size: int) -> tuple[Any, Any, Any]:
+    """Blocks, positions and local component of block-axis component ``p`` (``span``:
+    the element indices it selects)."""
+    if not len(span):
+        return slice(0, 0), None, slice(0, 0)
+    if isinstance(p, slice) and builtins.abs(span.step) > size:  # blocks in between: skip
+        elements = np.arange(span.start, span.stop, span.step)
+        return elements // size, np.arange(len(span)) * size + elements % size, slice(None)
+    low, high = builtins.min(span[0], span[-1]), builtins.max(span[0], span[-1])
+    offset = low // size * size
+    if not isinstance(p, slice):
+        return slice(low // size, high // size + 1), None, span.start - offset
+    end = span.stop - offset
+    local = slice(span.start - offset, end if end >= 0 else None, span.step)
+    return slice(low // size, high // size + 1), None, local
 
 
 def _window(a: MXArray, key: Any) -> _Window:
@@ -89,9 +106,9 @@ def _window(a: MXArray, key: Any) -> _Window:
     parts = expand_key(key, a.ndim)
     if any(not (p is None or isinstance(p, slice) or
                 (isinstance(p, int) and not isinstance(p, bool))) for p in parts):
-        return _whole(a, key)
-    size, axis = a.format.block_size, 0
-    lead, local, first, stop = [], [], 0, 0
+        return _Window((slice(None),) * (a.ndim - 1), slice(None), None, key)
+    axis, lead, local = 0, [], []
+    blocks = positions = None
     for p in parts:
         if p is None:
             local.append(None)
@@ -100,39 +117,38 @@ def _window(a: MXArray, key: Any) -> _Window:
         if isinstance(p, slice):
             span = range(*p.indices(n))
         else:
-            i = operator.index(p)
-            if not -n <= i < n:
-                raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
-            span = range(i % n, i % n + 1)
-        if axis != a.block_axis:
+            if not -n <= p < n:
+                raise IndexError(f"index {p} is out of bounds for axis {axis} with size {n}")
+            span = range(p % n, p % n + 1)
+        if axis == a.block_axis:
+            blocks, positions, part = _block_axis_part(p, span, a.format.block_size)
+            local.append(part)
+        else:
             lead.append(p if isinstance(p, slice) else slice(span.start, span.stop))
             local.append(slice(None) if isinstance(p, slice) else 0)
-        elif len(span):
-            low, high = builtins.min(span[0], span[-1]), builtins.max(span[0], span[-1])
-            first, stop = low // size, high // size + 1
-            offset = first * size
-            if isinstance(p, slice):
-                end = span.stop - offset
-                local.append(slice(span.start - offset, end if end >= 0 else None, span.step))
-            else:
-                local.append(span.start - offset)
-        else:
-            local.append(slice(0, 0))
         axis += 1
-    return _Window(tuple(lead), first, stop, tuple(local))
+    return _Window(tuple(lead), blocks, positions, tuple(local))
 
 
 def _window_values(a: MXArray, w: _Window, dtype: Any) -> Any:
     """Values of the window's blocks as a logical array (block axis in place, padding
-    included): every view of ``a``'s storage taken here dies on return."""
-    bpb = a.format.bytes_per_block
-    packed = a.packed[w.lead + (slice(w.first * bpb, w.stop * bpb),)]
+    zeroed): every view of ``a``'s storage taken here dies on return."""
+    fmt = a.format
+    n_blocks = a.canonical_scales.shape[-1]
+    packed = a.packed.reshape(a.packed.shape[:-1] + (n_blocks, fmt.bytes_per_block))[w.grid]
     scales = a.canonical_scales[w.grid]
-    values = _decode(a, packed.reshape(-1, bpb), scales.reshape(-1), dtype)
-    rows = values.reshape(scales.shape[:-1] + (scales.shape[-1] * a.format.block_size,))
-    real = a.shape[a.block_axis] - w.first * a.format.block_size
-    rows[..., real:] = 0  # the padding, as quantize adds it (a NaN block decodes it as NaN)
+    values = _decode(a, packed.reshape(-1, fmt.bytes_per_block), scales.reshape(-1), dtype)
+    rows = values.reshape(scales.shape + (fmt.block_size,))
+    tail = a.shape[a.block_axis] - (n_blocks - 1) * fmt.block_size
+    last = np.arange(n_blocks)[w.blocks] == n_blocks - 1
+    rows[..., last, tail:] = 0  # the padding, as quantize adds it (NaN blocks decode it NaN)
+    rows = rows.reshape(scales.shape[:-1] + (scales.shape[-1] * fmt.block_size,))
     return a._xp().moveaxis(rows, -1, a.block_axis)
+
+
+def _selection_key(a: MXArray, w: _Window) -> tuple[Any, ...]:
+    """The index of ``w.positions`` along the block axis of the window's values."""
+    return (slice(None),) * a.block_axis + (w.positions,)
 
 
 def read(a: MXArray, key: Any) -> Any:
@@ -148,7 +164,10 @@ def read(a: MXArray, key: Any) -> Any:
         If an index is out of range.
     """
     w = _window(a, key)
-    return a._xp().asarray(_window_values(a, w, np.float32)[w.local_key])
+    values = _window_values(a, w, np.float32)
+    if w.positions is not None:
+        values = values[_selection_key(a, w)]
+    return a._xp().asarray(values[w.local_key])
 
 
 def write(a: MXArray, key: Any, value: Any) -> None:
@@ -175,10 +194,18 @@ def write(a: MXArray, key: Any, value: Any) -> None:
     values = _window_values(a, w, np.float64)
     xp = a._xp()
     mask = xp.zeros(values.shape, dtype=bool)
-    values[w.local_key] = value
-    mask[w.local_key] = True
+    if w.positions is None:
+        values[w.local_key] = value
+        mask[w.local_key] = True
+    else:  # write into the selected positions, then put them back
+        where = _selection_key(a, w)
+        chosen, picked = values[where], mask[where]
+        chosen[w.local_key] = value
+        picked[w.local_key] = True
+        values[where], mask[where] = chosen, picked
     size = a.format.block_size
-    canonical = blocks.lead_shape(values.shape, a.block_axis) + (-1, size)
+    canonical = blocks.lead_shape(values.shape, a.block_axis) + (
+        values.shape[a.block_axis] // size, size)
     touched = xp.moveaxis(mask, a.block_axis, -1).reshape(canonical).any(axis=-1)
     rows = xp.moveaxis(values, a.block_axis, -1).reshape(canonical)[touched]
     if not rows.shape[0]:
