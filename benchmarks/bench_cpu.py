@@ -25,7 +25,8 @@ from typing import Any, Callable
 import numpy as np
 
 import mxarray
-from mxarray.backends.base import supports
+from mxarray.backends.base import (DequantizeOptions, MatmulOperand, MatmulOptions,
+                                   QuantizeOptions)
 from mxarray.formats import BLOCK_FORMATS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -94,11 +95,11 @@ def bench_elementwise(n: int, repeats: int) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any failure means "not measurable here"
         print(f"torchao MX quantize not measured ({type(exc).__name__}: {exc})")
 
-    usable = [b.name for b in mxarray.backends() if b.available]
+    usable = [b.name for b in mxarray.list_backends() if b.available]
     for name in usable:
         be = mxarray.get_backend(name)
         for fmt in BLOCK_FORMATS.values():  # the OCP formats, then MX9/MX6/MX4 and NVFP4
-            if not supports(be, fmt):
+            if not be.supports(fmt):
                 continue
             reps = repeats if name != "numpy" else 1
             add("quantize", name, fmt.name, "api",
@@ -108,17 +109,17 @@ def bench_elementwise(n: int, repeats: int) -> dict[str, Any]:
                 best_time(lambda: mxarray.dequantize(a, backend=name), reps))
             add("dequantize", name, fmt.name, "api out=",
                 best_time(lambda: mxarray.dequantize(a, out=dst, backend=name), reps))
-            if hasattr(be, "quantize_packed"):
+            if name != "numpy":  # the backend's own methods on canonical rows
                 blocks = x.reshape(-1, fmt.block_size)
-                args = (fmt, "even", "floor", None)
-                kw = {} if a.tensor_scale is None else {"tensor_scale": a.tensor_scale}
+                q_opts = QuantizeOptions(fmt, "even", "floor", None, a.tensor_scale)
+                d_opts = DequantizeOptions(fmt, np.dtype(np.float32), a.tensor_scale)
                 add("quantize", name, fmt.name, "kernel",
-                    best_time(lambda: be.quantize_packed(blocks, *args, **kw), repeats))
-                packed, scales = be.quantize_packed(blocks, *args, **kw)
+                    best_time(lambda: be.quantize(blocks, q_opts), repeats))
+                packed, scales = be.quantize(blocks, q_opts)
                 rows_out = dst.reshape(-1, fmt.block_size)
                 add("dequantize", name, fmt.name, "kernel out=",
-                    best_time(lambda: be.dequantize_packed(packed, scales, fmt, np.float32,
-                                                           out=rows_out, **kw), repeats))
+                    best_time(lambda: be.dequantize(packed, scales, d_opts, out=rows_out),
+                              repeats))
     return {"shape": [n, n], "copyto_seconds": base,
             "copyto_gb_per_s": x.nbytes / base / 1e9, "rows": rows}
 
@@ -133,22 +134,19 @@ def bench_matmul(n: int, repeats: int) -> dict[str, Any]:
     rows = [{"backend": "blas", "format": "float32", "path": "numpy.matmul", "seconds": base,
              "ratio_vs_blas": 1.0,
              "extra_fraction": peak_extra_bytes(lambda: a @ b, result) / operands}]
-    for name in [b_.name for b_ in mxarray.backends() if b_.available and b_.name != "numpy"]:
+    for name in [b_.name for b_ in mxarray.list_backends() if b_.available and b_.name != "numpy"]:
         be = mxarray.get_backend(name)
         for fmt in ("mxfp8_e4m3", "mxfp4_e2m1", "mxfp6_e2m3", "mxint8", "mx9", "mx6", "mx4",
                     "nvfp4"):
-            if not supports(be, BLOCK_FORMATS[fmt]):
+            if not be.supports(BLOCK_FORMATS[fmt]):
                 continue
             qa = mxarray.quantize(a, fmt, backend=name)
             qb = mxarray.quantize(b, fmt, axis=0, backend=name)
-            calls = {"api": lambda: mxarray.matmul(qa, qb, backend=name)}
-            if hasattr(be, "matmul_packed"):
-                kw = {}
-                if qa.tensor_scale is not None:
-                    kw = {"a_tensor_scale": qa.tensor_scale, "b_tensor_scale": qb.tensor_scale}
-                calls["kernel"] = lambda: be.matmul_packed(
-                    qa.packed[None], qa.scales[None], qa.format,
-                    qb.packed[None], np.ascontiguousarray(qb.scales.T)[None], qb.format, **kw)
+            left = MatmulOperand(qa.packed[None], qa.scales[None], qa.format, qa.tensor_scale)
+            right = MatmulOperand(qb.packed[None], np.ascontiguousarray(qb.scales.T)[None],
+                                  qb.format, qb.tensor_scale)
+            calls = {"api": lambda: mxarray.matmul(qa, qb, backend=name),
+                     "kernel": lambda: be.matmul(left, right, MatmulOptions())}
             for path, fn in calls.items():
                 seconds = best_time(fn, repeats)
                 rows.append({"backend": name, "format": fmt, "path": path, "seconds": seconds,
@@ -219,7 +217,7 @@ def main() -> None:
                     "python": platform.python_version(), "numpy": np.__version__,
                     "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                                             "OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}},
-        "backends": [vars(b) for b in mxarray.backends()],
+        "backends": [vars(b) for b in mxarray.list_backends()],
         "blas": blas_info(),
         "quick": args.quick,
         "first_call_seconds": {f: first_call_seconds(f) for f in ("mxfp8_e4m3", "mx9")},

@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _backend_params() -> list:
     params = []
-    for info in mxarray.backends():
+    for info in mxarray.list_backends():
         marks = []
         if not info.available:
             marks.append(pytest.mark.skip(reason=f"backend {info.name!r} unusable here: {info.reason}"))
@@ -47,13 +47,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(
-    params=[name for name in (b.name for b in mxarray.backends()) if name != "numpy"] or [None]
+    params=[name for name in (b.name for b in mxarray.list_backends()) if name != "numpy"] or [None]
 )
 def fast_backend(request: pytest.FixtureRequest) -> str:
     """Name of a non-reference backend, for differential tests against NumPy."""
     if request.param is None:
         pytest.skip("no backend besides the NumPy reference is registered: waits for numba or cupy")
-    info = {b.name: b for b in mxarray.backends()}[request.param]
+    info = {b.name: b for b in mxarray.list_backends()}[request.param]
     if not info.available:
         pytest.skip(f"backend {info.name!r} (numba, or cupy with a GPU) unusable here: {info.reason}")
     return request.param

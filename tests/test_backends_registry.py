@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import sys
 import threading
 import warnings
@@ -14,8 +13,8 @@ import pytest
 
 import mxarray
 
-# ``mxarray.backends`` is the listing function; the registry is the module of that name.
-registry = importlib.import_module("mxarray.backends")
+import mxarray.backends as registry
+from mxarray.backends.numpy_backend import NumpyBackend
 
 
 @pytest.fixture
@@ -26,42 +25,60 @@ def clean_registry(monkeypatch: pytest.MonkeyPatch):
     return registry
 
 
-class _Dummy:
+class _Dummy(NumpyBackend):
     """A minimal third-party backend: the reference under another name."""
 
     name = "dummy"
-    xp = np
 
-    def __init__(self) -> None:
-        from mxarray.backends.numpy_backend import NumpyBackend
-
-        self._ref = NumpyBackend()
-
-    @staticmethod
-    def available() -> tuple[bool, str]:
+    def available(self) -> tuple[bool, str]:
         return True, "test double"
 
-    def __getattr__(self, attr: str):
-        return getattr(self._ref, attr)
+
+class _NotABackend:
+    """Has the methods but does not subclass the base class."""
+
+    name = "duck"
+    xp = np
+
+    def available(self) -> tuple[bool, str]:
+        return True, "a duck"
+
+
+def test_a_loader_must_give_a_backend_subclass(clean_registry) -> None:
+    clean_registry.register_backend("duck", _NotABackend, priority=-5)
+    row = {b.name: b for b in mxarray.list_backends()}["duck"]
+    assert not row.available
+    assert "not a subclass of mxarray.backends.base.Backend" in row.reason
+    with pytest.raises(RuntimeError, match="duck"):
+        mxarray.quantize(np.ones(32), "mxint8", backend="duck")
+
+
+def test_backend_modules_import_under_their_own_names() -> None:
+    """``mxarray.backends`` is the registry package, not a function hiding it."""
+    import mxarray.backends.base as base
+
+    assert mxarray.backends is registry
+    assert base.Backend.__module__ == "mxarray.backends.base"
+    assert issubclass(type(mxarray.get_backend("numpy")), base.Backend)
 
 
 def test_listing_names_every_builtin_with_status() -> None:
-    rows = {b.name: b for b in mxarray.backends()}
+    rows = {b.name: b for b in mxarray.list_backends()}
     assert rows["numpy"].available and rows["numpy"].reason
     assert "numba" in rows
     if not rows["numba"].available:
         assert rows["numba"].reason  # says why not
-    priorities = [b.priority for b in mxarray.backends()]
+    priorities = [b.priority for b in mxarray.list_backends()]
     assert priorities == sorted(priorities, reverse=True)
 
 
 def test_default_is_best_available() -> None:
-    rows = [b for b in mxarray.backends() if b.available and b.priority >= 0]
+    rows = [b for b in mxarray.list_backends() if b.available and b.priority >= 0]
     assert mxarray.get_backend().name == rows[0].name
 
 
 def test_numba_outranks_numpy() -> None:
-    rows = {b.name: b for b in mxarray.backends()}
+    rows = {b.name: b for b in mxarray.list_backends()}
     assert rows["numba"].priority > rows["numpy"].priority
 
 
@@ -222,7 +239,7 @@ def test_entry_point_registration(clean_registry, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(registry.metadata, "entry_points", fake_entry_points)
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
-    rows = {b.name: b for b in mxarray.backends()}
+    rows = {b.name: b for b in mxarray.list_backends()}
     assert calls and rows["thirdparty"].available
     assert rows["thirdparty"].priority < 0
     assert mxarray.get_backend().name != "thirdparty"  # used only when named
@@ -236,7 +253,7 @@ def test_unusable_backend_is_listed_with_reason(clean_registry) -> None:
         raise ImportError("libfoo is missing")
 
     clean_registry.register_backend("broken", broken, priority=-3)
-    row = {b.name: b for b in mxarray.backends()}["broken"]
+    row = {b.name: b for b in mxarray.list_backends()}["broken"]
     assert not row.available and "libfoo is missing" in row.reason
     with pytest.raises(RuntimeError, match="not usable"):
         mxarray.set_backend("broken")
@@ -262,7 +279,7 @@ def test_missing_numba_falls_back_with_warning(clean_registry, monkeypatch) -> N
         assert mxarray.get_backend().name == "numpy"
         a = mxarray.quantize(np.arange(5.0), "mxint8")
     assert a.dequantize().shape == (5,)
-    row = {b.name: b for b in mxarray.backends()}["numba"]
+    row = {b.name: b for b in mxarray.list_backends()}["numba"]
     assert not row.available and "numba" in row.reason
 
 

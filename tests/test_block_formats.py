@@ -7,7 +7,6 @@ format's definition (bit counts, the bit-stream layout built with Python integer
 
 from __future__ import annotations
 
-import importlib
 import math
 from fractions import Fraction
 
@@ -18,7 +17,7 @@ from hypothesis import given, strategies as st
 import mxarray
 import oracle
 import strategies as mxst
-from mxarray.backends.base import supports
+from mxarray.backends.numpy_backend import NumpyBackend
 from mxarray.core import matmul
 
 SUB = mxst.SUB_BLOCK_NAMES
@@ -730,27 +729,18 @@ def test_repr_pickle_and_device_keep_the_tensor_scale() -> None:
 # --- backend selection -------------------------------------------------------------------
 
 
-class _OcpOnly:
-    """A stand-in backend with the reference's kernels and no ``supports``: OCP formats only."""
+class _OcpOnly(NumpyBackend):
+    """A stand-in backend with the reference's kernels that declares the OCP formats only."""
 
     name = "ocp-only"
-
-    def __init__(self) -> None:
-        # A private instance: the registry builds backends under its non-reentrant lock.
-        from mxarray.backends.numpy_backend import NumpyBackend
-
-        self._ref = NumpyBackend()
-
-    def __getattr__(self, attr: str):
-        if attr == "supports":
-            raise AttributeError(attr)
-        return getattr(self._ref, attr)
+    all_formats = False
 
 
 @pytest.fixture
 def ocp_only_default(monkeypatch: pytest.MonkeyPatch) -> str:
     """``_OcpOnly`` registered as the highest-priority backend, so the default picks it."""
-    registry = importlib.import_module("mxarray.backends")  # the module, not the function
+    import mxarray.backends as registry
+
     monkeypatch.setattr(registry, "_registry", dict(registry._registry))
     monkeypatch.setattr(registry, "_global_choice", None)
     registry.register_backend("ocp-only", _OcpOnly, priority=1000)
@@ -763,9 +753,9 @@ def test_default_selection_picks_a_backend_that_supports_the_format(ocp_only_def
 
     mx9 = mxarray.get_format("mx9")
     chosen = backend_for(mx9)
-    assert chosen.name != ocp_only_default and supports(chosen, mx9)
-    usable = [i for i in mxarray.backends()
-              if i.available and supports(mxarray.get_backend(i.name), mx9)]
+    assert chosen.name != ocp_only_default and chosen.supports(mx9)
+    usable = [i for i in mxarray.list_backends()
+              if i.available and mxarray.get_backend(i.name).supports(mx9)]
     assert chosen.name == max(usable, key=lambda i: i.priority).name
     assert backend_for(mxarray.mxfp4_e2m1).name == ocp_only_default
     a = mxarray.quantize(np.ones(16), "mx6")  # no backend named: runs where a kernel exists
@@ -783,20 +773,16 @@ def test_a_named_backend_without_the_kernel_is_refused(ocp_only_default) -> None
         mxarray.quantize(np.ones(16), "mx4")
 
 
-def test_supports_defaults_to_the_ocp_formats() -> None:
-    class Legacy:
-        name = "legacy"
-
-    class Declares:
-        @staticmethod
-        def supports(fmt) -> bool:
+def test_supports_reads_the_class_data() -> None:
+    class Declares(NumpyBackend):
+        def supports(self, fmt) -> bool:
             return fmt.name == "mx4"
 
-    assert [supports(Legacy(), mxarray.get_format(n)) for n in ("mxint8", "mx4", "nvfp4")] == [
+    assert [_OcpOnly().supports(mxarray.get_format(n)) for n in ("mxint8", "mx4", "nvfp4")] == [
         True, False, False]
-    assert [supports(Declares(), mxarray.get_format(n)) for n in ("mxint8", "mx4")] == [
+    assert [Declares().supports(mxarray.get_format(n)) for n in ("mxint8", "mx4")] == [
         False, True]
-    assert supports(mxarray.get_backend("numpy"), mxarray.get_format("nvfp4"))
+    assert mxarray.get_backend("numpy").supports(mxarray.get_format("nvfp4"))
 
 
 @pytest.mark.parametrize("name", ["mx9", "mx6", "mx4", "nvfp4"])

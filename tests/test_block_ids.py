@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import ClassVar
 
 import numpy as np
@@ -22,10 +21,10 @@ from hypothesis import strategies as st
 
 import mxarray
 from mxarray import core
-from mxarray.backends.base import takes_block_ids
+import mxarray.backends as registry
+from mxarray.backends.base import Backend, QuantizeOptions
 from mxarray.backends.numpy_backend import NumpyBackend
-
-registry = importlib.import_module("mxarray.backends")
+from backend_calls import qopts
 
 OCP = tuple(mxarray.FORMATS)
 STOCHASTIC = OCP + ("mx9", "mx6", "mx4")  # every built-in format with power-of-two scales
@@ -49,9 +48,8 @@ def _rows(n: int, block_size: int, seed: int) -> np.ndarray:
 def test_default_numbering_is_zero_to_n(name) -> None:
     fmt = mxarray.get_format(name)
     rows = _rows(6, fmt.block_size, 1)
-    plain = REF.quantize_blocks(rows, fmt, "stochastic", "floor", 99)
-    numbered = REF.quantize_blocks(rows, fmt, "stochastic", "floor", 99,
-                                   block_ids=np.arange(6, dtype=np.uint64))
+    plain = REF.quantize_blocks(rows, qopts(fmt, "stochastic", "floor", 99))
+    numbered = REF.quantize_blocks(rows, qopts(fmt, "stochastic", "floor", 99, block_ids=np.arange(6, dtype=np.uint64)))
     for got, want in zip(numbered, plain, strict=True):
         np.testing.assert_array_equal(got, want)
 
@@ -67,9 +65,8 @@ def test_numbered_rows_equal_the_same_rows_of_the_whole(name, n, data) -> None:
     seed = data.draw(st.integers(0, 2**64 - 1))
     picked = data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n, unique=True))
     ids = np.array(picked, dtype=np.uint64)
-    whole_codes, whole_scales = REF.quantize_blocks(rows, fmt, "stochastic", "floor", seed)
-    codes, scales = REF.quantize_blocks(rows[picked], fmt, "stochastic", "floor", seed,
-                                        block_ids=ids)
+    whole_codes, whole_scales = REF.quantize_blocks(rows, qopts(fmt, "stochastic", "floor", seed))
+    codes, scales = REF.quantize_blocks(rows[picked], qopts(fmt, "stochastic", "floor", seed, block_ids=ids))
     np.testing.assert_array_equal(codes, whole_codes[picked])
     np.testing.assert_array_equal(scales, whole_scales[picked])
 
@@ -82,7 +79,7 @@ def test_large_ids_match_the_oracle_with_wrapping_indices(name) -> None:
     rows[1] = 0.75  # a finite row instead of the NaN one
     ids = np.array([2**59 - 1, 2**59, 2**63 + 5], dtype=np.uint64)
     seed = 0xDEADBEEF
-    codes, scales = REF.quantize_blocks(rows, fmt, "stochastic", "floor", seed, block_ids=ids)
+    codes, scales = REF.quantize_blocks(rows, qopts(fmt, "stochastic", "floor", seed, block_ids=ids))
     for row, block_id, got_codes, got_scale in zip(rows, ids, codes, scales, strict=True):
         first = (int(block_id) * fmt.block_size) % 2**64
         want_scale, want_codes = oracle.quantize_block(
@@ -96,66 +93,48 @@ def test_other_roundings_ignore_the_ids(rounding) -> None:
     fmt = mxarray.get_format("mxfp4_e2m1")
     rows = _rows(4, fmt.block_size, 3)
     ids = np.array([7, 1, 2**40, 3], dtype=np.uint64)
-    plain = REF.quantize_blocks(rows, fmt, rounding, "floor", None)
-    numbered = REF.quantize_blocks(rows, fmt, rounding, "floor", None, block_ids=ids)
+    plain = REF.quantize_blocks(rows, qopts(fmt, rounding, "floor", None))
+    numbered = REF.quantize_blocks(rows, qopts(fmt, rounding, "floor", None, block_ids=ids))
     for got, want in zip(numbered, plain, strict=True):
         np.testing.assert_array_equal(got, want)
 
 
-def test_reference_refuses_ids_of_the_wrong_shape() -> None:
-    fmt = mxarray.get_format("mxint8")
-    rows = _rows(4, fmt.block_size, 4)
-    with pytest.raises(ValueError, match=r"block_ids must have shape \(4,\)"):
-        REF.quantize_blocks(rows, fmt, "stochastic", "floor", 1,
-                            block_ids=np.zeros(1, dtype=np.uint64))
+# -- backends with only the primitives -----------------------------------------------------------
 
+class _Small(Backend):
+    """A backend with only the primitives (the reference's, recorded): it inherits the
+    fused quantize, dequantize and matmul of the base class."""
 
-# -- which backends take the keyword -----------------------------------------------------------
-
-class _Legacy:
-    """A backend from before ``block_ids``: the reference behind old signatures."""
-
-    name = "legacy"
+    name = "small"
     xp = np
-    calls: ClassVar[list[dict]] = []
+    calls: ClassVar[list[QuantizeOptions]] = []
 
-    @staticmethod
-    def available() -> tuple[bool, str]:
-        return True, "test double without block_ids"
+    def available(self) -> tuple[bool, str]:
+        return True, "test double with the primitives only"
 
-    def quantize_blocks(self, blocks, fmt, rounding, scale_mode, seed, **kw):
-        type(self).calls.append(kw)
-        kw.pop("block_ids", None)  # what a careless catch-all would do
-        return REF.quantize_blocks(blocks, fmt, rounding, scale_mode, seed, **kw)
+    def quantize_blocks(self, blocks, options):
+        type(self).calls.append(options)
+        return REF.quantize_blocks(blocks, options)
 
-    def __getattr__(self, attr: str):
-        return getattr(REF, attr)
+    def dequantize_blocks(self, codes, scales, options):
+        return REF.dequantize_blocks(codes, scales, options)
 
+    def pack(self, codes, fmt):
+        return REF.pack(codes, fmt)
 
-class _HalfUpdated:
-    """Has the keyword in quantize_blocks but not in its fused quantize_packed path."""
-
-    def quantize_blocks(self, blocks, fmt, rounding, scale_mode, seed, *, block_ids=None): ...
-
-    def quantize_packed(self, blocks, fmt, rounding, scale_mode, seed): ...
-
-
-def test_takes_block_ids_reads_the_signatures() -> None:
-    assert takes_block_ids(REF)
-    assert not takes_block_ids(_Legacy())  # **kw does not count
-    assert not takes_block_ids(_HalfUpdated())  # every quantize method must take it
-    assert not takes_block_ids(object())  # no quantize method at all
+    def unpack(self, packed, fmt):
+        return REF.unpack(packed, fmt)
 
 
 @pytest.fixture
-def legacy_default(monkeypatch: pytest.MonkeyPatch):
-    """``_Legacy`` registered as the highest-priority backend, so the default picks it."""
+def small_default(monkeypatch: pytest.MonkeyPatch):
+    """``_Small`` registered as the highest-priority backend, so the default picks it."""
     monkeypatch.setattr(registry, "_registry", dict(registry._registry))
     monkeypatch.setattr(registry, "_global_choice", None)
-    monkeypatch.setattr(_Legacy, "calls", [])
-    registry.register_backend("legacy", _Legacy, priority=1000)
-    assert mxarray.get_backend().name == "legacy"
-    return _Legacy
+    monkeypatch.setattr(_Small, "calls", [])
+    registry.register_backend("small", _Small, priority=1000)
+    assert mxarray.get_backend().name == "small"
+    return _Small
 
 
 def _chunk_case() -> tuple[np.ndarray, np.ndarray, mxarray.MXArray]:
@@ -167,40 +146,40 @@ def _chunk_case() -> tuple[np.ndarray, np.ndarray, mxarray.MXArray]:
     return x[1:], ids, whole
 
 
-def test_default_backend_without_the_keyword_falls_back_to_the_reference(legacy_default):
+def test_a_backend_with_only_primitives_gets_the_ids_through_the_base_defaults(small_default):
+    """The default backend lacks the fused methods: the base class's defaults run its
+    primitives with the block numbers (never the NumPy reference in its place)."""
     part, ids, whole = _chunk_case()
     got = core._quantize_with_ids(part, "mxfp4_e2m1", ids, rounding="stochastic", seed=5)
     np.testing.assert_array_equal(got.packed, whole.packed[1:])
     np.testing.assert_array_equal(got.scales, whole.scales[1:])
-    assert legacy_default.calls == []  # never handed the ids (nor run at all)
+    assert len(small_default.calls) == 1
+    np.testing.assert_array_equal(small_default.calls[0].block_ids, ids)
+    assert small_default.calls[0].block_ids.dtype == np.uint64
 
 
 @pytest.mark.parametrize("how", ["argument", "context", "global"])
-def test_named_backend_without_the_keyword_is_refused(legacy_default, how) -> None:
+def test_a_named_backend_with_only_primitives_runs_itself(small_default, how) -> None:
+    part, ids, whole = _chunk_case()
+    kw = {"backend": "small"} if how == "argument" else {}
+    if how == "context":
+        with mxarray.use_backend("small"):
+            got = core._quantize_with_ids(part, "mxfp4_e2m1", ids, rounding="stochastic", seed=5)
+    else:
+        if how == "global":
+            mxarray.set_backend("small")
+        got = core._quantize_with_ids(part, "mxfp4_e2m1", ids, rounding="stochastic", seed=5,
+                                      **kw)
+    np.testing.assert_array_equal(got.packed, whole.packed[1:])
+    assert [o.rounding for o in small_default.calls] == ["stochastic"]
+
+
+def test_ids_are_not_passed_for_deterministic_rounding(small_default) -> None:
     part, ids, _ = _chunk_case()
-
-    def run():
-        kw = {"backend": "legacy"} if how == "argument" else {}
-        return core._quantize_with_ids(part, "mxfp4_e2m1", ids, rounding="stochastic", seed=5,
-                                       **kw)
-
-    with pytest.raises(NotImplementedError, match="'legacy'.*block_ids"):
-        if how == "context":
-            with mxarray.use_backend("legacy"):
-                run()
-        else:
-            if how == "global":
-                mxarray.set_backend("legacy")
-            run()
-    assert legacy_default.calls == []
-
-
-def test_ids_are_not_passed_for_deterministic_rounding(legacy_default) -> None:
-    part, ids, _ = _chunk_case()
-    got = core._quantize_with_ids(part, "mxfp4_e2m1", ids, backend="legacy")
+    got = core._quantize_with_ids(part, "mxfp4_e2m1", ids, backend="small")
     want = mxarray.quantize(part, "mxfp4_e2m1", backend="numpy")
     np.testing.assert_array_equal(got.packed, want.packed)
-    assert legacy_default.calls == [{}]
+    assert [o.block_ids for o in small_default.calls] == [None]
 
 
 def test_core_checks_the_ids() -> None:
@@ -296,9 +275,8 @@ def test_setitem_into_a_later_block_uses_its_global_number() -> None:
                          backend="numpy")
     value = _values((32,), 8).astype(np.float32)
     rows = value[None].astype(np.float64)
-    first_block_draws = REF.quantize_blocks(rows, fmt, "stochastic", "floor", seed)[0]
-    own_draws = REF.quantize_blocks(rows, fmt, "stochastic", "floor", seed,
-                                    block_ids=np.array([5], dtype=np.uint64))[0]
+    first_block_draws = REF.quantize_blocks(rows, qopts(fmt, "stochastic", "floor", seed))[0]
+    own_draws = REF.quantize_blocks(rows, qopts(fmt, "stochastic", "floor", seed, block_ids=np.array([5], dtype=np.uint64)))[0]
     assert not np.array_equal(first_block_draws, own_draws)  # the check below can fail
     _assert_touched_blocks_match(a, (1, slice(64, 96)), value, seed)
     np.testing.assert_array_equal(a.codes()[1, 64:96], own_draws[0])

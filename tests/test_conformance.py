@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import mxarray
 import oracle
 import strategies as mxst
-from mxarray.backends.base import supports
 from mxarray.core import matmul
 
 BLOCK = mxarray.BLOCK_SIZE
@@ -210,7 +209,7 @@ BLOCK_NAMES = mxst.BLOCK_FORMAT_NAMES
 def needs_kernel(backend: str, name: str) -> mxarray.Format:
     """The format, or a skip naming what the backend still lacks."""
     fmt = mxarray.get_format(name)
-    if not supports(mxarray.get_backend(backend), fmt):
+    if not mxarray.get_backend(backend).supports(fmt):
         pytest.skip(reason=f"backend {backend} has no kernel for {name} yet")
     return fmt
 

@@ -31,6 +31,7 @@ from cuda_adversarial import (
 from mxarray import _cuda_sources
 from mxarray.backends.numpy_backend import NumpyBackend
 from mxarray.formats import BLOCK_FORMATS, FORMATS, ROUNDING_MODES, SCALE, SCALE_MODES, Format
+from backend_calls import dopts, matmul_codes, qopts
 
 pytestmark = pytest.mark.skipif(
     platform.machine() not in ("x86_64", "AMD64") or shutil.which("g++") is None,
@@ -125,7 +126,7 @@ def host_quantize(lib, blocks, fmt, rounding, scale_mode, seed, ftz, block_ids=N
 
 def check_quantize(lib, blocks, fmt, rounding, scale_mode, seed, ftz):
     seed = seed if rounding == "stochastic" else None
-    want_codes, want_scales = REF.quantize_blocks(blocks, fmt, rounding, scale_mode, seed)
+    want_codes, want_scales = REF.quantize_blocks(blocks, qopts(fmt, rounding, scale_mode, seed))
     codes, scales = host_quantize(lib, blocks, fmt, rounding, scale_mode, seed, ftz)
     np.testing.assert_array_equal(scales, want_scales)
     np.testing.assert_array_equal(codes, want_codes)
@@ -208,7 +209,7 @@ def test_dequantize_exhaustive(lib, fmt, out_bits, ftz):
     codes = np.resize(np.arange(fmt.n_codes, dtype=np.uint8), (256 * per_scale, fmt.block_size))
     scales = np.repeat(np.arange(256, dtype=np.uint8), per_scale)
     dtype = np.float32 if out_bits == 32 else np.float64
-    want = REF.dequantize_blocks(codes, scales, fmt, np.dtype(dtype))
+    want = REF.dequantize_blocks(codes, scales, dopts(fmt, np.dtype(dtype)))
     out = np.zeros(codes.shape, BITS_DTYPE[out_bits])
     lib.mx_host_dequantize(_ptr(codes), _ptr(scales), codes.size, ctypes.byref(_struct(fmt)),
                            out_bits, _ptr(out), ftz)
@@ -256,8 +257,8 @@ def test_matmul_arithmetic(lib, fa, fb, ftz):
     b = adversarial_blocks(rng, n * kb, np.float32, fb)
     a[np.isinf(a)] = 1.0  # keep a few NaN blocks, drop infinities (Inf * 0 is tested by NaN)
     b[np.isinf(b)] = 2.0
-    ac, as_ = REF.quantize_blocks(a, fa, "even", "floor", None)
-    bc, bs = REF.quantize_blocks(b, fb, "even", "floor", None)
+    ac, as_ = REF.quantize_blocks(a, qopts(fa, "even", "floor", None))
+    bc, bs = REF.quantize_blocks(b, qopts(fb, "even", "floor", None))
     ac, as_ = ac.reshape(m, kb, 32), as_.reshape(m, kb)
     bc, bs = bc.reshape(n, kb, 32), bs.reshape(n, kb)
     as_[0, 0] = bs[0, 0] = 0  # the smallest scales, whose products underflow float32
@@ -441,7 +442,7 @@ def _quantized(rng, rows, kb, fmt, spread):
     """Quantized Gaussian rows whose blocks' scales spread over 2^+-spread."""
     x = rng.standard_normal((rows * kb, 32)) * np.ldexp(1.0, rng.integers(-spread, spread + 1,
                                                                           (rows * kb, 1)))
-    c, s = REF.quantize_blocks(x.astype(np.float32), fmt, "even", "floor", None)
+    c, s = REF.quantize_blocks(x.astype(np.float32), qopts(fmt, "even", "floor", None))
     return np.ascontiguousarray(c.reshape(rows, kb, 32)), np.ascontiguousarray(s.reshape(rows, kb))
 
 
@@ -481,8 +482,8 @@ def test_mma_replay_adversarial_within_bound(lib, fa, fb, ftz):
         b = adversarial_blocks(rng, batch * n * kb, np.float32, fb)
         a[np.isinf(a)] = 1.0
         b[np.isinf(b)] = 2.0
-        ac, as_ = REF.quantize_blocks(a, fa, "even", "floor", None)
-        bc, bs = REF.quantize_blocks(b, fb, "even", "floor", None)
+        ac, as_ = REF.quantize_blocks(a, qopts(fa, "even", "floor", None))
+        bc, bs = REF.quantize_blocks(b, qopts(fb, "even", "floor", None))
         ac, as_ = ac.reshape(batch, m, kb, 32), as_.reshape(batch, m, kb)
         bc, bs = bc.reshape(batch, n, kb, 32), bs.reshape(batch, n, kb)
         as_[0, 0, 0] = bs[0, 0, 0] = 0
@@ -560,7 +561,7 @@ def _placed_reference(blocks, fmt, rounding, scale_mode, seed, block_ids, **kw):
     array (block_ids None there): the index rule without the block_ids keyword."""
     rows = np.zeros((int(block_ids.max()) + 1, blocks.shape[1]), blocks.dtype)
     rows[block_ids.astype(np.int64)] = blocks
-    codes, scales = REF.quantize_blocks(rows, fmt, rounding, scale_mode, seed, **kw)
+    codes, scales = REF.quantize_blocks(rows, qopts(fmt, rounding, scale_mode, seed, **kw))
     return codes[block_ids.astype(np.int64)], scales[block_ids.astype(np.int64)]
 
 
@@ -581,7 +582,7 @@ def test_block_ids_index_rule_ocp(lib, ftz):
         np.testing.assert_array_equal(d, c)
     huge = np.array([2**64 - 1, 2**59 + 3, 2**63], np.uint64)  # wrapping uint64 products
     got = host_quantize(lib, blocks[:3], fmt, "stochastic", "floor", seed, ftz, huge)
-    want = REF.quantize_blocks(blocks[:3], fmt, "stochastic", "floor", seed, block_ids=huge)
+    want = REF.quantize_blocks(blocks[:3], qopts(fmt, "stochastic", "floor", seed, block_ids=huge))
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
     assert not np.array_equal(got[0], default[0][:3])  # the ids really moved the stream
@@ -615,8 +616,7 @@ def check_block_quantize(lib, blocks, fmt, rounding, scale_mode, seed, ftz, bloc
                          tensor_scale=None):
     seed = seed if rounding == "stochastic" else None
     kw = {} if tensor_scale is None else {"tensor_scale": tensor_scale}
-    want_codes, want_scales = REF.quantize_blocks(blocks, fmt, rounding, scale_mode, seed,
-                                                  block_ids=block_ids, **kw)
+    want_codes, want_scales = REF.quantize_blocks(blocks, qopts(fmt, rounding, scale_mode, seed, block_ids=block_ids, **kw))
     codes, scales = host_block_quantize(lib, blocks, fmt, rounding, scale_mode, seed, ftz,
                                         block_ids, 1.0 if tensor_scale is None else tensor_scale)
     np.testing.assert_array_equal(scales, want_scales)
@@ -658,7 +658,7 @@ def test_two_level_blocks_hit_the_rounding_boundaries():
     grid = NVFP4.scale.finite_grid
     mids = (grid[:-1] + grid[1:]) / 2 * NVFP4.max_normal * s_t
     assert np.isin(amax, mids).sum() > 10
-    _, scales = REF.quantize_blocks(blocks, NVFP4, "even", "floor", None, tensor_scale=s_t)
+    _, scales = REF.quantize_blocks(blocks, qopts(NVFP4, "even", "floor", None, tensor_scale=s_t))
     ok = (scales > 0) & (scales < NVFP4.scale.nan_code)
     ratio = np.abs(blocks[ok]) / (grid[scales[ok]] * s_t)[:, None]
     element = NVFP4.decode_table[: NVFP4.max_code + 1]
@@ -778,7 +778,7 @@ def test_block_dequantize_exhaustive(lib, fmt, out_bits, ftz):
     dtype = np.dtype(np.float32 if out_bits == 32 else np.float64)
     for tensor_scale in (TENSOR_SCALES if fmt.tensor_scale != "none" else (None,)):
         kw = {} if tensor_scale is None else {"tensor_scale": tensor_scale}
-        want = REF.dequantize_blocks(codes, scales, fmt, dtype, **kw)
+        want = REF.dequantize_blocks(codes, scales, dopts(fmt, dtype, **kw))
         got = host_block_dequantize(lib, codes, scales, fmt, out_bits, ftz,
                                     1.0 if tensor_scale is None else tensor_scale)
         assert np.count_nonzero(want.view(BITS_DTYPE[out_bits]) != got) == 0, tensor_scale
@@ -858,7 +858,7 @@ def _block_operand(rng, rows, k, fmt, tensor_scale=None, integers=False):
         x = adversarial_blocks(rng, rows * kb, np.float32, fmt)
     x[np.isinf(x)] = 1.0  # NaN blocks stay; Inf * 0 is covered by NaN
     kw = {} if fmt.tensor_scale == "none" else {"tensor_scale": tensor_scale}
-    c, s = REF.quantize_blocks(x.astype(np.float32), fmt, "even", "floor", None, **kw)
+    c, s = REF.quantize_blocks(x.astype(np.float32), qopts(fmt, "even", "floor", None, **kw))
     return c.reshape(rows, kb, fmt.block_size), s.reshape(rows, kb)
 
 
@@ -895,6 +895,6 @@ def test_block_matmul_exact_sums_are_bitwise(lib, fa, fb, ftz):
     bc, bs = _block_operand(rng, 4, 40, fb, tb, integers=True)
     got = host_block_matmul(lib, ac, as_, fa, ta, bc, bs, fb, tb, ftz)
     scales = {k: v for k, v in (("a_tensor_scale", ta), ("b_tensor_scale", tb)) if v is not None}
-    want = REF.matmul_blocks(ac[None], as_[None], fa, bc[None], bs[None], fb, **scales)[0]
+    want = matmul_codes(REF, ac[None], as_[None], fa, bc[None], bs[None], fb, **scales)[0]
     assert np.any(want != 0)
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -22,6 +22,7 @@ from mxarray.formats import BLOCK_FORMATS, FORMATS
 
 pytest.importorskip("cupy", reason="needs CuPy and NVRTC (pip install mxarray[cuda])")
 from cupy.cuda import nvrtc  # noqa: E402  (an alias of cupy_backends' NVRTC binding)
+from backend_calls import dopts, matmul_codes, qopts
 
 ARCHS = ["sm_80", "sm_89", "sm_90"]
 WERROR = ["--warning-as-error=all-warnings"] if nvrtc.getVersion() >= (13, 0) else []
@@ -161,41 +162,38 @@ def test_backend_launches_match_the_kernel_parameters(monkeypatch):
         for dtype in (np.float16, np.float32, np.float64):
             blocks = np.ones((3, fmt.block_size), dtype)
             rounding = "even" if fmt is nvfp4 else "stochastic"
-            codes, scales = gpu.quantize_blocks(blocks, fmt, rounding, "floor", 1,
-                                                block_ids=ids, **kw)
+            codes, scales = gpu.quantize_blocks(blocks, qopts(fmt, rounding, "floor", 1, block_ids=ids, **kw))
             assert codes.dtype == fmt.code_dtype and codes.shape == blocks.shape
-        gpu.dequantize_blocks(codes, scales, fmt, np.float32, **kw)
-        gpu.dequantize_blocks(codes, scales, fmt, np.float64, **kw)
+        gpu.dequantize_blocks(codes, scales, dopts(fmt, np.float32, **kw))
+        gpu.dequantize_blocks(codes, scales, dopts(fmt, np.float64, **kw))
         packed = gpu.pack(codes, fmt)
         assert packed.shape == (3, fmt.bytes_per_block) and packed.dtype == np.uint8
         assert gpu.unpack(packed, fmt).dtype == fmt.code_dtype
-    gpu.quantize_blocks(np.ones((3, 32), np.float32), FORMATS["mxint8"], "stochastic", "floor",
-                        1, block_ids=ids)
+    gpu.quantize_blocks(np.ones((3, 32), np.float32), qopts(FORMATS["mxint8"], "stochastic", "floor", 1, block_ids=ids))
     # OCP views off the vector loads' alignment are copied before the launch
     buffer = np.zeros(3 * 32 * 8 + 16, np.uint8)
     start = -buffer.ctypes.data % 16 + 4  # 4 bytes past a 16-byte boundary
     for dtype in (np.float16, np.float32, np.float64):
         nbytes = 3 * 32 * np.dtype(dtype).itemsize
         view = buffer[start:start + nbytes].view(dtype).reshape(3, 32)
-        codes, scales = gpu.quantize_blocks(view, FORMATS["mxfp6_e2m3"], "even", "ceil", None)
+        codes, scales = gpu.quantize_blocks(view, qopts(FORMATS["mxfp6_e2m3"], "even", "ceil", None))
         assert launches[-1][2][0].ctypes.data % min(4 * view.itemsize, 16) == 0
         assert launches[-1][2][3] == 3  # rows
     odd_codes = buffer[1:1 + 3 * 32].reshape(3, 32)
     for dtype in (np.float32, np.float64):
-        gpu.dequantize_blocks(odd_codes, scales, FORMATS["mxfp6_e2m3"], dtype)
+        gpu.dequantize_blocks(odd_codes, scales, dopts(FORMATS["mxfp6_e2m3"], dtype))
         assert launches[-1][2][0].ctypes.data % 4 == 0
         assert launches[-1][2][3] == 3 * 32 // 4  # groups of 4 codes
     ac = np.zeros((1, 2, 3, 16), np.uint16)
     bc = np.zeros((1, 4, 2, 16), np.uint8)
-    out = gpu.matmul_blocks(ac, np.zeros((1, 2, 3), np.uint8), mx9, bc,
-                            np.zeros((1, 4, 2), np.uint8), nvfp4, b_tensor_scale=2.0)
+    out = matmul_codes(gpu, ac, np.zeros((1, 2, 3), np.uint8), mx9, bc, np.zeros((1, 4, 2), np.uint8), nvfp4, b_tensor_scale=2.0)
     assert out.shape == (1, 2, 4) and out.dtype == np.float32
     with pytest.raises(ValueError, match="stochastic"):
-        gpu.quantize_blocks(np.ones((3, 16)), nvfp4, "stochastic", "floor", 1, tensor_scale=1.0)
+        gpu.quantize_blocks(np.ones((3, 16)), qopts(nvfp4, "stochastic", "floor", 1, tensor_scale=1.0))
     with pytest.raises(ValueError, match="tensor_scale"):
-        gpu.quantize_blocks(np.ones((3, 16)), nvfp4, "even", "floor", None)
+        gpu.quantize_blocks(np.ones((3, 16)), qopts(nvfp4, "even", "floor", None))
     with pytest.raises(ValueError, match="block_ids"):
-        gpu.quantize_blocks(np.ones((3, 16)), mx9, "stochastic", "floor", 1, block_ids=ids[:2])
+        gpu.quantize_blocks(np.ones((3, 16)), qopts(mx9, "stochastic", "floor", 1, block_ids=ids[:2]))
 
     parameters = {}
     for key, name, args in launches:

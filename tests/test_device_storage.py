@@ -12,7 +12,7 @@ import pytest
 import mxarray
 from mxarray._device_arrays import parse_device
 
-GPU = {b.name: b for b in mxarray.backends()}["cupy"]
+GPU = {b.name: b for b in mxarray.list_backends()}["cupy"]
 needs_gpu = pytest.mark.skipif(not GPU.available, reason=f"needs a CUDA GPU and CuPy: {GPU.reason}")
 
 

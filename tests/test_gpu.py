@@ -23,6 +23,7 @@ from cuda_adversarial import (
 from mxarray.backends import cupy_backend
 from mxarray.backends.numpy_backend import NumpyBackend
 from mxarray.formats import BLOCK_FORMATS, FORMATS, ROUNDING_MODES, SCALE_MODES, register
+from backend_calls import dopts, matmul_codes, qopts
 
 REF = NumpyBackend()
 ALL_FORMATS = pytest.mark.parametrize("fmt", list(FORMATS.values()), ids=str)
@@ -77,8 +78,8 @@ def test_quantize_bitwise(gpu, fmt, dtype):
     for scale_mode in SCALE_MODES:  # in the last warp (4 blocks of 8 lanes per warp)
         for rounding in ROUNDING_MODES:
             seed = 2**63 + 12345 if rounding == "stochastic" else None
-            want_c, want_s = REF.quantize_blocks(blocks, fmt, rounding, scale_mode, seed)
-            got_c, got_s = gpu.quantize_blocks(blocks, fmt, rounding, scale_mode, seed)
+            want_c, want_s = REF.quantize_blocks(blocks, qopts(fmt, rounding, scale_mode, seed))
+            got_c, got_s = gpu.quantize_blocks(blocks, qopts(fmt, rounding, scale_mode, seed))
             np.testing.assert_array_equal(_host(got_s), want_s)
             np.testing.assert_array_equal(_host(got_c), want_c)
 
@@ -91,8 +92,8 @@ def test_dequantize_bitwise(gpu, fmt, dtype):
     per_scale = -(-fmt.n_codes // 32)
     codes = np.resize(np.arange(fmt.n_codes, dtype=np.uint8), (256 * per_scale, 32))
     scales = np.repeat(np.arange(256, dtype=np.uint8), per_scale)
-    want = REF.dequantize_blocks(codes, scales, fmt, np.dtype(dtype))
-    got = _host(gpu.dequantize_blocks(codes, scales, fmt, dtype))
+    want = REF.dequantize_blocks(codes, scales, dopts(fmt, np.dtype(dtype)))
+    got = _host(gpu.dequantize_blocks(codes, scales, dopts(fmt, dtype)))
     bits = np.uint32 if dtype == np.float32 else np.uint64
     np.testing.assert_array_equal(got.view(bits), want.view(bits))
 
@@ -118,11 +119,11 @@ def test_matmul_simple_kernel(gpu, fa, fb):
     m, n, kb = 33, 19, 7
     a = adversarial_blocks(rng, m * kb, np.float32, fa)
     b = adversarial_blocks(rng, n * kb, np.float32, fb)
-    ac, as_ = REF.quantize_blocks(a, fa, "even", "floor", None)
-    bc, bs = REF.quantize_blocks(b, fb, "even", "floor", None)
+    ac, as_ = REF.quantize_blocks(a, qopts(fa, "even", "floor", None))
+    bc, bs = REF.quantize_blocks(b, qopts(fb, "even", "floor", None))
     ac, as_ = ac.reshape(1, m, kb, 32), as_.reshape(1, m, kb)
     bc, bs = bc.reshape(1, n, kb, 32), bs.reshape(1, n, kb)
-    got = _host(gpu.matmul_blocks(ac, as_, fa, bc, bs, fb))[0]
+    got = _host(matmul_codes(gpu, ac, as_, fa, bc, bs, fb))[0]
     np.testing.assert_array_equal(got, emulated_matmul(ac[0], as_[0], fa, bc[0], bs[0], fb))
     assert_within_spec_bound(got, ac[0], as_[0], fa, bc[0], bs[0], fb)
 
@@ -133,7 +134,7 @@ def _operands(rng, batch, rows, kb, fmt, adversarial):
         x[np.isinf(x)] = 1.0
     else:
         x = rng.standard_normal((batch * rows * kb, 32)).astype(np.float32)
-    c, s = REF.quantize_blocks(x, fmt, "even", "floor", None)
+    c, s = REF.quantize_blocks(x, qopts(fmt, "even", "floor", None))
     return c.reshape(batch, rows, kb, 32), s.reshape(batch, rows, kb)
 
 
@@ -157,8 +158,8 @@ def test_matmul_mma_kernel(gpu, gpu_mma, fa, fb, adversarial):
         bc, bs = _operands(rng, batch, n, kb, fb, adversarial)
         as_[0, 0, 0] = 0
         bs[0, -1, -1] = 254
-        got = _host(gpu_mma.matmul_blocks(ac, as_, fa, bc, bs, fb))
-        simple = _host(gpu.matmul_blocks(ac, as_, fa, bc, bs, fb))
+        got = _host(matmul_codes(gpu_mma, ac, as_, fa, bc, bs, fb))
+        simple = _host(matmul_codes(gpu, ac, as_, fa, bc, bs, fb))
         np.testing.assert_array_equal(np.isnan(got), np.isnan(simple))
         for i in range(batch):
             assert_within_spec_bound(got[i], ac[i], as_[i], fa, bc[i], bs[i], fb)
@@ -172,16 +173,16 @@ def test_matmul_mma_large_k_and_exact_data(gpu_mma):
     rng = np.random.default_rng(3)
     ac, as_ = _operands(rng, 1, 200, 256, fmt, False)
     bc, bs = _operands(rng, 1, 136, 256, fmt, False)
-    got = _host(gpu_mma.matmul_blocks(ac, as_, fmt, bc, bs, fmt))[0]
+    got = _host(matmul_codes(gpu_mma, ac, as_, fmt, bc, bs, fmt))[0]
     assert_within_spec_bound(got, ac[0], as_[0], fmt, bc[0], bs[0], fmt)
     x = rng.integers(-8, 9, (1 * 150 * 4, 32)).astype(np.float32)
     y = rng.integers(-8, 9, (1 * 140 * 4, 32)).astype(np.float32)
     ic, is_ = (a.reshape(1, 150, 4, *a.shape[1:]) for a in
-               REF.quantize_blocks(x, FORMATS["mxint8"], "even", "floor", None))
+               REF.quantize_blocks(x, qopts(FORMATS["mxint8"], "even", "floor", None)))
     jc, js = (a.reshape(1, 140, 4, *a.shape[1:]) for a in
-              REF.quantize_blocks(y, FORMATS["mxint8"], "even", "floor", None))
-    got = _host(gpu_mma.matmul_blocks(ic, is_, FORMATS["mxint8"], jc, js, FORMATS["mxint8"]))
-    want = REF.matmul_blocks(ic, is_, FORMATS["mxint8"], jc, js, FORMATS["mxint8"])
+              REF.quantize_blocks(y, qopts(FORMATS["mxint8"], "even", "floor", None)))
+    got = _host(matmul_codes(gpu_mma, ic, is_, FORMATS["mxint8"], jc, js, FORMATS["mxint8"]))
+    want = matmul_codes(REF, ic, is_, FORMATS["mxint8"], jc, js, FORMATS["mxint8"])
     np.testing.assert_array_equal(got, want)
 
 
@@ -210,12 +211,12 @@ ALL_BLOCK_FORMATS = pytest.mark.parametrize("fmt", BLOCK_KERNEL_FORMATS, ids=str
 
 
 def test_supports_names_the_formats_with_kernels():
-    assert all(cupy_backend.CupyBackend.supports(f) for f in FORMATS.values())
-    assert all(cupy_backend.CupyBackend.supports(f) for f in BLOCK_KERNEL_FORMATS)
+    assert all(cupy_backend.CupyBackend().supports(f) for f in FORMATS.values())
+    assert all(cupy_backend.CupyBackend().supports(f) for f in BLOCK_KERNEL_FORMATS)
     other = BLOCK_FORMATS.get("gpu_test_bfp") or register(
         {"name": "gpu_test_bfp", "block_size": 16, "scale": "e8m0",
          "element": {"kind": "signmag", "bits": 8, "mantissa_bits": 6}})
-    assert not cupy_backend.CupyBackend.supports(other)
+    assert not cupy_backend.CupyBackend().supports(other)
 
 
 def _block_data(rng, fmt, dtype, n, tensor_scale):
@@ -241,10 +242,8 @@ def test_block_quantize_bitwise(gpu, fmt, dtype):
             for rounding in roundings:
                 seed = 2**63 + 777 if rounding == "stochastic" else None
                 for block_ids in ((None, ids) if rounding == "stochastic" else (None,)):
-                    want = REF.quantize_blocks(blocks, fmt, rounding, scale_mode, seed,
-                                               block_ids=block_ids, **kw)
-                    got = gpu.quantize_blocks(blocks, fmt, rounding, scale_mode, seed,
-                                              block_ids=block_ids, **kw)
+                    want = REF.quantize_blocks(blocks, qopts(fmt, rounding, scale_mode, seed, block_ids=block_ids, **kw))
+                    got = gpu.quantize_blocks(blocks, qopts(fmt, rounding, scale_mode, seed, block_ids=block_ids, **kw))
                     np.testing.assert_array_equal(_host(got[1]), want[1])
                     np.testing.assert_array_equal(_host(got[0]), want[0])
                     assert _host(got[0]).dtype == fmt.code_dtype
@@ -258,8 +257,8 @@ def test_block_ids_bitwise_ocp(gpu, fmt, dtype):
     rng = np.random.default_rng(4321)
     blocks = adversarial_blocks(rng, 999, dtype, fmt)  # not a whole number of warps
     ids = rng.integers(0, 2**64, size=999, dtype=np.uint64)
-    want = REF.quantize_blocks(blocks, fmt, "stochastic", "floor", 5, block_ids=ids)
-    got = gpu.quantize_blocks(blocks, fmt, "stochastic", "floor", 5, block_ids=ids)
+    want = REF.quantize_blocks(blocks, qopts(fmt, "stochastic", "floor", 5, block_ids=ids))
+    got = gpu.quantize_blocks(blocks, qopts(fmt, "stochastic", "floor", 5, block_ids=ids))
     np.testing.assert_array_equal(_host(got[0]), want[0])
 
 
@@ -275,14 +274,14 @@ def test_misaligned_views_bitwise_ocp(gpu, fmt, dtype):
     rng = np.random.default_rng(77)
     flat = adversarial_blocks(rng, 301, dtype, fmt).reshape(-1)
     view = cp.asarray(flat)[1:1 + 300 * 32].reshape(300, 32)
-    want_c, want_s = REF.quantize_blocks(_host(view), fmt, "stochastic", "rceil", 9)
-    got_c, got_s = gpu.quantize_blocks(view, fmt, "stochastic", "rceil", 9)
+    want_c, want_s = REF.quantize_blocks(_host(view), qopts(fmt, "stochastic", "rceil", 9))
+    got_c, got_s = gpu.quantize_blocks(view, qopts(fmt, "stochastic", "rceil", 9))
     np.testing.assert_array_equal(_host(got_s), want_s)
     np.testing.assert_array_equal(_host(got_c), want_c)
     codes = cp.asarray(np.concatenate([[0], want_c.reshape(-1)]).astype(np.uint8))[1:]
     out = np.float32 if dtype == np.float16 else dtype
-    want = REF.dequantize_blocks(want_c, want_s, fmt, np.dtype(out))
-    got = _host(gpu.dequantize_blocks(codes.reshape(300, 32), cp.asarray(want_s), fmt, out))
+    want = REF.dequantize_blocks(want_c, want_s, dopts(fmt, np.dtype(out)))
+    got = _host(gpu.dequantize_blocks(codes.reshape(300, 32), cp.asarray(want_s), dopts(fmt, out)))
     bits = np.uint32 if out == np.float32 else np.uint64
     np.testing.assert_array_equal(got.view(bits), want.view(bits))
 
@@ -299,8 +298,8 @@ def test_block_dequantize_bitwise(gpu, fmt, dtype):
     bits = np.uint32 if dtype == np.float32 else np.uint64
     for tensor_scale in (TENSOR_SCALES if fmt.tensor_scale != "none" else (None,)):
         kw = {} if tensor_scale is None else {"tensor_scale": tensor_scale}
-        want = REF.dequantize_blocks(codes, scales, fmt, np.dtype(dtype), **kw)
-        got = _host(gpu.dequantize_blocks(codes, scales, fmt, dtype, **kw))
+        want = REF.dequantize_blocks(codes, scales, dopts(fmt, np.dtype(dtype), **kw))
+        got = _host(gpu.dequantize_blocks(codes, scales, dopts(fmt, dtype, **kw)))
         np.testing.assert_array_equal(got.view(bits), want.view(bits))
 
 
@@ -312,7 +311,7 @@ def test_block_pack_unpack_bitwise(gpu, fmt):
     x = rng.standard_normal((3 * 40 * 4, fmt.block_size)) * np.ldexp(1.0, rng.integers(
         -8, 8, (3 * 40 * 4, fmt.block_size)))
     kw = {"tensor_scale": 1.0} if fmt.tensor_scale != "none" else {}
-    codes, _ = REF.quantize_blocks(x, fmt, "even", "floor", None, **kw)
+    codes, _ = REF.quantize_blocks(x, qopts(fmt, "even", "floor", None, **kw))
     codes = codes.reshape(3, 40, 4 * fmt.block_size)
     packed = gpu.pack(codes, fmt)
     np.testing.assert_array_equal(_host(packed), REF.pack(codes, fmt))
@@ -346,13 +345,13 @@ def test_block_matmul_kernel(gpu, fa, fb):
                 x = _block_data(rng, fmt, np.float32, rows * kb, t)[: rows * kb]
                 x[np.isinf(x)] = 1.0
             kw = {} if t is None else {"tensor_scale": t}
-            c, s = REF.quantize_blocks(x.astype(np.float32), fmt, "even", "floor", None, **kw)
+            c, s = REF.quantize_blocks(x.astype(np.float32), qopts(fmt, "even", "floor", None, **kw))
             ops.append((c.reshape(1, rows, kb, fmt.block_size), s.reshape(1, rows, kb)))
         (ac, as_), (bc, bs) = ops
         scales = {k: v for k, v in (("a_tensor_scale", ta), ("b_tensor_scale", tb))
                   if v is not None}
-        got = _host(gpu.matmul_blocks(ac, as_, fa, bc, bs, fb, **scales))[0]
+        got = _host(matmul_codes(gpu, ac, as_, fa, bc, bs, fb, **scales))[0]
         assert_within_spec_bound(got, ac[0], as_[0], fa, bc[0], bs[0], fb, **scales)
         if integers:
-            want = REF.matmul_blocks(ac, as_, fa, bc, bs, fb, **scales)[0]
+            want = matmul_codes(REF, ac, as_, fa, bc, bs, fb, **scales)[0]
             np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

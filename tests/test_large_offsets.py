@@ -29,6 +29,7 @@ from mxarray.formats import get_format
 
 numba = pytest.importorskip("numba", reason="needs the optional numba package (numba extra)")
 from mxarray.backends.numba_backend import NumbaBackend
+from backend_calls import dopts, matmul_bytes, matmul_codes, qopts
 
 REF = NumpyBackend()
 FAST = NumbaBackend()
@@ -104,14 +105,14 @@ def test_numba_quantize_and_dequantize_packed_past_2_31_elements() -> None:
     x = _blocks_f32(n, fmt.block_size)
     rows = _probe_rows(n, fmt.block_size)
     probe = x[rows].copy()
-    packed, scales = FAST.quantize_packed(x, fmt, "even", "floor", None)
+    packed, scales = FAST.quantize(x, qopts(fmt, "even", "floor", None))
     del x
     gc.collect()
-    codes, want_scales = REF.quantize_blocks(probe, fmt, "even", "floor", None)
+    codes, want_scales = REF.quantize_blocks(probe, qopts(fmt, "even", "floor", None))
     np.testing.assert_array_equal(scales[rows], want_scales)
     np.testing.assert_array_equal(packed[rows], REF.pack(codes, fmt))
-    out = FAST.dequantize_packed(packed, scales, fmt, np.float32)
-    want = REF.dequantize_blocks(codes, want_scales, fmt, np.float32)
+    out = FAST.dequantize(packed, scales, dopts(fmt, np.float32))
+    want = REF.dequantize_blocks(codes, want_scales, dopts(fmt, np.float32))
     np.testing.assert_array_equal(_bits(out[rows]), _bits(want))
 
 
@@ -164,11 +165,10 @@ def test_numba_matmul_packed_operand_past_2_31_elements() -> None:
     m, k, n = 2**16 + 1, 2**15, 3
     a, a_scales = _small_int_operand(m, k, seed=2)
     b, b_scales = _small_int_operand(n, k, seed=3)
-    c = FAST.matmul_packed(a[None], a_scales[None], fmt, b[None], b_scales[None], fmt)[0]
+    c = matmul_bytes(FAST, a[None], a_scales[None], fmt, b[None], b_scales[None], fmt)[0]
     assert c.shape == (m, n)
     rows = _probe_rows(m, k)
-    want = REF.matmul_blocks(a[rows].reshape(1, rows.size, -1, 32), a_scales[rows][None], fmt,
-                             b.reshape(1, n, -1, 32), b_scales[None], fmt)[0]
+    want = matmul_codes(REF, a[rows].reshape(1, rows.size, -1, 32), a_scales[rows][None], fmt, b.reshape(1, n, -1, 32), b_scales[None], fmt)[0]
     np.testing.assert_array_equal(c[rows], want)
 
 
@@ -191,12 +191,12 @@ def _check_public_round_trip(make_x, fmt, backend: str) -> None:
     q = mxarray.quantize(x, fmt, backend=backend)
     del x
     gc.collect()
-    codes, want_scales = REF.quantize_blocks(probe, fmt, "even", "floor", None)
+    codes, want_scales = REF.quantize_blocks(probe, qopts(fmt, "even", "floor", None))
     packed = q.packed.reshape(-1, fmt.bytes_per_block)
     np.testing.assert_array_equal(q.scales.reshape(-1)[rows], want_scales)
     np.testing.assert_array_equal(packed[rows], REF.pack(codes, fmt))
     out = mxarray.dequantize(q, np.float32, backend=backend).reshape(-1, 32)
-    want = REF.dequantize_blocks(codes, want_scales, fmt, np.float32)
+    want = REF.dequantize_blocks(codes, want_scales, dopts(fmt, np.float32))
     np.testing.assert_array_equal(_bits(out[rows]), _bits(want))
 
 

@@ -2,7 +2,7 @@
 
 The core walks the canonical layout in pieces of at most ``core._PIECE_ELEMENTS``
 elements, and the reference matmul works in row tiles of about
-``numpy_backend._TILE_ELEMENTS`` float64 values, so the memory a call needs beyond its
+``base.TILE_ELEMENTS`` float64 values, so the memory a call needs beyond its
 input and its result is a constant, whatever the array's size.  The first tests check
 that pieces and tiles change no bit (Hypothesis, with budgets small enough to force many
 of them); the others measure the peak with tracemalloc (NumPy reports its data buffers
@@ -19,7 +19,6 @@ result before it is copied into place).  ``SLACK`` covers interpreter objects.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 import subprocess
 import sys
@@ -36,9 +35,10 @@ from hypothesis import strategies as st
 
 import mxarray
 from mxarray import core, layout
-from mxarray.backends import numpy_backend
+from mxarray.backends import base
 from mxarray.backends.numpy_backend import NumpyBackend
 from mxarray.formats import BLOCK_FORMATS, ROUNDING_MODES, SCALE_MODES
+from backend_calls import matmul_bytes, matmul_codes, qopts
 
 REFERENCE_BYTES = 160
 """Bytes of temporaries per element of a piece that the NumPy reference may hold."""
@@ -52,13 +52,13 @@ SLACK = 1 << 20
 @contextlib.contextmanager
 def budgets(piece: int, tile: int | None = None) -> Iterator[None]:
     """Run with ``piece`` elements per piece (and ``tile`` per matmul tile)."""
-    saved = core._PIECE_ELEMENTS, numpy_backend._TILE_ELEMENTS
+    saved = core._PIECE_ELEMENTS, base.TILE_ELEMENTS
     core._PIECE_ELEMENTS = piece
-    numpy_backend._TILE_ELEMENTS = tile if tile is not None else saved[1]
+    base.TILE_ELEMENTS = tile if tile is not None else saved[1]
     try:
         yield
     finally:
-        core._PIECE_ELEMENTS, numpy_backend._TILE_ELEMENTS = saved
+        core._PIECE_ELEMENTS, base.TILE_ELEMENTS = saved
 
 
 UNBOUNDED = 1 << 62
@@ -199,8 +199,7 @@ class _FillingReference(NumpyBackend):
                         seed: int | None, *, block_ids: Any = None, tensor_scale: Any = None,
                         out: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
         extra = {} if tensor_scale is None else {"tensor_scale": tensor_scale}
-        codes, scales = self.quantize_blocks(blocks, fmt, rounding, scale_mode, seed,
-                                             block_ids=block_ids, **extra)
+        codes, scales = self.quantize_blocks(blocks, qopts(fmt, rounding, scale_mode, seed, block_ids=block_ids, **extra))
         packed = self.pack(codes, fmt)
         if out is None:
             return packed, scales
@@ -212,7 +211,7 @@ class _FillingReference(NumpyBackend):
 @pytest.fixture
 def filling(monkeypatch: pytest.MonkeyPatch) -> _FillingReference:
     """A registered backend "filling" (the registry is restored afterwards)."""
-    registry = importlib.import_module("mxarray.backends")
+    import mxarray.backends as registry
     monkeypatch.setattr(registry, "_registry", dict(registry._registry))
     instance = _FillingReference()
     registry.register_backend("filling", lambda: instance, priority=-1)
@@ -287,22 +286,19 @@ def test_matmul_codes_and_bytes_agree() -> None:
     b = mxarray.quantize(rng.standard_normal((70, 11)), "mxfp6_e2m3", axis=0, backend="numpy")
     fa, fb = a.format, b.format
     with budgets(core._PIECE_ELEMENTS, 1):
-        packed = ref.matmul_packed(a.packed[None], a._scales[None], fa,
-                                   b.packed[None], b._scales[None], fb)
-        codes = ref.matmul_blocks(
-            ref.unpack(a.packed, fa).reshape(1, 9, -1, fa.block_size), a._scales[None], fa,
-            ref.unpack(b.packed, fb).reshape(1, 11, -1, fb.block_size), b._scales[None], fb)
+        packed = matmul_bytes(ref, a.packed[None], a._scales[None], fa, b.packed[None], b._scales[None], fb)
+        codes = matmul_codes(ref, ref.unpack(a.packed, fa).reshape(1, 9, -1, fa.block_size), a._scales[None], fa, ref.unpack(b.packed, fb).reshape(1, 11, -1, fb.block_size), b._scales[None], fb)
     _same_bits(packed, codes)
 
 
 def test_tiles_never_hold_one_row() -> None:
     """A single leftover row joins the tile before it (NumPy's matmul would treat a
     one-row operand as a vector and sum in another order)."""
-    spans = numpy_backend._spans(9, 4)
+    spans = base._spans(9, 4)
     assert [(s.start, s.stop) for s in spans] == [(0, 4), (4, 9)]
-    assert [(s.start, s.stop) for s in numpy_backend._spans(1, 4)] == [(0, 1)]
+    assert [(s.start, s.stop) for s in base._spans(1, 4)] == [(0, 1)]
     assert all(s.stop - s.start >= 2 for n in range(2, 50) for t in (2, 3, 7)
-               for s in numpy_backend._spans(n, t))
+               for s in base._spans(n, t))
 
 
 # -- measured peaks ----------------------------------------------------------------------
@@ -335,7 +331,7 @@ LAYOUTS = {  # name -> (view of a float32 array of n elements, block axis)
 
 
 def _measured_backends() -> list[str]:
-    return [b for b in ("numpy", "numba") if b in {i.name for i in mxarray.backends()
+    return [b for b in ("numpy", "numba") if b in {i.name for i in mxarray.list_backends()
                                                    if i.available}]
 
 

@@ -22,7 +22,7 @@ from hypothesis.extra import numpy as hnp
 
 import mxarray as mx
 
-GPU_INFO = {b.name: b for b in mx.backends()}["cupy"]
+GPU_INFO = {b.name: b for b in mx.list_backends()}["cupy"]
 needs_gpu = pytest.mark.skipif(not GPU_INFO.available,
                                reason=f"needs a CUDA GPU and CuPy: {GPU_INFO.reason}")
 SETTINGS = settings(max_examples=10, deadline=None)

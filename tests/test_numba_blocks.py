@@ -32,6 +32,7 @@ from mxarray.formats import BLOCK_FORMATS, get_format, register
 pytest.importorskip("numba", reason="needs the optional numba package (numba extra)")
 from mxarray.backends import numba_backend  # noqa: E402
 from mxarray.backends._numba_block_params import general_matmul_dtype  # noqa: E402
+from backend_calls import dopts, qopts
 
 REF = NumpyBackend()
 FAST = numba_backend.NumbaBackend()
@@ -113,11 +114,11 @@ def test_every_code_and_scale_decodes_like_the_reference(name, tensor_scale) -> 
     scales = np.repeat(np.arange(256, dtype=np.uint8), block.shape[0])
     packed = REF.pack(codes, fmt)
     for dt in (np.float32, np.float64):
-        want = REF.dequantize_blocks(codes, scales, fmt, dt, **kw)
+        want = REF.dequantize_blocks(codes, scales, dopts(fmt, dt, **kw))
         out = np.full(want.shape, 7.0, dtype=dt)
-        assert_bits(FAST.dequantize_blocks(codes, scales, fmt, dt, **kw), want)
-        assert_bits(FAST.dequantize_packed(packed, scales, fmt, dt, **kw), want)
-        assert FAST.dequantize_packed(packed, scales, fmt, dt, out=out, **kw) is out
+        assert_bits(FAST.dequantize_blocks(codes, scales, dopts(fmt, dt, **kw)), want)
+        assert_bits(FAST.dequantize(packed, scales, dopts(fmt, dt, **kw)), want)
+        assert FAST.dequantize(packed, scales, dopts(fmt, dt, **kw), out=out) is out
         assert_bits(out, want)
     assert_bits(FAST.pack(codes, fmt), packed)
     assert_bits(FAST.unpack(packed, fmt), codes)
@@ -175,11 +176,11 @@ def test_power_of_two_blocks_match_the_reference(data, name, dtype, scale_mode, 
     fmt = _fmt(name)
     rows = data.draw(pow2_rows(fmt, dtype, 4))
     args = (fmt, rounding, scale_mode, seed if rounding == "stochastic" else None)
-    codes, scales = REF.quantize_blocks(rows, *args)
-    got_codes, got_scales = FAST.quantize_blocks(rows, *args)
+    codes, scales = REF.quantize_blocks(rows, qopts(*args))
+    got_codes, got_scales = FAST.quantize_blocks(rows, qopts(*args))
     assert_bits(got_scales, scales)
     assert_bits(got_codes, codes)
-    packed, packed_scales = FAST.quantize_packed(rows, *args)
+    packed, packed_scales = FAST.quantize(rows, qopts(*args))
     assert_bits(packed_scales, scales)
     assert_bits(packed, REF.pack(codes, fmt))
 
@@ -229,15 +230,15 @@ def test_ue4m3_blocks_match_the_reference(data, name, dtype, rounding) -> None:
         kw = {"tensor_scale": fmt.tensor_scale_for(float(finite.max()) if finite.size else 0.0)}
     else:
         kw = {"tensor_scale": np.float32(s_t)}
-    codes, scales = REF.quantize_blocks(rows, fmt, rounding, "floor", None, **kw)
-    got_codes, got_scales = FAST.quantize_blocks(rows, fmt, rounding, "floor", None, **kw)
+    codes, scales = REF.quantize_blocks(rows, qopts(fmt, rounding, "floor", None, **kw))
+    got_codes, got_scales = FAST.quantize_blocks(rows, qopts(fmt, rounding, "floor", None, **kw))
     assert_bits(got_scales, scales)
     assert_bits(got_codes, codes)
-    packed, _ = FAST.quantize_packed(rows, fmt, rounding, "floor", None, **kw)
+    packed, _ = FAST.quantize(rows, qopts(fmt, rounding, "floor", None, **kw))
     assert_bits(packed, REF.pack(codes, fmt))
     for dt in (np.float32, np.float64):
-        assert_bits(FAST.dequantize_packed(packed, scales, fmt, dt, **kw),
-                    REF.dequantize_blocks(codes, scales, fmt, dt, **kw))
+        assert_bits(FAST.dequantize(packed, scales, dopts(fmt, dt, **kw)),
+                    REF.dequantize_blocks(codes, scales, dopts(fmt, dt, **kw)))
 
 
 @slow_ok
@@ -283,13 +284,12 @@ def test_block_ids_draw_the_bits_of_the_rows_they_name(data, name, dtype, seed) 
     rows = data.draw(pow2_rows(fmt, dtype, n))
     whole = np.zeros((total, fmt.block_size), dtype=dtype)
     whole[ids.astype(np.int64)] = rows
-    codes, scales = REF.quantize_blocks(whole, fmt, "stochastic", "floor", seed)
+    codes, scales = REF.quantize_blocks(whole, qopts(fmt, "stochastic", "floor", seed))
     want_codes, want_scales = codes[ids.astype(np.int64)], scales[ids.astype(np.int64)]
-    got_codes, got_scales = FAST.quantize_blocks(rows, fmt, "stochastic", "floor", seed,
-                                                 block_ids=ids)
+    got_codes, got_scales = FAST.quantize_blocks(rows, qopts(fmt, "stochastic", "floor", seed, block_ids=ids))
     assert_bits(got_scales, want_scales)
     assert_bits(got_codes, want_codes)
-    packed, _ = FAST.quantize_packed(rows, fmt, "stochastic", "floor", seed, block_ids=ids)
+    packed, _ = FAST.quantize(rows, qopts(fmt, "stochastic", "floor", seed, block_ids=ids))
     assert_bits(packed, REF.pack(want_codes, fmt))
 
 
@@ -298,10 +298,10 @@ def test_block_ids_wrap_in_uint64_like_the_reference(name) -> None:
     fmt = get_format(name)
     rows = np.random.default_rng(3).standard_normal((4, fmt.block_size))
     ids = np.array([2**64 - 1, 2**63, 12345, 0], dtype=np.uint64)
-    got = FAST.quantize_blocks(rows, fmt, "stochastic", "floor", 99, block_ids=ids)
-    want = REF.quantize_blocks(rows, fmt, "stochastic", "floor", 99, block_ids=ids)
+    got = FAST.quantize_blocks(rows, qopts(fmt, "stochastic", "floor", 99, block_ids=ids))
+    want = REF.quantize_blocks(rows, qopts(fmt, "stochastic", "floor", 99, block_ids=ids))
     assert_bits(got[0], want[0])
-    default = FAST.quantize_blocks(rows, fmt, "stochastic", "floor", 99)
+    default = FAST.quantize_blocks(rows, qopts(fmt, "stochastic", "floor", 99))
     assert not np.array_equal(default[0], got[0])  # the ids change the draws
 
 
@@ -309,14 +309,12 @@ def test_block_ids_are_checked_and_ignored_without_stochastic_rounding() -> None
     fmt = get_format("mx9")
     rows = np.random.default_rng(4).standard_normal((3, 16))
     with pytest.raises(ValueError, match="shape"):
-        FAST.quantize_blocks(rows, fmt, "stochastic", "floor", 1,
-                             block_ids=np.zeros(2, np.uint64))
+        FAST.quantize_blocks(rows, qopts(fmt, "stochastic", "floor", 1, block_ids=np.zeros(2, np.uint64)))
     with pytest.raises(TypeError, match="integers"):
-        FAST.quantize_blocks(rows, fmt, "stochastic", "floor", 1,
-                             block_ids=np.zeros(3, np.float64))
+        FAST.quantize_blocks(rows, qopts(fmt, "stochastic", "floor", 1, block_ids=np.zeros(3, np.float64)))
     ids = np.array([9, 8, 7], dtype=np.uint64)
-    assert_bits(FAST.quantize_blocks(rows, fmt, "even", "floor", None, block_ids=ids)[0],
-                REF.quantize_blocks(rows, fmt, "even", "floor", None)[0])
+    assert_bits(FAST.quantize_blocks(rows, qopts(fmt, "even", "floor", None, block_ids=ids))[0],
+                REF.quantize_blocks(rows, qopts(fmt, "even", "floor", None))[0])
 
 
 # --- matmul ---------------------------------------------------------------------------------
@@ -495,7 +493,7 @@ def test_matmul_nan_blocks_and_packed_windows() -> None:
     assert np.isnan(c[2]).all() and not np.isnan(c[[0, 1, 3]]).any()
     fmt = a.format
     codes = REF.unpack(a.packed, fmt).reshape(-1, 16)
-    want = REF.dequantize_blocks(codes, a.scales.reshape(-1), fmt, np.float32).reshape(4, -1)
+    want = REF.dequantize_blocks(codes, a.scales.reshape(-1), dopts(fmt, np.float32)).reshape(4, -1)
     operand = numba_backend._TableOperand(a.packed.reshape(1, 4, -1), a.scales.reshape(1, 4, -1),
                                           fmt, np.dtype(np.float32), FAST._bk.decode_panel_table)
     for row0, rows, e0, width in [(0, 4, 0, 64), (1, 2, 5, 40), (3, 1, 17, 1), (0, 4, 31, 33)]:

@@ -6,7 +6,6 @@ conformance suite (``fast_backend`` fixture)."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -21,8 +20,9 @@ from mxarray.formats import FORMATS
 
 numba = pytest.importorskip("numba", reason="needs the optional numba package (numba extra)")
 from mxarray.backends import numba_backend  # noqa: E402  (after the importorskip)
+from backend_calls import dopts, matmul_bytes, matmul_codes, qopts
 
-registry = importlib.import_module("mxarray.backends")
+import mxarray.backends as registry
 REF = NumpyBackend()
 FAST = numba_backend.NumbaBackend()
 
@@ -89,13 +89,13 @@ def test_compile_failure_falls_back_with_warning(monkeypatch) -> None:
 def test_quantize_packed_matches_reference(fmt, rounding, dtype) -> None:
     x = _sample(np.random.default_rng(7), dtype)
     seed = 2**63 + 12345 if rounding == "stochastic" else None
-    codes, scales = REF.quantize_blocks(x, fmt, rounding, "floor", seed)
-    packed, fast_scales = FAST.quantize_packed(x, fmt, rounding, "floor", seed)
+    codes, scales = REF.quantize_blocks(x, qopts(fmt, rounding, "floor", seed))
+    packed, fast_scales = FAST.quantize(x, qopts(fmt, rounding, "floor", seed))
     assert np.array_equal(fast_scales, scales)
     assert np.array_equal(packed, REF.pack(codes, fmt))
     for dt in (np.float32, np.float64):
-        want = REF.dequantize_blocks(codes, scales, fmt, dt)
-        got = FAST.dequantize_packed(packed, scales, fmt, dt)
+        want = REF.dequantize_blocks(codes, scales, dopts(fmt, dt))
+        got = FAST.dequantize(packed, scales, dopts(fmt, dt))
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
 
@@ -111,15 +111,12 @@ def test_matmul_packed_within_bound(fa, fb, scale) -> None:
     batch, m, n, kb = 2, 19, 11, 3
     a = rng.standard_normal((batch * m, kb * 32)) * scale
     b = rng.standard_normal((batch * n, kb * 32)) * scale
-    ac, as_ = REF.quantize_blocks(a.reshape(-1, 32), fa, "even", "floor", None)
-    bc, bs_ = REF.quantize_blocks(b.reshape(-1, 32), fb, "even", "floor", None)
+    ac, as_ = REF.quantize_blocks(a.reshape(-1, 32), qopts(fa, "even", "floor", None))
+    bc, bs_ = REF.quantize_blocks(b.reshape(-1, 32), qopts(fb, "even", "floor", None))
     as_, bs_ = as_.reshape(batch, m, kb), bs_.reshape(batch, n, kb)
     ac, bc = ac.reshape(batch, m, kb, 32), bc.reshape(batch, n, kb, 32)
-    got = FAST.matmul_packed(
-        REF.pack(ac.reshape(batch, m, -1), fa), as_, fa, REF.pack(bc.reshape(batch, n, -1), fb),
-        bs_, fb,
-    )
-    np.testing.assert_array_equal(got, FAST.matmul_blocks(ac, as_, fa, bc, bs_, fb))
+    got = matmul_bytes(FAST, REF.pack(ac.reshape(batch, m, -1), fa), as_, fa, REF.pack(bc.reshape(batch, n, -1), fb), bs_, fb)
+    np.testing.assert_array_equal(got, matmul_codes(FAST, ac, as_, fa, bc, bs_, fb))
     wide = numba_backend._tile_dtype(as_, fa, bs_, fb, kb * 32) == np.float64
     if scale == 1.0:
         assert not wide  # the float32 path
@@ -136,13 +133,13 @@ def test_matmul_many_small_tiles(monkeypatch) -> None:
     """Ragged tiles (edges included) cover the result exactly once, within the bound."""
     fmt = FORMATS["mxfp8_e4m3"]
     rng = np.random.default_rng(5)
-    ac, as_ = REF.quantize_blocks(rng.standard_normal((300 * 2, 32)), fmt, "even", "floor", None)
-    bc, bs_ = REF.quantize_blocks(rng.standard_normal((70 * 2, 32)), fmt, "even", "floor", None)
+    ac, as_ = REF.quantize_blocks(rng.standard_normal((300 * 2, 32)), qopts(fmt, "even", "floor", None))
+    bc, bs_ = REF.quantize_blocks(rng.standard_normal((70 * 2, 32)), qopts(fmt, "even", "floor", None))
     args = (ac.reshape(1, 300, 2, 32), as_.reshape(1, 300, 2), fmt,
             bc.reshape(1, 70, 2, 32), bs_.reshape(1, 70, 2), fmt)
     monkeypatch.setattr(numba_backend, "_tile_shape", lambda m, n, k, size: (7, 13))
     monkeypatch.setattr(numba_backend, "sgemm_acc", None)  # the row-tile path
-    got = FAST.matmul_blocks(*args)
+    got = matmul_codes(FAST, *args)
     da, db = REF._decode_rows(*args[:3], None), REF._decode_rows(*args[3:], None)
     exact = da @ np.swapaxes(db, -1, -2)
     bound = (64 + 2) * 2.0**-24 * (np.abs(da) @ np.swapaxes(np.abs(db), -1, -2))
@@ -158,12 +155,12 @@ def test_dequantize_every_code_and_scale(fmt) -> None:
     codes = np.tile(every_code.reshape(rows_per_scale, 32), (256, 1))
     scales = np.repeat(np.arange(256, dtype=np.uint8), rows_per_scale)
     for dt in (np.float32, np.float64):
-        want = REF.dequantize_blocks(codes, scales, fmt, dt)
+        want = REF.dequantize_blocks(codes, scales, dopts(fmt, dt))
         out = np.full(want.shape, 7.0, dtype=dt)
         got = [
-            FAST.dequantize_blocks(codes, scales, fmt, dt),
-            FAST.dequantize_packed(REF.pack(codes, fmt), scales, fmt, dt),
-            FAST.dequantize_packed(REF.pack(codes, fmt), scales, fmt, dt, out=out),
+            FAST.dequantize_blocks(codes, scales, dopts(fmt, dt)),
+            FAST.dequantize(REF.pack(codes, fmt), scales, dopts(fmt, dt)),
+            FAST.dequantize(REF.pack(codes, fmt), scales, dopts(fmt, dt), out=out),
         ]
         assert got[2] is out
         for g in got:
@@ -189,9 +186,9 @@ def test_float32_kernel_matches_reference(fmt, scale_mode, rounding) -> None:
     x[40:50] = np.finfo(np.float32).max * rng.uniform(-1, 1, (10, 32))
     x[50:60, 4] = np.nan
     x[60:70, 9] = -np.inf
-    codes, scales = REF.quantize_blocks(x, fmt, rounding, scale_mode, None)
-    fast_codes, fast_scales = FAST.quantize_blocks(x, fmt, rounding, scale_mode, None)
-    packed, packed_scales = FAST.quantize_packed(x, fmt, rounding, scale_mode, None)
+    codes, scales = REF.quantize_blocks(x, qopts(fmt, rounding, scale_mode, None))
+    fast_codes, fast_scales = FAST.quantize_blocks(x, qopts(fmt, rounding, scale_mode, None))
+    packed, packed_scales = FAST.quantize(x, qopts(fmt, rounding, scale_mode, None))
     np.testing.assert_array_equal(fast_scales, scales)
     np.testing.assert_array_equal(packed_scales, scales)
     np.testing.assert_array_equal(fast_codes, codes)
@@ -201,8 +198,8 @@ def test_float32_kernel_matches_reference(fmt, scale_mode, rounding) -> None:
 def _mx_operands(rng, batch, m, n, kb, fa, fb):
     a = rng.standard_normal((batch * m * kb, 32))
     b = rng.standard_normal((batch * n * kb, 32))
-    ac, as_ = REF.quantize_blocks(a, fa, "even", "floor", None)
-    bc, bs_ = REF.quantize_blocks(b, fb, "even", "floor", None)
+    ac, as_ = REF.quantize_blocks(a, qopts(fa, "even", "floor", None))
+    bc, bs_ = REF.quantize_blocks(b, qopts(fb, "even", "floor", None))
     return (ac.reshape(batch, m, kb, 32), as_.reshape(batch, m, kb), fa,
             bc.reshape(batch, n, kb, 32), bs_.reshape(batch, n, kb), fb)
 
@@ -215,7 +212,7 @@ def test_matmul_k_panels_within_bound(monkeypatch, panel_blocks) -> None:
     fa, fb = FORMATS["mxfp6_e2m3"], FORMATS["mxfp4_e2m1"]
     args = _mx_operands(np.random.default_rng(9), 2, 37, 23, 7, fa, fb)
     monkeypatch.setattr(numba_backend, "_panel_blocks", lambda m, n, kb, bs: panel_blocks)
-    got = FAST.matmul_blocks(*args)
+    got = matmul_codes(FAST, *args)
     da, db = REF._decode_rows(*args[:3], None), REF._decode_rows(*args[3:], None)
     exact = da @ np.swapaxes(db, -1, -2)
     bound = (7 * 32 + 2) * 2.0**-24 * (np.abs(da) @ np.swapaxes(np.abs(db), -1, -2))
@@ -249,7 +246,7 @@ def test_decode_panel_windows_match_reference(fmt) -> None:
     rows, kb = 71, 9
     codes = rng.integers(0, fmt.n_codes, (rows * kb, 32)).astype(np.uint8)
     scales = rng.integers(110, 140, rows * kb).astype(np.uint8)
-    want = REF.dequantize_blocks(codes, scales, fmt, np.float32).reshape(rows, kb * 32)
+    want = REF.dequantize_blocks(codes, scales, dopts(fmt, np.float32)).reshape(rows, kb * 32)
     operand = numba_backend._Operand(
         REF.pack(codes, fmt).reshape(1, rows, -1), scales.reshape(1, rows, kb), fmt,
         np.dtype(np.float32), True, FAST._k.decode_panel)
@@ -293,8 +290,5 @@ def test_matmul_packed_with_an_empty_dimension(fmt, batch, m, n) -> None:
     f = mxarray.get_format(fmt)
     kb = 2
     extra = {} if f.tensor_scale == "none" else {"a_tensor_scale": 1.0, "b_tensor_scale": 1.0}
-    c = FAST.matmul_packed(np.zeros((batch, m, kb * f.bytes_per_block), np.uint8),
-                           np.zeros((batch, m, kb), np.uint8), f,
-                           np.zeros((batch, n, kb * f.bytes_per_block), np.uint8),
-                           np.zeros((batch, n, kb), np.uint8), f, **extra)
+    c = matmul_bytes(FAST, np.zeros((batch, m, kb * f.bytes_per_block), np.uint8), np.zeros((batch, m, kb), np.uint8), f, np.zeros((batch, n, kb * f.bytes_per_block), np.uint8), np.zeros((batch, n, kb), np.uint8), f, **extra)
     assert c.shape == (batch, m, n) and c.dtype == np.float32

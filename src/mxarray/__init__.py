@@ -13,7 +13,8 @@ docs/array_api.md.
 from __future__ import annotations
 
 from .array import MXArray
-from .backends import BackendInfo, backends, get_backend, register_backend, set_backend, use_backend
+from .backends import (BackendInfo, get_backend, list_backends, register_backend, set_backend,
+                       use_backend)
 from .core import dequantize, quantize
 from .diagnostics import block_stats, explain
 from .interop import dlpack_parts, from_ml_dtypes, from_torch, to_ml_dtypes, to_torch
@@ -48,7 +49,6 @@ __all__ = [
     "ROUNDING_MODES",
     "SCALE_MODES",
     "SPEC_VERSION",
-    "backends",
     "block_stats",
     "dequantize",
     "dlpack_parts",
@@ -57,6 +57,7 @@ __all__ = [
     "from_torch",
     "get_backend",
     "get_format",
+    "list_backends",
     "load",
     "quantize",
     "register_backend",

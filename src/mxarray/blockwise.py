@@ -14,7 +14,10 @@ block axis they select a run of whole blocks.  The key is then rewritten relativ
 window, so ``window_values[local_key]`` is exactly ``values[key]``.  Any other key
 (integer or boolean arrays) works on a window of every block.
 
-The backend calls live in :func:`_decode` and :func:`_encode`.
+The backend calls live in :func:`_decode` and :func:`_encode`: the backend that
+:func:`mxarray.core.backend_for` picks for the format (the active one, unless it lacks
+the format and the user named none), with the option records of
+:mod:`mxarray.backends.base`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from . import core
 from . import layout as blocks
 from ._random import new_seed
 from .array import MXArray
+from .backends.base import DequantizeOptions
 
 __all__ = ["expand_key", "read", "write"]
 
@@ -239,14 +243,18 @@ def _decode(a: MXArray, packed: Any, scales: Any, dtype: Any) -> Any:
     """``(n, block_size)`` values of ``n`` blocks of ``a``: packed ``(n, bytes_per_block)``
     bytes and their ``(n,)`` scales, on the backend that dequantizes ``a``."""
     be = core.backend_for(a.format, None, packed)
-    extra = {} if a.tensor_scale is None else {"tensor_scale": a.tensor_scale}
-    return core._dequantize_rows(be, packed, scales, a.format, np.dtype(dtype), extra)
+    options = DequantizeOptions(a.format, np.dtype(dtype), a.tensor_scale)
+    return be.dequantize(be.xp.ascontiguousarray(packed), be.xp.ascontiguousarray(scales),
+                         options)
 
 
 def _encode(a: MXArray, rows: Any, ids: np.ndarray, rounding: str, scale_mode: str,
             seed: int | None) -> tuple[Any, Any]:
     """Packed ``(n, bytes_per_block)`` bytes and ``(n,)`` scales of ``(n, block_size)``
     float64 rows, blocks numbered ``ids`` in ``a``, in ``a``'s format and tensor scale."""
-    q = core._quantize_with_ids(rows, a.format, ids, rounding=rounding, scale_mode=scale_mode,
-                                seed=seed, tensor_scale=a.tensor_scale)
-    return q.packed, q.canonical_scales.reshape(-1)
+    be = core.backend_for(a.format, None, rows)
+    options = core.quantize_options(a.format, rounding=rounding, scale_mode=scale_mode,
+                                    seed=seed, tensor_scale=a.tensor_scale)
+    if rounding == "stochastic":
+        options = options.with_block_ids(be.xp.asarray(ids))
+    return be.quantize(be.xp.ascontiguousarray(rows), options)

@@ -9,8 +9,7 @@ so their memory beyond the input and the result does not grow with the array.
 
 from __future__ import annotations
 
-import importlib
-import inspect
+import dataclasses
 import math
 from typing import Any
 
@@ -20,16 +19,18 @@ from . import layout as blocks
 from ._device_arrays import device_name, is_device_array
 from ._random import check_seed, new_seed
 from .array import MXArray, check_tensor_scale
-from .backends import Backend, get_backend, named_backend
-from .backends.base import supports, takes_block_ids
+from .backends import get_backend, list_backends, named_backend
+from .backends.base import (Backend, DequantizeOptions, MatmulOperand, MatmulOptions,
+                            QuantizeOptions)
 from .formats import Format, check_rounding, check_scale_mode, get_format
 
-__all__ = ["quantize", "dequantize", "matmul", "backend_for"]
-
-# The registry module (the package re-exports a function under the same name).
-registry = importlib.import_module(".backends", __package__)
+__all__ = ["quantize", "dequantize", "matmul", "backend_for", "quantize_options",
+           "dequantize_rows"]
 
 _INPUT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+# bfloat16 (ml_dtypes' NumPy dtype, as mxarray.io.load returns it): every value is exact
+# in float32, to which each piece is converted before the backend sees it.
+_BFLOAT16 = "bfloat16"
 _OUTPUT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -62,8 +63,11 @@ def backend_for(fmts: Format | tuple[Format, ...], backend: str | None = None, *
     """The backend that runs a call on formats ``fmts`` (and data ``arrays``).
 
     The usual selection (:func:`mxarray.get_backend`, GPU data to CuPy) when its backend
-    supports every format; otherwise, if the user named no backend, the highest-priority
-    available backend that does (the NumPy reference supports all).
+    supports every format (:meth:`~mxarray.backends.base.Backend.supports`).  Only the
+    automatic default may be replaced: if the user named no backend and the default
+    lacks a format, the highest-priority available backend that has it runs instead
+    (with the built-in backends this never happens: Numba and the NumPy reference
+    implement every format).  A backend the user named is never replaced.
 
     Raises
     ------
@@ -74,23 +78,22 @@ def backend_for(fmts: Format | tuple[Format, ...], backend: str | None = None, *
     Examples
     --------
     >>> import mxarray
-    >>> from mxarray.backends.base import supports
     >>> from mxarray.core import backend_for
     >>> mx9 = mxarray.get_format("mx9")
-    >>> supports(backend_for(mx9), mx9)     # the default, or the best backend with mx9
+    >>> backend_for(mx9).supports(mx9)      # the default, or the best backend with mx9
     True
     """
     fmts = fmts if isinstance(fmts, tuple) else (fmts,)
     be = _resolve_backend(backend, *arrays)
-    missing = [f for f in fmts if not supports(be, f)]
+    missing = [f for f in fmts if not be.supports(f)]
     if not missing:
         return be
     on_device = any(is_device_array(a) for a in arrays)
     if not _explicitly_chosen(backend) and not on_device:
-        for info in registry.backends():  # highest priority first
+        for info in list_backends():  # highest priority first
             if info.available and info.priority >= 0:
                 candidate = get_backend(info.name)
-                if all(supports(candidate, f) for f in fmts):
+                if all(candidate.supports(f) for f in fmts):
                     return candidate
     raise NotImplementedError(
         f"backend {be.name!r} has no kernel for {missing[0].name} yet; "
@@ -99,12 +102,19 @@ def backend_for(fmts: Format | tuple[Format, ...], backend: str | None = None, *
 
 
 def _input_dtype(dtype: Any) -> np.dtype:
-    """``dtype`` in native byte order, if quantize accepts it (float16, float32, float64)."""
+    """``dtype`` in native byte order, if quantize accepts it (bfloat16, float16, float32,
+    float64)."""
     dt = np.dtype(dtype)
     native = dt.newbyteorder("=") if dt.kind == "f" else dt
-    if native not in _INPUT_DTYPES:
-        raise TypeError(f"x must be a float16, float32 or float64 array, got dtype {dt}")
+    if native not in _INPUT_DTYPES and native.name != _BFLOAT16:
+        raise TypeError(
+            f"x must be a bfloat16, float16, float32 or float64 array, got dtype {dt}")
     return native
+
+
+def _kernel_input(piece: Any) -> Any:
+    """A piece of the input as the backends take it: bfloat16 becomes float32 (exact)."""
+    return piece.astype(np.float32) if piece.dtype.name == _BFLOAT16 else piece
 
 
 def _output_dtype(dtype: Any) -> np.dtype:
@@ -214,14 +224,83 @@ def _quantize_with_ids(
     backend: str | None = None,
     tensor_scale: float | None = None,
 ) -> MXArray:
-    """:func:`quantize` for a piece of a larger array (private: used by ``mxarray.dask``).
+    """:func:`quantize` for a piece of a larger array (used by ``mxarray.dask`` and
+    :mod:`mxarray.blockwise`).
 
     ``block_ids`` is None (``x`` is the whole array) or integers, one per block of ``x``
     in its canonical layout (``lead + (n_blocks,)``, C order): each block's number in the
     canonical layout of the larger array.  With stochastic rounding the blocks then draw
-    the random bits the whole array's quantization gives them; other roundings ignore
-    it.  A backend whose quantize methods lack the ``block_ids`` keyword is replaced by
-    the NumPy reference for the call, unless the user named it (NotImplementedError).
+    the random bits the whole array's quantization gives them; other roundings ignore it.
+    """
+    options = quantize_options(fmt, rounding=rounding, scale_mode=scale_mode, seed=seed,
+                               tensor_scale=tensor_scale)
+    fmt = options.fmt
+    be = backend_for(fmt, backend, x)
+    arr = _as_float_array(x, be.xp)
+    ax = blocks.normalize_axis(axis, arr.ndim)
+    if arr.shape[ax] == 0:
+        raise ValueError(f"the block axis ({ax}) of x with shape {arr.shape} is empty")
+    moved = be.xp.moveaxis(arr, ax, -1)  # a view: the canonical order, unpadded
+    n_total = math.prod(moved.shape[:-1]) * blocks.n_blocks(arr.shape[ax], fmt.block_size)
+    stochastic = options.rounding == "stochastic"
+    ids = _check_block_ids(block_ids, n_total, be.xp) if block_ids is not None and stochastic \
+        else None
+    if fmt.tensor_scale != "none" and options.tensor_scale is None:
+        options = dataclasses.replace(
+            options, tensor_scale=fmt.tensor_scale_for(_finite_amax(arr, be)))
+    packed = scales = None
+    for index, first, count in blocks.pieces(moved.shape, fmt.block_size, _budget(be)):
+        rows = blocks.to_blocks(_kernel_input(moved[index]), -1, fmt.block_size, be.xp)
+        if stochastic and (ids is not None or count < n_total):
+            options = options.with_block_ids(
+                ids[first:first + count] if ids is not None else
+                be.xp.arange(first, first + count, dtype=np.uint64))
+        if count == n_total:  # the whole array in one piece: keep the backend's arrays
+            packed, scales = be.quantize(rows, options)
+            break
+        if packed is None:
+            packed = be.xp.empty((n_total, fmt.bytes_per_block), dtype=np.uint8)
+            scales = be.xp.empty(n_total, dtype=np.uint8)
+        run = slice(first, first + count)
+        be.quantize(rows, options, out=(packed[run], scales[run]))
+        del rows  # before the next piece's copy exists
+    if packed is None:  # no blocks at all (an empty dimension besides the block axis)
+        packed = be.xp.empty((0, fmt.bytes_per_block), dtype=np.uint8)
+        scales = be.xp.empty(0, dtype=np.uint8)
+    lead = blocks.lead_shape(arr.shape, ax)
+    return MXArray._wrap(
+        packed.reshape(blocks.packed_shape(arr.shape, ax, fmt)),
+        scales.reshape(lead + (blocks.n_blocks(arr.shape[ax], fmt.block_size),)), fmt,
+        arr.shape, ax, options.rounding, options.scale_mode, options.seed,
+        options.tensor_scale,
+    )
+
+
+def quantize_options(
+    fmt: str | Format,
+    *,
+    rounding: str = "even",
+    scale_mode: str = "floor",
+    seed: int | None = None,
+    tensor_scale: float | None = None,
+) -> QuantizeOptions:
+    """Check quantize's options once and return them as a :class:`QuantizeOptions` record.
+
+    A stochastic rounding without a seed draws a fresh one; other roundings drop the
+    seed.  The tensor scale of a format that has one stays None when not given (the
+    core then takes it from the data's amax).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`quantize` for the same arguments.
+
+    Examples
+    --------
+    >>> from mxarray.core import quantize_options
+    >>> o = quantize_options("mxfp4_e2m1", rounding="stochastic", seed=7)
+    >>> o.fmt.name, o.rounding, o.seed
+    ('mxfp4_e2m1', 'stochastic', 7)
     """
     fmt = get_format(fmt)
     check_rounding(rounding)
@@ -237,51 +316,7 @@ def _quantize_with_ids(
         if fmt.tensor_scale == "none":
             raise ValueError(f"{fmt.name} has no per-tensor scale; drop tensor_scale")
         tensor_scale = check_tensor_scale(tensor_scale)
-    be = backend_for(fmt, backend, x)
-    numbered = block_ids is not None and rounding == "stochastic"
-    if numbered:
-        be = _taking_block_ids(be, backend, x)
-    arr = _as_float_array(x, be.xp)
-    ax = blocks.normalize_axis(axis, arr.ndim)
-    if arr.shape[ax] == 0:
-        raise ValueError(f"the block axis ({ax}) of x with shape {arr.shape} is empty")
-    moved = be.xp.moveaxis(arr, ax, -1)  # a view: the canonical order, unpadded
-    n_total = math.prod(moved.shape[:-1]) * blocks.n_blocks(arr.shape[ax], fmt.block_size)
-    ids = None
-    if numbered:
-        ids = _check_block_ids(block_ids, n_total, be.xp)
-    extra: dict[str, Any] = {}
-    if fmt.tensor_scale != "none":
-        if tensor_scale is None:
-            tensor_scale = fmt.tensor_scale_for(_finite_amax(arr, be))
-        extra["tensor_scale"] = tensor_scale
-    # Pieces draw the random bits of the whole array only through block_ids.
-    whole = rounding == "stochastic" and not takes_block_ids(be)
-    packed = scales = None
-    for index, first, count in blocks.pieces(moved.shape, fmt.block_size, _budget(be, whole)):
-        rows = blocks.to_blocks(moved[index], -1, fmt.block_size, be.xp)
-        if rounding == "stochastic" and (ids is not None or count < n_total):
-            extra["block_ids"] = (ids[first:first + count] if ids is not None else
-                                  be.xp.arange(first, first + count, dtype=np.uint64))
-        if count == n_total:  # the whole array in one piece: keep the backend's arrays
-            packed, scales = _quantize_rows(be, rows, fmt, rounding, scale_mode, seed, extra)
-            break
-        if packed is None:
-            packed = be.xp.empty((n_total, fmt.bytes_per_block), dtype=np.uint8)
-            scales = be.xp.empty(n_total, dtype=np.uint8)
-        run = slice(first, first + count)
-        _quantize_rows(be, rows, fmt, rounding, scale_mode, seed, extra,
-                       out=(packed[run], scales[run]))
-        del rows  # before the next piece's copy exists
-    if packed is None:  # no blocks at all (an empty dimension besides the block axis)
-        packed = be.xp.empty((0, fmt.bytes_per_block), dtype=np.uint8)
-        scales = be.xp.empty(0, dtype=np.uint8)
-    lead = blocks.lead_shape(arr.shape, ax)
-    return MXArray._wrap(
-        packed.reshape(blocks.packed_shape(arr.shape, ax, fmt)),
-        scales.reshape(lead + (blocks.n_blocks(arr.shape[ax], fmt.block_size),)), fmt,
-        arr.shape, ax, rounding, scale_mode, seed, tensor_scale,
-    )
+    return QuantizeOptions(fmt, rounding, scale_mode, seed, tensor_scale)
 
 
 # Quantize and dequantize on the host walk the canonical layout in pieces of at most this
@@ -291,60 +326,11 @@ def _quantize_with_ids(
 _PIECE_ELEMENTS = 1 << 22
 
 
-def _quantize_rows(be: Backend, rows: Any, fmt: Format, rounding: str, scale_mode: str,
-                   seed: int | None, extra: dict[str, Any], out: tuple[Any, Any] | None = None
-                   ) -> tuple[Any, Any]:
-    """Packed ``(n, bytes_per_block)`` bytes and ``(n,)`` scales of ``(n, block_size)`` rows,
-    written into ``out`` (a pair of such arrays) when given and returned."""
-    if hasattr(be, "quantize_packed"):  # optional fused path: codes never materialised
-        if out is not None and _fills_out(be):
-            return be.quantize_packed(rows, fmt, rounding, scale_mode, seed, out=out, **extra)
-        packed, scales = be.quantize_packed(rows, fmt, rounding, scale_mode, seed, **extra)
-    else:
-        codes, scales = be.quantize_blocks(rows, fmt, rounding, scale_mode, seed, **extra)
-        packed = be.pack(codes, fmt)
-    if out is None:
-        return packed, scales
-    out[0][...] = packed.reshape(out[0].shape)
-    out[1][...] = scales
-    return out
-
-
-def _fills_out(be: Backend) -> bool:
-    """Whether ``be.quantize_packed`` names an ``out`` parameter (a pair of arrays to fill),
-    so that pieces are written in place instead of copied; computed once per class."""
-    cls = type(be)
-    if cls not in _FILLS_OUT:
-        try:
-            param = inspect.signature(be.quantize_packed).parameters.get("out")
-        except (TypeError, ValueError):  # no introspectable signature
-            param = None
-        _FILLS_OUT[cls] = param is not None and param.kind in (
-            inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return _FILLS_OUT[cls]
-
-
-_FILLS_OUT: dict[type, bool] = {}
-
-
-def _budget(be: Backend, whole: bool) -> int:
+def _budget(be: Backend, whole: bool = False) -> int:
     """Elements per piece for backend ``be``; unbounded when ``whole`` or on a GPU."""
     if whole or be.xp is not np:
         return 1 << 62
     return _PIECE_ELEMENTS
-
-
-def _taking_block_ids(be: Backend, name: str | None, *arrays: Any) -> Backend:
-    """``be`` if it accepts ``block_ids``; else the NumPy reference, if the user did not
-    name ``be`` and the data are on the host (NotImplementedError otherwise)."""
-    if takes_block_ids(be):
-        return be
-    if not _explicitly_chosen(name) and not any(is_device_array(a) for a in arrays):
-        return get_backend("numpy")
-    raise NotImplementedError(
-        f"backend {be.name!r} cannot yet quantize part of an array with stochastic rounding "
-        "(its quantize methods take no block_ids keyword); use backend='numpy'"
-    )
 
 
 def _check_block_ids(block_ids: Any, n: int, xp: Any) -> Any:
@@ -381,6 +367,9 @@ _MAGNITUDE_BITS = {  # float dtype -> (unsigned view, mask of the magnitude, fir
 }
 
 
+_BFLOAT16_BITS = (np.uint16, 0x7FFF, 0x7F80)  # the only other input dtype
+
+
 def _finite_amax(arr: Any, be: Backend) -> float:
     """Largest finite magnitude of ``arr`` (0.0 if none, an empty array included).
 
@@ -391,7 +380,7 @@ def _finite_amax(arr: Any, be: Backend) -> float:
     temporaries stay within a piece.
     """
     xp = be.xp
-    uint, mask, nonfinite = _MAGNITUDE_BITS[arr.dtype]
+    uint, mask, nonfinite = _MAGNITUDE_BITS.get(arr.dtype, _BFLOAT16_BITS)
     top = 0
     for index, _, _ in blocks.pieces(arr.shape, 1, _budget(be, False)):
         bits = xp.ascontiguousarray(arr[index]).view(uint) & uint(mask)  # a new array
@@ -406,12 +395,6 @@ def _check_mx(a: object, name: str) -> MXArray:
             f"{name} must be an MXArray, not {type(a).__name__}; create one with mxarray.quantize"
         )
     return a
-
-
-def _unpacked_rows(a: MXArray, be: Any) -> Any:
-    """Element codes of ``a`` in the canonical layout: ``lead + (n_blocks, block_size)``."""
-    codes = be.unpack(a.packed, a.format)
-    return codes.reshape(a._scales.shape + (a.format.block_size,))
 
 
 def dequantize(
@@ -463,26 +446,25 @@ def dequantize(
         dtype = _check_out(out, a.shape, be)
     dt = _output_dtype(dtype)
     fmt, xp = a.format, be.xp
+    options = DequantizeOptions(fmt, dt, a.tensor_scale)
     scales = xp.asarray(a._scales).reshape(-1)
     packed = xp.asarray(a.packed).reshape(scales.shape[0], fmt.bytes_per_block)
-    extra = {} if a.tensor_scale is None else {"tensor_scale": a.tensor_scale}
     ax, n_total = a.block_axis, scales.shape[0]
     # With the block axis last, whole blocks and C order, the result's rows are exactly
-    # the blocks: the fused path writes straight into them, in one piece (it needs no
-    # workspace, and each piece costs a kernel launch).
-    direct = (hasattr(be, "dequantize_packed") and ax == a.ndim - 1
-              and a.shape[-1] % fmt.block_size == 0 and (out is None or out.flags.c_contiguous))
+    # the blocks: the backend writes straight into them.
+    direct = (ax == a.ndim - 1 and a.shape[-1] % fmt.block_size == 0
+              and (out is None or out.flags.c_contiguous))
     result = out
     canonical = blocks.lead_shape(a.shape, ax) + (a.shape[ax],)
-    for index, first, count in blocks.pieces(canonical, fmt.block_size, _budget(be, direct)):
+    for index, first, count in blocks.pieces(canonical, fmt.block_size, _budget(be)):
         run = slice(first, first + count)
         if result is None and (direct or count < n_total):
             result = xp.empty(a.shape, dtype=dt)
         if direct:
-            be.dequantize_packed(packed[run], scales[run], fmt, dt,
-                                 out=result.reshape(-1, fmt.block_size)[run], **extra)
+            be.dequantize(packed[run], scales[run], options,
+                          out=result.reshape(-1, fmt.block_size)[run])
             continue
-        values = _dequantize_rows(be, packed[run], scales[run], fmt, dt, extra)
+        values = be.dequantize(packed[run], scales[run], options)
         if result is None:  # the whole array in one piece: its values become the result
             return blocks.from_blocks(values, a.shape, ax, xp)
         target = xp.moveaxis(result, ax, -1)[index]
@@ -491,13 +473,42 @@ def dequantize(
     return result if result is not None else xp.empty(a.shape, dtype=dt)
 
 
-def _dequantize_rows(be: Backend, packed: Any, scales: Any, fmt: Format, dt: np.dtype,
-                     extra: dict[str, Any]) -> Any:
-    """``(n, block_size)`` values of ``(n, bytes_per_block)`` packed bytes and their scales."""
-    if hasattr(be, "dequantize_packed"):  # optional fused path straight from the bytes
-        return be.dequantize_packed(packed, scales, fmt, dt, **extra)
-    codes = be.unpack(packed, fmt).reshape(scales.shape[0], fmt.block_size)
-    return be.dequantize_blocks(codes, scales, fmt, dt, **extra)
+def dequantize_rows(a: MXArray, first: int, count: int, dtype: Any = np.float32, *,
+                    backend: str | None = None) -> Any:
+    """Values of the canonical blocks ``first .. first + count - 1`` of ``a``, decoded alone.
+
+    Blocks are numbered in ``a``'s canonical layout (block axis last, C order), as its
+    ``scales`` flattened.  Returns a ``(count, block_size)`` array of ``dtype``; padding
+    elements of a last partial block decode to zero.  Only those blocks are read, so the
+    cost does not depend on the size of ``a``.
+
+    Raises
+    ------
+    TypeError
+        If ``a`` is not an MXArray or ``dtype`` is not float32/float64.
+    ValueError
+        If the range of blocks is not inside ``a``.
+
+    Examples
+    --------
+    >>> import numpy as np, mxarray
+    >>> from mxarray.core import dequantize_rows
+    >>> a = mxarray.quantize(np.arange(64.0).reshape(2, 32), "mxint8")
+    >>> dequantize_rows(a, 1, 1)[0, :3]
+    array([32., 33., 34.], dtype=float32)
+    """
+    _check_mx(a, "a")
+    dt = _output_dtype(dtype)
+    n_total = math.prod(a._scales.shape)
+    if not (0 <= first and 0 <= count and first + count <= n_total):
+        raise ValueError(f"blocks {first} .. {first + count - 1} are not inside the {n_total} "
+                         "blocks of a")
+    be = backend_for(a.format, backend, a.packed)
+    xp, fmt = be.xp, a.format
+    scales = xp.asarray(a._scales).reshape(-1)[first:first + count]
+    packed = xp.asarray(a.packed).reshape(n_total, fmt.bytes_per_block)[first:first + count]
+    return be.dequantize(xp.ascontiguousarray(packed), xp.ascontiguousarray(scales),
+                         DequantizeOptions(fmt, dt, a.tensor_scale))
 
 
 def _merges_without_copy(arr: Any, k: int) -> bool:
@@ -522,7 +533,8 @@ def _check_out(out: Any, shape: tuple[int, ...], be: Any) -> Any:
     return out.dtype
 
 
-def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:
+def matmul(a: MXArray, b: MXArray, *, backend: str | None = None, path: str | None = None
+           ) -> Any:
     """MX matrix product with a float32 result, per the spec's dot-product rule.
 
     ``C = sum over blocks k of 2**(XA_k + XB_k) * sum_i PA_i * PB_i`` for the OCP
@@ -533,12 +545,16 @@ def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:
     a row (``a``) or a column (``b``) vector and that dimension is dropped.  The formats
     of ``a`` and ``b`` may differ.
 
+    ``path`` names one of the backend's matmul paths (``get_backend().matmul_paths``;
+    default its first); the bound each path guarantees is in spec/mx.toml.
+
     Raises
     ------
     TypeError
         If an operand is not an MXArray.
     ValueError
-        If an operand is blocked along the wrong axis or the contracted lengths differ.
+        If an operand is blocked along the wrong axis, the contracted lengths differ, or
+        the backend has no matmul path ``path``.
 
     Examples
     --------
@@ -574,51 +590,49 @@ def matmul(a: MXArray, b: MXArray, *, backend: str | None = None) -> Any:
             f"(shapes {a.shape} and {b.shape})"
         )
     be = backend_for((a.format, b.format), backend, a.packed, b.packed)
+    if path is not None and path not in be.matmul_paths:
+        raise ValueError(f"backend {be.name!r} has no matmul path {path!r}; its paths: "
+                         f"{', '.join(be.matmul_paths)}")
+    options = MatmulOptions(path)
     xp = be.xp
-    fused = hasattr(be, "matmul_packed")  # optional path that decodes packed tiles itself
-    if fused:
-        a_rows, b_rows = xp.asarray(a.packed), xp.asarray(b.packed)
-    else:
-        a_rows, b_rows = _unpacked_rows(a, be), _unpacked_rows(b, be)
+    a_rows, b_rows = xp.asarray(a.packed), xp.asarray(b.packed)
     a_scales, b_scales = xp.asarray(a._scales), xp.asarray(b._scales)
-    row_dims = 2 if fused else 3  # (rows, bytes) or (rows, blocks, block_size)
     if a.ndim == 1:
         a_rows, a_scales = a_rows[None], a_scales[None]
     if b.ndim == 1:
         b_rows, b_scales = b_rows[None], b_scales[None]
     try:
-        batch = np.broadcast_shapes(a_rows.shape[:-row_dims], b_rows.shape[:-row_dims])
+        batch = np.broadcast_shapes(a_rows.shape[:-2], b_rows.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: the batch dimensions of a {a.shape} and b {b.shape} do "
                          "not broadcast") from None
-    m, n = a_rows.shape[-row_dims], b_rows.shape[-row_dims]
+    m, n = a_rows.shape[-2], b_rows.shape[-2]
 
     n_batch = int(np.prod(batch, dtype=np.int64))
 
     def spread(rows: Any, scales: Any) -> tuple[Any, Any]:  # views of the batch shape
-        return (xp.broadcast_to(rows, batch + rows.shape[-row_dims:]),
+        return (xp.broadcast_to(rows, batch + rows.shape[-2:]),
                 xp.broadcast_to(scales, batch + scales.shape[-2:]))
 
     def flat(arr: Any) -> Any:  # the batch dimensions merged into one
         return arr.reshape((n_batch,) + arr.shape[len(batch):])
 
+    def operands(ar: Any, asc: Any, br: Any, bsc: Any) -> tuple[MatmulOperand, MatmulOperand]:
+        return (MatmulOperand(ar, asc, a.format, a.tensor_scale),
+                MatmulOperand(br, bsc, b.format, b.tensor_scale))
+
     if n_batch == 0 or m == 0 or n == 0:  # nothing to compute: an empty float32 result
         out = xp.zeros(batch + (m, n), dtype=np.float32)
     else:
-        operation = be.matmul_packed if fused else be.matmul_blocks
-        extra = {}
-        if a.tensor_scale is not None or b.tensor_scale is not None:
-            extra = {"a_tensor_scale": a.tensor_scale, "b_tensor_scale": b.tensor_scale}
         (ar, asc), (br, bsc) = spread(a_rows, a_scales), spread(b_rows, b_scales)
         if xp is np and not all(_merges_without_copy(v, len(batch)) for v in (ar, asc, br, bsc)):
             # An operand broadcast along some batch dimensions but not others: merging
             # them would copy it once per batch item, so each outer index runs alone.
             out = np.empty(batch + (m, n), dtype=np.float32)
             for i in np.ndindex(batch[:-1]):
-                out[i] = operation(ar[i], asc[i], a.format, br[i], bsc[i], b.format, **extra)
+                out[i] = be.matmul(*operands(ar[i], asc[i], br[i], bsc[i]), options)
         else:
-            out = operation(flat(ar), flat(asc), a.format, flat(br), flat(bsc), b.format,
-                            **extra)
+            out = be.matmul(*operands(flat(ar), flat(asc), flat(br), flat(bsc)), options)
 
     out = out.reshape(batch + (m, n))
     if b.ndim == 1:

@@ -10,7 +10,6 @@ import numpy as np
 
 from ._device_arrays import move
 from .backends import get_backend
-from .backends.base import supports
 from .core import _check_scale_kind, backend_for, dequantize, quantize
 from .formats import BLOCK_FORMATS, get_format
 from .layout import integer
@@ -121,7 +120,7 @@ def evaluate(
     gbytes = 4 * x.size / 1e9
     for name in formats if formats is not None else _defined(rounding, scale_mode):
         fmt = get_format(name)
-        named = backend if backend is None or supports(get_backend(backend), fmt) else None
+        named = backend if backend is None or get_backend(backend).supports(fmt) else None
         ran = backend_for(fmt, named, x).name
         t_q, q = _best_time(
             lambda: quantize(

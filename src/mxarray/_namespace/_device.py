@@ -92,9 +92,9 @@ class DeviceKind:
 
 
 def _cupy_unusable() -> str | None:
-    from ..backends import backends
+    from ..backends import list_backends
 
-    info = {b.name: b for b in backends()}.get("cupy")
+    info = {b.name: b for b in list_backends()}.get("cupy")
     if info is None:
         return "no cupy backend is registered"
     return None if info.available else info.reason

@@ -1,6 +1,6 @@
 """The backend registry: which implementation runs quantize, dequantize and matmul.
 
-A backend is an object with the methods of :class:`mxarray.backends.base.Backend`.  It
+A backend is an instance of a subclass of :class:`mxarray.backends.base.Backend`.  It
 sees only contiguous ``(n_blocks, block_size)`` blocks; the core does all shape work.
 
 Selection, strongest first: the ``backend=`` argument of a call, the innermost
@@ -33,8 +33,8 @@ from .base import Backend
 __all__ = [
     "Backend",
     "BackendInfo",
-    "backends",
     "get_backend",
+    "list_backends",
     "register_backend",
     "set_backend",
     "use_backend",
@@ -88,8 +88,10 @@ def register_backend(
     name : str
         The name users pass as ``backend=``.
     loader : callable
-        Called once, on first use, with no arguments; returns the backend object.  It may
-        raise ``ImportError`` or ``RuntimeError`` to say the backend is unusable here.
+        Called once, on first use, with no arguments; returns the backend: an instance
+        of a subclass of :class:`~mxarray.backends.base.Backend` (or such a class, which
+        is then instantiated).  It may raise ``ImportError`` or ``RuntimeError`` to say
+        the backend is unusable here; anything else is reported as unusable too.
     priority : int, optional
         Higher priorities are preferred by the default selection; negative ones are used
         only when named.
@@ -135,6 +137,10 @@ def _instantiate(entry: _Entry) -> Any:
             candidate = entry.loader()
             if isinstance(candidate, type):
                 candidate = candidate()
+            if not isinstance(candidate, Backend):
+                raise TypeError(
+                    f"the loader gave a {type(candidate).__name__}, not a subclass of "
+                    "mxarray.backends.base.Backend")
             ok, why = candidate.available()
             if ok:
                 entry.instance = candidate
@@ -158,13 +164,13 @@ def _instantiate(entry: _Entry) -> Any:
     return entry.instance
 
 
-def backends() -> list[BackendInfo]:
+def list_backends() -> list[BackendInfo]:
     """List every registered backend, whether it is usable here, and why not.
 
     Examples
     --------
     >>> import mxarray
-    >>> [b.name for b in mxarray.backends() if b.name == "numpy"]
+    >>> [b.name for b in mxarray.list_backends() if b.name == "numpy"]
     ['numpy']
     """
     _load_entry_points()

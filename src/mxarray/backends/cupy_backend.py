@@ -30,6 +30,8 @@ import numpy as np
 
 from .. import _cuda_sources
 from ..formats import BLOCK_FORMATS, BLOCK_SIZE, ROUNDING_MODES, SCALE_MODES, Format
+from .base import (Backend, DequantizeOptions, MatmulOperand, MatmulOptions,
+                   QuantizeOptions)
 
 __all__ = ["BLOCK_KERNEL_FORMATS", "MATMUL_KERNELS", "CupyBackend", "probe",
            "spec_bound_violations"]
@@ -184,7 +186,8 @@ def _self_check_problem(a_fmt: Format, b_fmt: Format) -> tuple[np.ndarray, ...]:
     def operand(rows: int, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
         x = rng.standard_normal((rows * kb, BLOCK_SIZE))
         x *= np.ldexp(1.0, rng.integers(-12, 13, (rows * kb, 1)))
-        codes, scales = ref.quantize_blocks(x.astype(np.float32), fmt, "even", "floor", None)
+        codes, scales = ref.quantize_blocks(
+            x.astype(np.float32), QuantizeOptions(fmt, "even", "floor", None, None))
         return codes.reshape(1, rows, kb, BLOCK_SIZE), scales.reshape(1, rows, kb)
 
     ac, as_ = operand(m, a_fmt)
@@ -217,14 +220,19 @@ def spec_bound_violations(got: np.ndarray, ac: np.ndarray, as_: np.ndarray, a_fm
     from ..backends.numpy_backend import NumpyBackend
 
     ref = NumpyBackend()
-    scales = {k: v for k, v in (("a_tensor_scale", a_tensor_scale),
-                                ("b_tensor_scale", b_tensor_scale)) if v is not None}
-    want = ref.matmul_blocks(ac, as_, a_fmt, bc, bs, b_fmt, **scales)[0]
+
+    def operand(codes: np.ndarray, sc: np.ndarray, fmt: Format, ts: float | None
+                ) -> MatmulOperand:
+        packed = ref.pack(codes.reshape(codes.shape[:2] + (-1,)), fmt)
+        return MatmulOperand(packed, sc, fmt, None if ts is None else np.float32(ts))
+
+    want = ref.matmul(operand(ac, as_, a_fmt, a_tensor_scale),
+                      operand(bc, bs, b_fmt, b_tensor_scale), MatmulOptions())[0]
 
     def values(codes: np.ndarray, sc: np.ndarray, fmt: Format, ts: float | None) -> np.ndarray:
-        kw = {} if ts is None else {"tensor_scale": ts}
-        flat = ref.dequantize_blocks(codes.reshape(-1, fmt.block_size), sc.reshape(-1), fmt,
-                                     np.dtype(np.float64), **kw)
+        options = DequantizeOptions(fmt, np.dtype(np.float64),
+                                    None if ts is None else np.float32(ts))
+        flat = ref.dequantize_blocks(codes.reshape(-1, fmt.block_size), sc.reshape(-1), options)
         return flat.reshape(codes.shape[1], -1)
 
     da = values(ac, as_, a_fmt, a_tensor_scale)
@@ -304,8 +312,8 @@ def _aligned(a: Any) -> Any:
     return _starting_on(cp.ascontiguousarray(cp.asarray(a, dtype=cp.uint8)), 16)
 
 
-class CupyBackend:
-    """The backend interface on CuPy arrays, bit-identical to the NumPy reference.
+class CupyBackend(Backend):
+    """The backend contract on CuPy arrays, bit-identical to the NumPy reference.
 
     Parameters
     ----------
@@ -322,6 +330,7 @@ class CupyBackend:
     """
 
     name = "cupy"
+    matmul_paths = MATMUL_KERNELS
 
     def __init__(self, matmul_kernel: str | None = None) -> None:
         kind = matmul_kernel if matmul_kernel is not None else os.environ.get(_MATMUL_ENV, "auto")
@@ -342,8 +351,7 @@ class CupyBackend:
         """Whether CuPy and a CUDA device are usable here, and why (not); probed once."""
         return probe()
 
-    @staticmethod
-    def supports(fmt: Format) -> bool:
+    def supports(self, fmt: Format) -> bool:
         """Whether every path here has a kernel for ``fmt``: the six OCP formats and
         MX9, MX6, MX4 and NVFP4 (registered formats run on the NumPy reference).
 
@@ -351,34 +359,19 @@ class CupyBackend:
         --------
         >>> import mxarray
         >>> from mxarray.backends.cupy_backend import CupyBackend
-        >>> CupyBackend.supports(mxarray.get_format("nvfp4"))
+        >>> CupyBackend().supports(mxarray.get_format("nvfp4"))
         True
         """
         return fmt.is_ocp or any(fmt is BLOCK_FORMATS.get(name) for name in BLOCK_KERNEL_FORMATS)
 
-    def quantize_blocks(
-        self, blocks: Any, fmt: Format, rounding: str, scale_mode: str, seed: int | None, *,
-        block_ids: Any = None, tensor_scale: float | None = None,
-    ) -> tuple[Any, Any]:
-        """Quantize ``(n, block_size)`` float16/32/64 rows on the GPU.
-
-        ``block_ids`` (uint64, ``(n,)``) number the rows for stochastic rounding (default
-        ``0 .. n-1``); ``tensor_scale`` is the float32 per-tensor scale of formats with one.
-        """
+    def quantize_blocks(self, blocks: Any, options: QuantizeOptions) -> tuple[Any, Any]:
+        """Quantize ``(n, block_size)`` float16/32/64 rows on the GPU."""
         cp = self.xp
+        fmt, rounding, seed = options.fmt, options.rounding, options.seed
         blocks = cp.ascontiguousarray(cp.asarray(blocks))
         size = fmt.block_size
-        if blocks.ndim != 2 or blocks.shape[1] != size:
-            raise ValueError(f"blocks must have shape (n, {size}), got {blocks.shape}")
-        if blocks.dtype not in _INPUT_KERNELS:
-            raise TypeError(f"blocks must be float16, float32 or float64, got {blocks.dtype}")
-        if rounding == "stochastic" and seed is None:
-            raise ValueError("stochastic rounding needs a seed")
-        if rounding == "stochastic" and fmt.scale.kind == "ue4m3":
-            raise ValueError(f"rounding 'stochastic' is not defined for {fmt.name}'s "
-                             f"{fmt.scale.name} scale")
         n = blocks.shape[0]
-        ids = self._block_ids(block_ids, n, rounding)
+        ids = self._block_ids(options.block_ids, rounding)
         kernel_name, bits = _INPUT_KERNELS[blocks.dtype]
         codes = cp.empty((n, size), dtype=fmt.code_dtype)
         scales = cp.empty((n,), dtype=cp.uint8)
@@ -387,40 +380,32 @@ class CupyBackend:
                 blocks = _starting_on(blocks, min(4 * blocks.itemsize, 16))
             args = (blocks.view(bits), codes, scales, np.int64(n),
                     np.int32(ROUNDING_MODES.index(rounding)),
-                    np.int32(SCALE_MODES.index(scale_mode)), np.uint64(seed or 0), ids)
+                    np.int32(SCALE_MODES.index(options.scale_mode)), np.uint64(seed or 0), ids)
             if fmt.is_ocp:
                 kernel = _module("mx_quantize.cu", (fmt,)).get_function(kernel_name)
                 n_threads = n * _QUANTIZE_LANES
             else:
                 kernel = _module("mx_block_quantize.cu", (fmt,)).get_function(
                     kernel_name.replace("mx_", "mx_block_", 1))
-                args += (_tensor_scale_bits(fmt, tensor_scale),)
+                args += (_tensor_scale_bits(fmt, options.tensor_scale),)
                 n_threads = n * size
             kernel(_grid(n_threads), (_THREADS,), args)
         return codes, scales
 
-    def _block_ids(self, block_ids: Any, n: int, rounding: str) -> Any:
+    def _block_ids(self, block_ids: Any, rounding: str) -> Any:
         """``block_ids`` as a uint64 CuPy array, or an empty one (a null pointer: the
         kernels then number the rows 0 .. n-1)."""
         cp = self.xp
         if block_ids is None or rounding != "stochastic":
             return cp.empty((0,), dtype=cp.uint64)
-        if tuple(block_ids.shape) != (n,):
-            raise ValueError(f"block_ids must have shape ({n},), one id per row, "
-                             f"got {tuple(block_ids.shape)}")
         return cp.ascontiguousarray(cp.asarray(block_ids, dtype=cp.uint64))
 
-    def dequantize_blocks(self, codes: Any, scales: Any, fmt: Format, dtype: Any, *,
-                          tensor_scale: float | None = None) -> Any:
+    def dequantize_blocks(self, codes: Any, scales: Any, options: DequantizeOptions) -> Any:
         """Exact ``decode(code) * scale value (* tensor scale)`` as float32 or float64."""
         cp = self.xp
-        dtype = np.dtype(dtype)
-        if dtype not in _OUTPUT_KERNELS:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        fmt, dtype = options.fmt, options.dtype
         codes = cp.ascontiguousarray(cp.asarray(codes, dtype=fmt.code_dtype))
         scales = cp.ascontiguousarray(cp.asarray(scales, dtype=cp.uint8))
-        if codes.shape != (scales.shape[0], fmt.block_size):
-            raise ValueError(f"codes {codes.shape} and scales {scales.shape} do not match")
         kernel_name, bits = _OUTPUT_KERNELS[dtype]
         out = cp.empty(codes.shape, dtype=dtype)
         if codes.size and fmt.is_ocp:  # 4 codes per thread, read as one 4-byte word
@@ -433,7 +418,7 @@ class CupyBackend:
                 kernel_name.replace("mx_", "mx_block_", 1))
             kernel(_grid(codes.size), (_THREADS,),
                    (codes, scales, out.view(bits), np.int64(codes.size),
-                    _tensor_scale_bits(fmt, tensor_scale)))
+                    _tensor_scale_bits(fmt, options.tensor_scale)))
         return out
 
     def pack(self, codes: Any, fmt: Format) -> Any:
@@ -467,20 +452,21 @@ class CupyBackend:
             kernel(_grid(n_groups), (_THREADS,), (src, out, np.int64(n_groups)))
         return out
 
-    def matmul_blocks(
-        self, a_codes: Any, a_scales: Any, a_fmt: Format, b_codes: Any, b_scales: Any,
-        b_fmt: Format, *, a_tensor_scale: float | None = None,
-        b_tensor_scale: float | None = None,
-    ) -> Any:
-        """MX matmul of canonical operands; ``(B, M, N)`` float32 (see ``matmul_kernel``).
+    def matmul(self, a: MatmulOperand, b: MatmulOperand, options: MatmulOptions) -> Any:
+        """MX matmul of canonical operands; ``(B, M, N)`` float32.
 
-        Pairs of OCP formats use the kernel ``matmul_kernel`` selects; a pair with a general
-        block format (MX9/6/4, NVFP4) uses the simple block-format kernel.
+        Pairs of OCP formats use the kernel ``options.path`` names (default the
+        backend's ``matmul_kernel``); a pair with a general block format (MX9/6/4,
+        NVFP4) uses the simple block-format kernel.
         """
+        a_fmt, b_fmt = a.fmt, b.fmt
+        a_codes = self.unpack(a.packed, a_fmt).reshape(tuple(a.scales.shape) + (a_fmt.block_size,))
+        b_codes = self.unpack(b.packed, b_fmt).reshape(tuple(b.scales.shape) + (b_fmt.block_size,))
+        a_scales, b_scales = a.scales, b.scales
         if not (a_fmt.is_ocp and b_fmt.is_ocp):
             return _launch_block_matmul(
-                self.xp, a_codes, a_scales, a_fmt, _tensor_scale_bits(a_fmt, a_tensor_scale),
-                b_codes, b_scales, b_fmt, _tensor_scale_bits(b_fmt, b_tensor_scale))
+                self.xp, a_codes, a_scales, a_fmt, _tensor_scale_bits(a_fmt, a.tensor_scale),
+                b_codes, b_scales, b_fmt, _tensor_scale_bits(b_fmt, b.tensor_scale))
         cp = self.xp
         a_codes, b_codes = _aligned(a_codes), _aligned(b_codes)
         a_scales, b_scales = _aligned(a_scales), _aligned(b_scales)
@@ -491,7 +477,7 @@ class CupyBackend:
         if b_codes.shape != (batch, n, n_kb, BLOCK_SIZE) or a_scales.shape != (batch, m, n_kb) \
                 or b_scales.shape != (batch, n, n_kb):
             raise ValueError("matmul operands are not canonical (B, M|N, KB, block_size) blocks")
-        kind = self.matmul_kernel
+        kind = options.path or self.matmul_kernel
         if kind == "auto":
             verified = _mma_verified(cp.cuda.Device().id, a_fmt, b_fmt)
             kind = "mma" if verified else "simple"

@@ -71,6 +71,8 @@ from ._numba_block_params import (
     unpack_lanes,
 )
 from ._numba_threads import guarded
+from .base import (Backend, DequantizeOptions, MatmulOperand, MatmulOptions,
+                   QuantizeOptions)
 
 __all__ = ["NumbaBackend"]
 
@@ -191,19 +193,11 @@ def _outputs(out: tuple[np.ndarray, np.ndarray] | None, n: int, width: int
 
 
 def _block_ids(block_ids: np.ndarray | None, n: int) -> np.ndarray:
-    """The kernels' ``block_ids``: a uint64 array of ``n`` block numbers, or empty for
-    the default numbering ``0 .. n - 1``."""
-    if block_ids is None:
-        return _NO_IDS
-    ids = np.asarray(block_ids)
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"block_ids must hold integers, got dtype {ids.dtype}")
-    if ids.shape != (n,):
-        raise ValueError(f"block_ids must have shape ({n},), one id per row, got {ids.shape}")
-    return np.ascontiguousarray(ids, dtype=np.uint64)
+    """The rows' block numbers for the kernels: ``block_ids``, or ``0 .. n-1``."""
+    return np.arange(n, dtype=np.uint64) if block_ids is None else block_ids
 
 
-class NumbaBackend:
+class NumbaBackend(Backend):
     """Exact parallel CPU kernels compiled by Numba (cached on disk)."""
 
     name = "numba"
@@ -221,18 +215,17 @@ class NumbaBackend:
         self._k = guarded(kernels)
         self._bk = guarded(block_kernels)
 
-    @staticmethod
-    def supports(fmt: Format) -> bool:
-        """Every block format: the OCP ones on their specialised kernels, the others
-        (MX9/MX6/MX4, NVFP4 and registered formats) on kernels generic over every field
-        :func:`mxarray.formats.register` accepts."""
-        return isinstance(fmt, Format)
+    # Every block format: the OCP ones on their specialised kernels, the others (MX9/MX6/
+    # MX4, NVFP4 and registered formats) on kernels generic over every field
+    # mxarray.formats.register accepts.
+    all_formats = True
 
     def available(self) -> tuple[bool, str]:
         """Usable when the kernels compile (or load from the cache) and run."""
         try:
             probe = np.linspace(-3.0, 3.0, BLOCK_SIZE, dtype=np.float32)[None]
-            self.quantize_blocks(probe, next(iter(FORMATS.values())), "even", "floor", None)
+            self.quantize_blocks(probe, QuantizeOptions(next(iter(FORMATS.values())), "even",
+                                                        "floor", None, None))
         except Exception as exc:  # a compile failure must not break the package
             return False, f"Numba kernels failed to compile: {type(exc).__name__}: {exc}"
         import numba
@@ -244,29 +237,17 @@ class NumbaBackend:
     def _quantize(
         self,
         blocks: np.ndarray,
-        fmt: Format,
-        rounding: str,
-        scale_mode: str,
-        seed: int | None,
+        options: QuantizeOptions,
         packed: bool,
-        block_ids: np.ndarray | None,
-        tensor_scale: float | None,
         out: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         k = self._k
+        fmt, rounding, seed = options.fmt, options.rounding, options.seed
+        tensor_scale = options.tensor_scale
         blocks = np.asarray(blocks)
-        if blocks.dtype not in (np.float16, np.float32, np.float64):
-            raise TypeError(f"blocks must be float16, float32 or float64, not {blocks.dtype}")
-        if blocks.ndim != 2:
-            raise ValueError(f"blocks must be 2-D (n, block_size), got shape {blocks.shape}")
-        if rounding == "stochastic" and seed is None:
-            raise ValueError("stochastic rounding needs a seed")
-        try:
-            mode, rmode = k.SCALE_MODE_CODES[scale_mode], k.ROUNDING_CODES[rounding]
-        except KeyError:
-            raise ValueError(
-                f"unknown scale mode {scale_mode!r} or rounding {rounding!r}") from None
-        ids = _block_ids(block_ids, blocks.shape[0])
+        mode = k.SCALE_MODE_CODES[options.scale_mode]
+        rmode = k.ROUNDING_CODES[rounding]
+        ids = _block_ids(options.block_ids, blocks.shape[0])
         if not fmt.is_ocp:
             return self._quantize_general(blocks, fmt, rounding, mode, rmode, seed, packed, ids,
                                           tensor_scale, out)
@@ -310,8 +291,6 @@ class NumbaBackend:
             out, scales = np.empty((n, fmt.block_size), dtype=np.uint16), np.empty(n, np.uint8)
         layout = layout_params(fmt)
         if fmt.scale.kind == "ue4m3":
-            if rounding == "stochastic":
-                raise ValueError(f"stochastic rounding is not defined for {fmt.name}")
             self._bk.quantize_ue4m3_rows(
                 v, *ue4m3_params(fmt, rounding, tensor_scale), rmode, KIND_CODES[fmt.kind],
                 fmt.bits, fmt.max_code, fmt.sign_bit, fmt.n_codes - 1, fmt.scale.nan_code,
@@ -326,41 +305,21 @@ class NumbaBackend:
         return out, scales
 
     def quantize_blocks(
-        self,
-        blocks: np.ndarray,
-        fmt: Format,
-        rounding: str,
-        scale_mode: str,
-        seed: int | None,
-        *,
-        block_ids: np.ndarray | None = None,
-        tensor_scale: float | None = None,
+        self, blocks: np.ndarray, options: QuantizeOptions
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Quantize ``(n, block_size)`` floats; return ``(codes, scale_bytes)``.
+        """Quantize ``(n, block_size)`` floats; return ``(codes, scale_bytes)``."""
+        return self._quantize(blocks, options, False)
 
-        ``block_ids`` (uint64, one per row) numbers the blocks for stochastic rounding;
-        ``tensor_scale`` is the per-tensor scale of formats that have one.
-        """
-        return self._quantize(blocks, fmt, rounding, scale_mode, seed, False, block_ids,
-                              tensor_scale)
-
-    def quantize_packed(
+    def quantize(
         self,
         blocks: np.ndarray,
-        fmt: Format,
-        rounding: str,
-        scale_mode: str,
-        seed: int | None,
-        *,
-        block_ids: np.ndarray | None = None,
-        tensor_scale: float | None = None,
+        options: QuantizeOptions,
         out: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`quantize_blocks`, but return the codes packed: ``pack(codes)`` rows,
         written into ``out`` (C-contiguous uint8 ``(n, bytes_per_block)`` and ``(n,)``)
         when given."""
-        return self._quantize(blocks, fmt, rounding, scale_mode, seed, True, block_ids,
-                              tensor_scale, out)
+        return self._quantize(blocks, options, True, out)
 
     # -- dequantize -------------------------------------------------------------------
 
@@ -368,21 +327,14 @@ class NumbaBackend:
         self,
         data: np.ndarray,
         scales: np.ndarray,
-        fmt: Format,
-        dtype: Any,
+        options: DequantizeOptions,
         packed: bool,
         out: np.ndarray | None = None,
-        tensor_scale: float | None = None,
     ) -> np.ndarray:
-        dt = np.dtype(dtype)
-        if dt not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        fmt, dt, tensor_scale = options.fmt, options.dtype, options.tensor_scale
         scales = np.ascontiguousarray(scales, dtype=np.uint8).reshape(-1)
-        shape = (scales.size, fmt.block_size)
         if out is None:
-            out = np.empty(shape, dtype=dt)
-        elif out.shape != shape or out.dtype != dt or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous {dt} array of shape {shape}")
+            out = np.empty((scales.size, fmt.block_size), dtype=dt)
         if not fmt.is_ocp:
             if packed:
                 rows = _rows(np.asarray(data, dtype=np.uint8), fmt.bytes_per_block)
@@ -402,33 +354,22 @@ class NumbaBackend:
         return out
 
     def dequantize_blocks(
-        self,
-        codes: np.ndarray,
-        scales: np.ndarray,
-        fmt: Format,
-        dtype: Any,
-        *,
-        tensor_scale: float | None = None,
+        self, codes: np.ndarray, scales: np.ndarray, options: DequantizeOptions
     ) -> np.ndarray:
         """Return ``decode(codes) * scale value (* tensor scale)`` for ``(n, block_size)``
-        codes, exact and rounded once to ``dtype``."""
-        return self._dequantize(codes, scales, fmt, dtype, packed=False,
-                                tensor_scale=tensor_scale)
+        codes, exact and rounded once to ``options.dtype``."""
+        return self._dequantize(codes, scales, options, packed=False)
 
-    def dequantize_packed(
+    def dequantize(
         self,
         packed: np.ndarray,
         scales: np.ndarray,
-        fmt: Format,
-        dtype: Any,
+        options: DequantizeOptions,
         out: np.ndarray | None = None,
-        *,
-        tensor_scale: float | None = None,
     ) -> np.ndarray:
         """As :meth:`dequantize_blocks`, reading packed bytes (one block's bytes per scale);
         writes into ``out`` (C-contiguous ``(n, block_size)``) when given."""
-        return self._dequantize(packed, scales, fmt, dtype, packed=True, out=out,
-                                tensor_scale=tensor_scale)
+        return self._dequantize(packed, scales, options, packed=True, out=out)
 
     # -- pack / unpack ----------------------------------------------------------------
 
@@ -473,50 +414,18 @@ class NumbaBackend:
 
     # -- matmul -----------------------------------------------------------------------
 
-    def matmul_blocks(
-        self,
-        a_codes: np.ndarray,
-        a_scales: np.ndarray,
-        a_fmt: Format,
-        b_codes: np.ndarray,
-        b_scales: np.ndarray,
-        b_fmt: Format,
-        *,
-        a_tensor_scale: float | None = None,
-        b_tensor_scale: float | None = None,
-    ) -> np.ndarray:
-        """MX matmul of canonical operands (see :mod:`mxarray.backends.base`)."""
-        if a_fmt.is_ocp and b_fmt.is_ocp:
-            return self._matmul(a_codes, a_scales, a_fmt, b_codes, b_scales, b_fmt, packed=False)
-        a = self.pack(np.reshape(a_codes, a_codes.shape[:2] + (-1,)), a_fmt)
-        b = self.pack(np.reshape(b_codes, b_codes.shape[:2] + (-1,)), b_fmt)
-        return self._matmul_general(a, a_scales, a_fmt, b, b_scales, b_fmt,
-                                    tensor_factor(a_fmt, a_tensor_scale)
-                                    * tensor_factor(b_fmt, b_tensor_scale))
+    def matmul(self, a: MatmulOperand, b: MatmulOperand, options: MatmulOptions) -> np.ndarray:
+        """MX matmul of packed operands (see :mod:`mxarray.backends.base`).
 
-    def matmul_packed(
-        self,
-        a_packed: np.ndarray,
-        a_scales: np.ndarray,
-        a_fmt: Format,
-        b_packed: np.ndarray,
-        b_scales: np.ndarray,
-        b_fmt: Format,
-        *,
-        a_tensor_scale: float | None = None,
-        b_tensor_scale: float | None = None,
-    ) -> np.ndarray:
-        """As :meth:`matmul_blocks`, reading packed operands.
-
-        ``a_packed`` is ``(B, M, packed K)`` with scales ``(B, M, KB)``; ``b_packed`` is
+        ``a.packed`` is ``(B, M, packed K)`` with scales ``(B, M, KB)``; ``b.packed`` is
         ``(B, N, packed K)`` with scales ``(B, N, KB')`` (B stored blocked along K).
         """
-        if a_fmt.is_ocp and b_fmt.is_ocp:
-            return self._matmul(a_packed, a_scales, a_fmt, b_packed, b_scales, b_fmt,
+        if a.fmt.is_ocp and b.fmt.is_ocp:
+            return self._matmul(a.packed, a.scales, a.fmt, b.packed, b.scales, b.fmt,
                                 packed=True)
-        return self._matmul_general(a_packed, a_scales, a_fmt, b_packed, b_scales, b_fmt,
-                                    tensor_factor(a_fmt, a_tensor_scale)
-                                    * tensor_factor(b_fmt, b_tensor_scale))
+        return self._matmul_general(a.packed, a.scales, a.fmt, b.packed, b.scales, b.fmt,
+                                    tensor_factor(a.fmt, a.tensor_scale)
+                                    * tensor_factor(b.fmt, b.tensor_scale))
 
     def _matmul(
         self,

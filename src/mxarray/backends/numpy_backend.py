@@ -18,6 +18,7 @@ import numpy as np
 
 from .._random import random_u32
 from ..formats import Format
+from .base import Backend, DequantizeOptions, QuantizeOptions
 
 __all__ = ["NumpyBackend"]
 
@@ -210,53 +211,43 @@ def _unpack_bits(packed: np.ndarray, width: int) -> np.ndarray:
     return out.astype(np.uint16).reshape(packed.shape[:-1] + (n_groups * group,))
 
 
-class NumpyBackend:
-    """The exact reference implementation of the backend interface on NumPy arrays."""
+class NumpyBackend(Backend):
+    """The exact reference implementation of the backend contract on NumPy arrays.
+
+    It writes the four primitives and inherits the fused operations of
+    :class:`~mxarray.backends.base.Backend`, its exact tiled float64 matmul included.
+    """
 
     name = "numpy"
     xp = np
+    all_formats = True
 
-    @staticmethod
-    def available() -> tuple[bool, str]:
+    def available(self) -> tuple[bool, str]:
         """NumPy is a hard dependency: always available."""
         return True, "reference backend, always available"
 
-    @staticmethod
-    def supports(fmt: Format) -> bool:
-        """The reference implements every block format."""
-        return True
-
     def quantize_blocks(
-        self,
-        blocks: np.ndarray,
-        fmt: Format,
-        rounding: str,
-        scale_mode: str,
-        seed: int | None,
-        *,
-        block_ids: np.ndarray | None = None,
-        tensor_scale: float | None = None,
+        self, blocks: np.ndarray, options: QuantizeOptions
     ) -> tuple[np.ndarray, np.ndarray]:
         """Quantize ``(n, block_size)`` floats; return ``(codes, scale_bytes)``.
 
         ``codes`` are unpacked codes (``fmt.code_dtype``): element bits, plus each
-        sub-block's microexponent shifted above them.  ``block_ids`` (uint64, ``(n,)``)
-        numbers the rows for stochastic rounding (default ``0 .. n-1``).
-        ``tensor_scale`` is required for formats with a per-tensor scale.
+        sub-block's microexponent shifted above them.
         """
+        fmt, rounding, seed = options.fmt, options.rounding, options.seed
         v = np.asarray(blocks, dtype=np.float64)
         finite = np.isfinite(v)
         block_finite = finite.all(axis=1)
         v = np.where(finite, v, 0.0)
         index = None
         if rounding == "stochastic":
-            index = _random_indices(v.shape, block_ids)
+            index = _random_indices(v.shape, options.block_ids)
         if fmt.scale.kind == "ue4m3":
-            codes, scale_bytes = self._quantize_ue4m3(v, fmt, rounding, tensor_scale)
+            codes, scale_bytes = self._quantize_ue4m3(v, fmt, rounding, options.tensor_scale)
         else:
             amax = np.max(np.abs(v), axis=1, initial=0.0)
-            x = shared_exponents(amax, fmt, scale_mode)
-            codes = self._encode_sub_blocks(v, x, fmt, rounding, scale_mode, seed, index)
+            x = shared_exponents(amax, fmt, options.scale_mode)
+            codes = self._encode_sub_blocks(v, x, fmt, rounding, options.scale_mode, seed, index)
             scale_bytes = x + fmt.scale.bias
         codes = codes.astype(fmt.code_dtype)
         codes[~block_finite] = 0
@@ -307,18 +298,14 @@ class NumpyBackend:
         return signed_codes(magnitude, np.signbit(v), fmt), scale_bytes
 
     def dequantize_blocks(
-        self,
-        codes: np.ndarray,
-        scales: np.ndarray,
-        fmt: Format,
-        dtype: np.dtype,
-        *,
-        tensor_scale: float | None = None,
+        self, codes: np.ndarray, scales: np.ndarray, options: DequantizeOptions
     ) -> np.ndarray:
         """Return ``decode(codes) * scale value (* tensor scale)`` for ``(n, block_size)`` codes.
 
-        Computed exactly in float64, then rounded once to ``dtype``; NaN for NaN scales.
+        Computed exactly in float64, then rounded once to ``options.dtype``; NaN for NaN
+        scales.
         """
+        fmt, tensor_scale, dtype = options.fmt, options.tensor_scale, options.dtype
         block = fmt.scale.decode(scales)
         if fmt.tensor_scale != "none":
             block = block * _tensor_scale(fmt, tensor_scale)
@@ -364,134 +351,12 @@ class NumpyBackend:
         codes = elements | (d << np.uint16(fmt.bits))
         return codes.astype(fmt.code_dtype).reshape(lead + (nb * fmt.block_size,))
 
-    def matmul_blocks(
-        self,
-        a_codes: np.ndarray,
-        a_scales: np.ndarray,
-        a_fmt: Format,
-        b_codes: np.ndarray,
-        b_scales: np.ndarray,
-        b_fmt: Format,
-        *,
-        a_tensor_scale: float | None = None,
-        b_tensor_scale: float | None = None,
-    ) -> np.ndarray:
-        """MX matmul of canonical operands.
-
-        ``a_codes`` is ``(batch, M, KB, block_size)`` with scales ``(batch, M, KB)``;
-        ``b_codes`` is ``(batch, N, KB', block_size')`` with scales ``(batch, N, KB')``
-        (block sizes may differ: both are cut to the shorter padded length, beyond which
-        one side is zero padding).  Returns ``(batch, M, N)`` float32.  The reference
-        decodes the operands exactly to float64 and multiplies them in float64, then
-        rounds once to float32; see :func:`_tiled_matmul` for the tiles it works in.
-        """
-        def rows(codes: np.ndarray, scales: np.ndarray, fmt: Format, ts: float | None
-                 ) -> Any:
-            return lambda b, r: self._decode_rows(codes[b, r], scales[b, r], fmt, ts)
-
-        return _tiled_matmul(rows(a_codes, a_scales, a_fmt, a_tensor_scale),
-                             rows(b_codes, b_scales, b_fmt, b_tensor_scale),
-                             a_codes.shape[:2], b_codes.shape[1],
-                             min(a_codes.shape[-2] * a_codes.shape[-1],
-                                 b_codes.shape[-2] * b_codes.shape[-1]))
-
-    def matmul_packed(
-        self,
-        a_packed: np.ndarray,
-        a_scales: np.ndarray,
-        a_fmt: Format,
-        b_packed: np.ndarray,
-        b_scales: np.ndarray,
-        b_fmt: Format,
-        *,
-        a_tensor_scale: float | None = None,
-        b_tensor_scale: float | None = None,
-    ) -> np.ndarray:
-        """As :meth:`matmul_blocks` on ``(batch, M, packed K)`` and ``(batch, N, packed K)``
-        bytes: each tile is unpacked when it is decoded, so no operand is unpacked whole."""
-        def rows(packed: np.ndarray, scales: np.ndarray, fmt: Format, ts: float | None
-                 ) -> Any:
-            def decode(b: int, r: slice) -> np.ndarray:
-                codes = self.unpack(packed[b, r], fmt)
-                return self._decode_rows(codes.reshape(scales[b, r].shape + (-1,)),
-                                         scales[b, r], fmt, ts)
-            return decode
-
-        a_k = a_scales.shape[-1] * a_fmt.block_size
-        b_k = b_scales.shape[-1] * b_fmt.block_size
-        return _tiled_matmul(rows(a_packed, a_scales, a_fmt, a_tensor_scale),
-                             rows(b_packed, b_scales, b_fmt, b_tensor_scale),
-                             a_packed.shape[:2], b_packed.shape[1], min(a_k, b_k))
-
-    def _decode_rows(
-        self, codes: np.ndarray, scales: np.ndarray, fmt: Format, tensor_scale: float | None
-    ) -> np.ndarray:
-        lead = codes.shape[:-2]
-        flat = self.dequantize_blocks(
-            codes.reshape(-1, codes.shape[-1]), scales.reshape(-1), fmt, np.float64,
-            tensor_scale=tensor_scale,
-        )
-        return flat.reshape(lead + (codes.shape[-2] * codes.shape[-1],))
-
-
-# The reference matmul decodes row tiles of A and of B holding at most about this many
-# float64 values together with their product tile (tests lower it to force many tiles).
-_TILE_ELEMENTS = 1 << 20
-
-
-def _tiled_matmul(a_rows: Any, b_rows: Any, batch_m: tuple[int, int], n: int, k: int
-                  ) -> np.ndarray:
-    """``(batch, M, N)`` float32 products of decoded row tiles, one float64 GEMM per tile.
-
-    ``a_rows(b, rows)`` and ``b_rows(b, rows)`` decode the rows (a slice) of operand
-    ``b`` of A and B to float64, at least ``k`` columns.  Every output element is one
-    float64 dot product over all of K (K is never split), rounded once to float32, as in
-    one GEMM of the whole operands; no tile has a single row unless its operand has
-    (NumPy's matmul would treat it as a vector).  When every product and partial sum is
-    exact in float64 (power-of-two scales within about 2**30 of each other) the result
-    is the same in any order, so tiles change no bit.  Otherwise (NVFP4's float32 tensor
-    scales make products of up to 60 significant bits) BLAS may order or fuse a dot
-    differently for a tile than for the whole: the two differ within the float64 error
-    of a dot (``k * 2**-53 * sum |a b|``) before the float32 rounding, far inside the
-    spec's dot-product bound.  The decoded tiles
-    and their product hold about ``max(_TILE_ELEMENTS, 4 * k + 4)`` float64 values.
-    """
-    batch, m = batch_m
-    out = np.empty((batch, m, n), dtype=np.float32)
-    t = _tile_rows(k)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for bi in range(batch):
-            for ma in _spans(m, t):
-                a = a_rows(bi, ma)[:, :k]
-                for nb in _spans(n, t):
-                    out[bi, ma, nb] = np.matmul(a, b_rows(bi, nb)[:, :k].T)
-    return out
-
-
-def _tile_rows(k: int) -> int:
-    """Rows per tile: the largest ``t >= 2`` with ``2 t k + t * t <= _TILE_ELEMENTS``."""
-    return max(2, math.isqrt(k * k + _TILE_ELEMENTS) - k)
-
-
-def _spans(length: int, t: int) -> list[slice]:
-    """Slices of at most ``t + 1`` rows covering ``length`` rows, none of one row unless
-    ``length == 1`` (a last row on its own joins the tile before it)."""
-    starts = list(range(0, length, t))
-    if len(starts) > 1 and length - starts[-1] == 1:
-        starts.pop()
-    return [slice(a, b) for a, b in zip(starts, starts[1:] + [length])]
-
 
 def _random_indices(shape: tuple[int, int], block_ids: np.ndarray | None) -> np.ndarray:
     """Random-stream index (uint64) of each element of ``(n, block_size)`` rows:
     ``block_ids[b] * block_size + i``, with ``block_ids`` defaulting to ``0 .. n-1``."""
     n, size = shape
-    if block_ids is None:
-        block_ids = np.arange(n, dtype=np.uint64)
-    elif np.shape(block_ids) != (n,):
-        raise ValueError(f"block_ids must have shape ({n},), one id per row, "
-                         f"got {np.shape(block_ids)}")
-    ids = np.asarray(block_ids, dtype=np.uint64)
+    ids = np.arange(n, dtype=np.uint64) if block_ids is None else block_ids
     return ids[:, None] * np.uint64(size) + np.arange(size, dtype=np.uint64)
 
 
@@ -499,6 +364,4 @@ def _tensor_scale(fmt: Format, tensor_scale: float | None) -> np.float64:
     """The tensor scale as float64 (1.0 for formats without one)."""
     if fmt.tensor_scale == "none":
         return np.float64(1.0)
-    if tensor_scale is None:
-        raise ValueError(f"{fmt.name} needs its per-tensor scale (tensor_scale=...)")
     return np.float64(np.float32(tensor_scale))
