@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from . import core
-from . import layout as blocks
 from ._random import new_seed
 from .array import MXArray
 from .backends.base import DequantizeOptions
@@ -134,9 +133,9 @@ def _window(a: MXArray, key: Any) -> _Window:
     return _Window(tuple(lead), blocks, positions, tuple(local))
 
 
-def _window_values(a: MXArray, w: _Window, dtype: Any) -> Any:
-    """Values of the window's blocks as a logical array (block axis in place, padding
-    zeroed): every view of ``a``'s storage taken here dies on return."""
+def _window_blocks(a: MXArray, w: _Window, dtype: Any) -> Any:
+    """Values of the window's blocks, canonical: ``lead' + (blocks, block_size)``, the
+    padding zeroed.  Every view of ``a``'s storage taken here dies on return."""
     fmt = a.format
     n_blocks = a.canonical_scales.shape[-1]
     packed = a.packed.reshape(a.packed.shape[:-1] + (n_blocks, fmt.bytes_per_block))[w.grid]
@@ -144,10 +143,16 @@ def _window_values(a: MXArray, w: _Window, dtype: Any) -> Any:
     values = _decode(a, packed.reshape(-1, fmt.bytes_per_block), scales.reshape(-1), dtype)
     rows = values.reshape(scales.shape + (fmt.block_size,))
     tail = a.shape[a.block_axis] - (n_blocks - 1) * fmt.block_size
-    last = np.arange(n_blocks)[w.blocks] == n_blocks - 1
-    rows[..., last, tail:] = 0  # the padding, as quantize adds it (NaN blocks decode it NaN)
-    rows = rows.reshape(scales.shape[:-1] + (scales.shape[-1] * fmt.block_size,))
-    return a._xp().moveaxis(rows, -1, a.block_axis)
+    if tail < fmt.block_size:
+        last = np.arange(n_blocks)[w.blocks] == n_blocks - 1
+        rows[..., last, tail:] = 0  # the padding, as quantize adds it (NaN blocks: NaN)
+    return rows
+
+
+def _logical(a: MXArray, rows: Any) -> Any:
+    """The logical view of canonical window blocks: the block axis back in its place."""
+    flat = rows.reshape(rows.shape[:-2] + (rows.shape[-2] * rows.shape[-1],))
+    return flat if a.block_axis == a.ndim - 1 else a._xp().moveaxis(flat, -1, a.block_axis)
 
 
 def _selection_key(a: MXArray, w: _Window) -> tuple[Any, ...]:
@@ -168,7 +173,7 @@ def read(a: MXArray, key: Any) -> Any:
         If an index is out of range.
     """
     w = _window(a, key)
-    values = _window_values(a, w, np.float32)
+    values = _logical(a, _window_blocks(a, w, np.float32))
     if w.positions is not None:
         values = values[_selection_key(a, w)]
     return a._xp().asarray(values[w.local_key])
@@ -195,9 +200,10 @@ def write(a: MXArray, key: Any, value: Any) -> None:
         If ``value`` does not broadcast to the selection.
     """
     w = _window(a, key)
-    values = _window_values(a, w, np.float64)
+    rows = _window_blocks(a, w, np.float64)
     xp = a._xp()
-    mask = xp.zeros(values.shape, dtype=bool)
+    written = xp.zeros(rows.shape, dtype=bool)
+    values, mask = _logical(a, rows), _logical(a, written)  # views
     if w.positions is None:
         values[w.local_key] = value
         mask[w.local_key] = True
@@ -207,18 +213,15 @@ def write(a: MXArray, key: Any, value: Any) -> None:
         chosen[w.local_key] = value
         picked[w.local_key] = True
         values[where], mask[where] = chosen, picked
-    size = a.format.block_size
-    canonical = blocks.lead_shape(values.shape, a.block_axis) + (
-        values.shape[a.block_axis] // size, size)
-    touched = xp.moveaxis(mask, a.block_axis, -1).reshape(canonical).any(axis=-1)
-    rows = xp.moveaxis(values, a.block_axis, -1).reshape(canonical)[touched]
+    touched = written.any(axis=-1)
+    rows = rows[touched]
     if not rows.shape[0]:
         return
     rounding = a.rounding or "even"
-    seed = None
+    seed = ids = None
     if rounding == "stochastic":
         seed = a.seed if a.seed is not None else new_seed()
-    ids = _block_ids(a, w, touched.shape)[touched]
+        ids = _block_ids(a, w, touched.shape)[touched]
     packed, scales = _encode(a, rows, ids, rounding, a.scale_mode or "floor", seed)
     a._write_blocks(w.grid, touched, packed, scales, seed)
 
@@ -248,10 +251,11 @@ def _decode(a: MXArray, packed: Any, scales: Any, dtype: Any) -> Any:
                          options)
 
 
-def _encode(a: MXArray, rows: Any, ids: np.ndarray, rounding: str, scale_mode: str,
+def _encode(a: MXArray, rows: Any, ids: np.ndarray | None, rounding: str, scale_mode: str,
             seed: int | None) -> tuple[Any, Any]:
     """Packed ``(n, bytes_per_block)`` bytes and ``(n,)`` scales of ``(n, block_size)``
-    float64 rows, blocks numbered ``ids`` in ``a``, in ``a``'s format and tensor scale."""
+    float64 rows in ``a``'s format and tensor scale; ``ids`` numbers the blocks in ``a``
+    for stochastic rounding (None otherwise)."""
     be = core.backend_for(a.format, None, rows)
     options = core.quantize_options(a.format, rounding=rounding, scale_mode=scale_mode,
                                     seed=seed, tensor_scale=a.tensor_scale)
