@@ -178,6 +178,20 @@ def test_write_with_an_index_array_requantizes_only_the_touched_blocks():
     np.testing.assert_array_equal(a.canonical_scales.reshape(-1), want_scales)
 
 
+@pytest.mark.parametrize("key", [(np.array([-1, 0]), -1), (np.array([], dtype=int), 0),
+                                 (slice(None), np.array([69, -70, 3])),
+                                 (np.array([[True] * 70, [False] * 70]),)])
+def test_index_arrays_and_masks_read_and_write_the_logical_elements(key):
+    """Keys that are not basic use the window of every block, cut to the logical length:
+    a negative index counts from the last element, not from the padding."""
+    a = mx.quantize(_values((2, 70), 9), "mxfp8_e4m3")
+    np.testing.assert_array_equal(blockwise.read(a, key), a.dequantize()[key])
+    want_rows, want_scales, _ = _expected_after_write(a, key, -2.5)
+    blockwise.write(a, key, -2.5)
+    np.testing.assert_array_equal(layout.to_blocks(a.codes(), 1, 32), want_rows)
+    np.testing.assert_array_equal(a.canonical_scales.reshape(-1), want_scales)
+
+
 # -- storage: in place when private, copied when shared ------------------------------------
 
 def _address(a):

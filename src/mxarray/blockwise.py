@@ -59,6 +59,10 @@ def expand_key(key: Any, ndim: int) -> list[Any]:
     return parts
 
 
+_EVERY = slice(None)
+"""The block-axis part of the window of every block (used for keys that are not basic)."""
+
+
 @dataclass(frozen=True)
 class _Window:
     """The blocks under a key, and the key relative to them.
@@ -109,7 +113,7 @@ def _window(a: MXArray, key: Any) -> _Window:
     parts = expand_key(key, a.ndim)
     if any(not (p is None or isinstance(p, slice) or
                 (isinstance(p, int) and not isinstance(p, bool))) for p in parts):
-        return _Window((slice(None),) * (a.ndim - 1), slice(None), None, key)
+        return _Window((slice(None),) * (a.ndim - 1), _EVERY, None, key)
     axis, lead, local = 0, [], []
     blocks = positions = None
     for p in parts:
@@ -149,9 +153,12 @@ def _window_blocks(a: MXArray, w: _Window, dtype: Any) -> Any:
     return rows
 
 
-def _logical(a: MXArray, rows: Any) -> Any:
-    """The logical view of canonical window blocks: the block axis back in its place."""
+def _logical(a: MXArray, w: _Window, rows: Any) -> Any:
+    """The logical view of canonical window blocks: the block axis back in its place (and,
+    for the window of every block, cut to the logical length: the key is not relative)."""
     flat = rows.reshape(rows.shape[:-2] + (rows.shape[-2] * rows.shape[-1],))
+    if w.blocks is _EVERY:
+        flat = flat[..., :a.shape[a.block_axis]]
     return flat if a.block_axis == a.ndim - 1 else a._xp().moveaxis(flat, -1, a.block_axis)
 
 
@@ -173,7 +180,7 @@ def read(a: MXArray, key: Any) -> Any:
         If an index is out of range.
     """
     w = _window(a, key)
-    values = _logical(a, _window_blocks(a, w, np.float32))
+    values = _logical(a, w, _window_blocks(a, w, np.float32))
     if w.positions is not None:
         values = values[_selection_key(a, w)]
     return a._xp().asarray(values[w.local_key])
@@ -203,7 +210,7 @@ def write(a: MXArray, key: Any, value: Any) -> None:
     rows = _window_blocks(a, w, np.float64)
     xp = a._xp()
     written = xp.zeros(rows.shape, dtype=bool)
-    values, mask = _logical(a, rows), _logical(a, written)  # views
+    values, mask = _logical(a, w, rows), _logical(a, w, written)  # views
     if w.positions is None:
         values[w.local_key] = value
         mask[w.local_key] = True
