@@ -66,6 +66,12 @@ class MXArray:
     byte per block.  Both arrays are read-only.  Storage lives on the host (NumPy) or,
     when quantized with the CuPy backend or moved with :meth:`to_device`, on a GPU.
 
+    This module holds the storage record only.  Importing :mod:`mxarray` installs the rest
+    from higher layers (:mod:`mxarray._namespace._mx_methods`): ``dequantize``,
+    indexing and assignment (block-wise, :mod:`mxarray.blockwise`), the operators, the
+    array API attributes (``dtype``, ``device``, ``T``, ``mT``,
+    ``__array_namespace__``) and NumPy-style methods.
+
     Examples
     --------
     >>> import numpy as np, mxarray
