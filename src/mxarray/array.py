@@ -432,8 +432,8 @@ class MXArray:
 
         ``window`` indexes the canonical block grid ``lead + (n_blocks,)``: slices, and
         at most one integer array (for the block axis); ``touched`` is a boolean array of
-        the window's shape, or None for every block of it; ``packed`` holds ``(n, bytes_per_block)`` bytes and
-        ``scales`` ``(n,)`` scale bytes for the ``n`` blocks selected, in C order.
+        the window's shape; ``packed`` holds ``(n, bytes_per_block)`` bytes and ``scales``
+        ``(n,)`` scale bytes for the ``n`` touched blocks, in C order.
 
         The storage is written in place when this array alone references it (no view,
         no other MXArray and no caller holds it: CPython's reference count, the test
@@ -447,9 +447,7 @@ class MXArray:
             grid = target_packed.reshape(target_packed.shape[:-1] + (
                 self._scales.shape[-1], self._format.bytes_per_block))
             rows, block_scales = grid[window], target_scales[window]
-            everything = slice(None) if touched is None else touched
-            rows[everything] = packed.reshape(rows[everything].shape)
-            block_scales[everything] = scales.reshape(block_scales[everything].shape)
+            rows[touched], block_scales[touched] = packed, scales
             if any(not isinstance(part, slice) for part in window):  # copies: put back
                 grid[window], target_scales[window] = rows, block_scales
         finally:

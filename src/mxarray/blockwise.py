@@ -23,7 +23,6 @@ the format and the user named none), with the option records of
 from __future__ import annotations
 
 import builtins
-import operator
 from dataclasses import dataclass
 from typing import Any
 

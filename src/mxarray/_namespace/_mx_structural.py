@@ -134,7 +134,8 @@ def flip(x: MXArray, axes: Sequence[int]) -> MXArray | None:
     if x.block_axis in axes:
         return None
     lead = tuple(_lead_axis(a, x.block_axis) for a in axes)
-    return rebuild(x, np.flip(x.packed, lead), np.flip(x.canonical_scales, lead), x.shape, x.block_axis)
+    return rebuild(x, np.flip(x.packed, lead), np.flip(x.canonical_scales, lead), x.shape,
+                   x.block_axis)
 
 
 def concat(arrays: Sequence[MXArray], axis: int) -> MXArray | None:
