@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mxarray as mx
-from mxarray import blockwise, layout
+from mxarray import blockwise, core, layout
 
 FORMATS = sorted(mx.FORMATS)
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -152,6 +154,48 @@ def test_write_equals_whole_array_requantization_in_the_touched_blocks(a, data):
     a[key] = value if isinstance(value, (int, float)) else mx.asarray(np.asarray(value))
     got_rows = layout.to_blocks(a.codes(), a.block_axis, a.format.block_size)
     np.testing.assert_array_equal(got_rows, want_rows)
+    np.testing.assert_array_equal(a.canonical_scales.reshape(-1), want_scales)
+
+
+@SETTINGS
+@given(a=arrays(), data=st.data())
+def test_large_writes_go_in_pieces_with_the_same_result(a, data):
+    """With the piece budget lowered to two blocks, writes split along a sliced axis
+    (value arrays split with them) and give the same bytes as the whole-array path."""
+    key = data.draw(basic_keys(a.shape))
+    shape = np.empty(a.shape)[key].shape
+    value = _values(shape, data.draw(st.integers(0, 2**16))) if data.draw(st.booleans()) \
+        else -3.5
+    want_rows, want_scales, _ = _expected_after_write(a, key, value)
+    with mock.patch.object(core, "_PIECE_ELEMENTS", 2 * a.format.block_size):
+        blockwise.write(a, key, value)
+    np.testing.assert_array_equal(layout.to_blocks(a.codes(), a.block_axis, a.format.block_size),
+                                  want_rows)
+    np.testing.assert_array_equal(a.canonical_scales.reshape(-1), want_scales)
+
+
+@pytest.mark.parametrize("key, value", [(Ellipsis, 0.5), ((slice(None), slice(0, 100)), None),
+                                        ((slice(None, None, -1), 3), None)])
+def test_a_large_write_decodes_one_piece_at_a_time(monkeypatch, key, value):
+    """Budget 256 elements (8 blocks): a write to a (64, 256) mxfp4 array goes in pieces
+    of whole rows of at most 8 blocks, each block decoded once."""
+    a = mx.quantize(_values((64, 256), 10), "mxfp4_e2m1")
+    if value is None:
+        value = _values(a.dequantize()[key].shape, 11)
+    want_rows, want_scales, touched = _expected_after_write(a, key, value)
+    sizes = []
+    decode = blockwise._decode
+
+    def recording(a, packed, scales, dtype):
+        sizes.append(scales.shape[0])
+        return decode(a, packed, scales, dtype)
+
+    monkeypatch.setattr(core, "_PIECE_ELEMENTS", 256)
+    monkeypatch.setattr(blockwise, "_decode", recording)
+    blockwise.write(a, key, value)
+    assert len(sizes) > 1 and max(sizes) <= 256 // 32
+    assert sum(sizes) == _blocks_holding(a.shape, 1, 32, key)
+    np.testing.assert_array_equal(layout.to_blocks(a.codes(), 1, 32), want_rows)
     np.testing.assert_array_equal(a.canonical_scales.reshape(-1), want_scales)
 
 

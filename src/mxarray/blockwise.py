@@ -23,6 +23,8 @@ the format and the user named none), with the option records of
 from __future__ import annotations
 
 import builtins
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ import numpy as np
 from . import core
 from ._random import new_seed
 from .array import MXArray
+from .layout import lead_shape
 from .backends.base import DequantizeOptions
 
 __all__ = ["expand_key", "read", "write"]
@@ -70,13 +73,16 @@ class _Window:
     along the block axis, a slice (a run) or an array of block numbers; ``positions``
     None, or (with an array of blocks) where the selected elements sit along the
     window's block axis, in key order; ``local_key`` is the key relative to the window
-    (relative to ``take(window, positions)`` when ``positions`` is set).
+    (relative to ``take(window, positions)`` when ``positions`` is set); ``outputs``
+    holds, per ``lead`` entry, the dimension of the selection it gives (None for an
+    integer).
     """
 
     lead: tuple[Any, ...]
     blocks: Any
     positions: Any
     local_key: tuple[Any, ...]
+    outputs: tuple[int | None, ...] = ()
 
     @property
     def grid(self) -> tuple[Any, ...]:
@@ -113,11 +119,12 @@ def _window(a: MXArray, key: Any) -> _Window:
     if any(not (p is None or isinstance(p, slice) or
                 (isinstance(p, int) and not isinstance(p, bool))) for p in parts):
         return _Window((slice(None),) * (a.ndim - 1), _EVERY, None, key)
-    axis, lead, local = 0, [], []
+    axis, out, lead, local, outputs = 0, 0, [], [], []
     blocks = positions = None
     for p in parts:
         if p is None:
             local.append(None)
+            out += 1
             continue
         n = a.shape[axis]
         if isinstance(p, slice):
@@ -132,8 +139,10 @@ def _window(a: MXArray, key: Any) -> _Window:
         else:
             lead.append(p if isinstance(p, slice) else slice(span.start, span.stop))
             local.append(slice(None) if isinstance(p, slice) else 0)
+            outputs.append(out if isinstance(p, slice) else None)
+        out += isinstance(p, slice)
         axis += 1
-    return _Window(tuple(lead), blocks, positions, tuple(local))
+    return _Window(tuple(lead), blocks, positions, tuple(local), tuple(outputs))
 
 
 def _window_blocks(a: MXArray, w: _Window, dtype: Any) -> Any:
@@ -206,6 +215,61 @@ def write(a: MXArray, key: Any, value: Any) -> None:
         If ``value`` does not broadcast to the selection.
     """
     w = _window(a, key)
+    for piece, part in _pieces(a, w, value):
+        _write_window(a, piece, part)
+
+
+def _pieces(a: MXArray, w: _Window, value: Any) -> Any:
+    """``(window, value)`` pairs that split a write into windows of at most
+    ``core._PIECE_ELEMENTS`` elements, along the outermost sliced axis other than the
+    block axis, so that a large write's memory is bounded as quantize's is.  A window of
+    every block, or one without such an axis, goes whole."""
+    if w.blocks is _EVERY:
+        yield w, value
+        return
+    lengths, along = _extent(a, w)
+    elements = math.prod(lengths) * along
+    k = next((i for i, o in enumerate(w.outputs) if o is not None and lengths[i] > 1), None)
+    if k is None or elements <= core._PIECE_ELEMENTS:
+        yield w, value
+        return
+    step = builtins.max(1, core._PIECE_ELEMENTS // (elements // lengths[k]))
+    if not isinstance(value, (int, float)):
+        value = a._xp().broadcast_to(value, _selection_shape(a, w))
+    rows = range(*w.lead[k].indices(a.shape[_logical_axis(a, k)]))
+    for first in range(0, len(rows), step):
+        run = rows[first:first + step]
+        lead = w.lead[:k] + (slice(run.start, run.stop if run.stop >= 0 else None,
+                                   run.step),) + w.lead[k + 1:]
+        part = value if isinstance(value, (int, float)) else \
+            value[(slice(None),) * w.outputs[k] + (slice(first, first + step),)]
+        yield dataclasses.replace(w, lead=lead), part
+
+
+def _logical_axis(a: MXArray, k: int) -> int:
+    """The logical axis of ``lead`` entry ``k``."""
+    return k if k < a.block_axis else k + 1
+
+
+def _extent(a: MXArray, w: _Window) -> tuple[list[int], int]:
+    """The window's length along each ``lead`` entry, and along the block axis."""
+    lead = [len(range(*s.indices(n))) for s, n in
+            zip(w.lead, lead_shape(a.shape, a.block_axis))]
+    return lead, len(np.arange(a.canonical_scales.shape[-1])[w.blocks]) * a.format.block_size
+
+
+def _selection_shape(a: MXArray, w: _Window) -> tuple[int, ...]:
+    """The shape of the selection a basic window's local key makes (nothing allocated)."""
+    lead, along = _extent(a, w)
+    window = np.broadcast_to(np.empty((), dtype=bool),
+                             tuple(lead[:a.block_axis]) + (along,) + tuple(lead[a.block_axis:]))
+    if w.positions is not None:
+        window = window[_selection_key(a, w)]
+    return window[w.local_key].shape
+
+
+def _write_window(a: MXArray, w: _Window, value: Any) -> None:
+    """:func:`write` for one window."""
     rows = _window_blocks(a, w, np.float64)
     xp = a._xp()
     written = xp.zeros(rows.shape, dtype=bool)
