@@ -10,9 +10,12 @@ its packed bytes and scales.
 A *basic* key (integers, slices, ``None``, ``Ellipsis``) selects a box of the logical
 array; the blocks under that box are the *window*.  Integer and slice components of
 axes other than the block axis select storage rows directly (a strided view), and on the
-block axis they select a run of whole blocks.  The key is then rewritten relative to the
+block axis they select a run of whole blocks (or, for a step longer than a block, just
+the blocks holding a selected element).  The key is then rewritten relative to the
 window, so ``window_values[local_key]`` is exactly ``values[key]``.  Any other key
-(integer or boolean arrays) works on a window of every block.
+(integer or boolean arrays) works on a window of every block.  A write whose window
+holds more than ``core._PIECE_ELEMENTS`` elements goes in pieces along its outermost
+sliced axis, so its memory is bounded as quantize's is.
 
 The backend calls live in :func:`_decode` and :func:`_encode`: the backend that
 :func:`mxarray.core.backend_for` picks for the format (the active one, unless it lacks
@@ -22,7 +25,6 @@ the format and the user named none), with the option records of
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -33,8 +35,8 @@ import numpy as np
 from . import core
 from ._random import new_seed
 from .array import MXArray
-from .layout import lead_shape
 from .backends.base import DequantizeOptions
+from .layout import lead_shape
 
 __all__ = ["expand_key", "read", "write"]
 
@@ -49,7 +51,7 @@ def expand_key(key: Any, ndim: int) -> list[Any]:
         If the key indexes more axes than ``ndim``.
     """
     parts = list(key) if isinstance(key, tuple) else [key]
-    consuming = builtins.sum(p is not None and p is not Ellipsis for p in parts)
+    consuming = sum(p is not None and p is not Ellipsis for p in parts)
     if consuming > ndim:
         raise IndexError(f"too many indices for an array of {ndim} dimension(s)")
     ellipses = [i for i, p in enumerate(parts) if p is Ellipsis]
@@ -95,10 +97,10 @@ def _block_axis_part(p: Any, span: range, size: int) -> tuple[Any, Any, Any]:
     the element indices it selects)."""
     if not len(span):
         return slice(0, 0), None, slice(0, 0)
-    if isinstance(p, slice) and builtins.abs(span.step) > size:  # blocks in between: skip
+    if isinstance(p, slice) and abs(span.step) > size:  # blocks in between: skip
         elements = np.arange(span.start, span.stop, span.step)
         return elements // size, np.arange(len(span)) * size + elements % size, slice(None)
-    low, high = builtins.min(span[0], span[-1]), builtins.max(span[0], span[-1])
+    low, high = min(span[0], span[-1]), max(span[0], span[-1])
     offset = low // size * size
     if not isinstance(p, slice):
         return slice(low // size, high // size + 1), None, span.start - offset
@@ -233,7 +235,7 @@ def _pieces(a: MXArray, w: _Window, value: Any) -> Any:
     if k is None or elements <= core._PIECE_ELEMENTS:
         yield w, value
         return
-    step = builtins.max(1, core._PIECE_ELEMENTS // (elements // lengths[k]))
+    step = max(1, core._PIECE_ELEMENTS // (elements // lengths[k]))
     if not isinstance(value, (int, float)):
         value = a._xp().broadcast_to(value, _selection_shape(a, w))
     rows = range(*w.lead[k].indices(a.shape[_logical_axis(a, k)]))
