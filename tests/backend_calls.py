@@ -52,3 +52,15 @@ def matmul_codes(be: Any, a_codes: Any, a_scales: Any, a_fmt: Format, b_codes: A
 
     return matmul_bytes(be, packed(a_codes, a_fmt), a_scales, a_fmt, packed(b_codes, b_fmt),
                         b_scales, b_fmt, **kwargs)
+
+
+def decoded(codes: Any, scales: Any, fmt: Format, tensor_scale: float | None = None) -> Any:
+    """``(B, R, KB, block_size)`` codes and ``(B, R, KB)`` scales decoded exactly by the
+    NumPy reference to float64 rows ``(B, R, KB * block_size)``."""
+    from mxarray.backends.numpy_backend import NumpyBackend
+
+    fmt = get_format(fmt)
+    flat = NumpyBackend().dequantize_blocks(
+        np.reshape(codes, (-1, fmt.block_size)), np.reshape(scales, -1),
+        dopts(fmt, np.float64, tensor_scale=tensor_scale))
+    return flat.reshape(tuple(np.shape(scales)[:-1]) + (-1,))

@@ -214,14 +214,16 @@ def test_mx4_microexponent_choice_by_hand() -> None:
     assert a.dequantize().tolist()[:6] == [1.5, 0.0, 0.75, 0.25, 0.0, -0.0]
 
 
-def _bfp_prime_block(bits32: list[int], m: int) -> tuple[int, list[int], list[int]]:
-    """One 16-block by the integer recipe of the paper and AMD Quark's BFP-prime kernels.
+def _bfp_prime_block(bits32: list[int], m: int, ties: str) -> tuple[int, list[int], list[int]]:
+    """One 16-block by the integer recipe of AMD Quark 0.13's BFP-prime CPU kernel.
 
-    Works on float32 bit patterns (normal numbers or zeros): E = the largest biased
+    Works on float32 bit patterns (normal numbers or zeros), as ``BFPPrimeCPUKernel`` and
+    ``round_bits`` in amd-quark 0.13's ``bfp/cpu/bfp_kernel.cc`` do: E = the largest biased
     exponent field, pair shift D = min(E - largest field of the pair, 1), and magnitude
-    M = the 24-bit significand shifted right to m + 1 bits, plus one, shifted right once
-    more (half away from zero), left alone when all ones (saturation).  Returns (E, D per
-    pair, M per element).
+    M = the 24-bit significand shifted right to m bits, rounded to nearest with ties
+    away from zero (``ties="away"``, rounding_mode 0) or to even (``ties="even"``,
+    rounding_mode 2, the default of Quark's MX4/MX6/MX9 configurations), left alone when
+    already 2**m - 1 (saturation).  Returns (E, D per pair, M per element).
     """
     fields = [(b >> 23) & 0xFF for b in bits32]
     big = max(fields)
@@ -229,27 +231,32 @@ def _bfp_prime_block(bits32: list[int], m: int) -> tuple[int, list[int], list[in
     mags = []
     for i, b in enumerate(bits32):
         significand = (b & 0x7FFFFF) | (1 << 23) if fields[i] else 0
-        kept = significand >> min(big - shifts[i // 2] - fields[i] + 23 - m, 31)
-        if kept != (1 << (m + 1)) - 1:
-            kept += 1
-        mags.append(kept >> 1)
+        n = min(big - shifts[i // 2] - fields[i] + 24 - m, 25)
+        kept, tail, half = significand >> n, significand & ((1 << n) - 1), 1 << (n - 1)
+        up = tail > half or (tail == half and (ties == "away" or kept % 2 == 1))
+        mags.append(kept + int(up and kept != (1 << m) - 1))
     return big, shifts, mags
 
 
-@given(data=st.data(), name=st.sampled_from(SUB))
-def test_mx_nearest_rounding_equals_the_bfp_prime_recipe(data, name) -> None:
-    # mxarray's "nearest" is Quark's half-away-from-zero rounding: on normal float32
-    # inputs the scale, the microexponent of every pair that holds a non-zero value, and
-    # every magnitude agree (an all-zero pair gets D = 1 from Quark, 0 from mxarray).
+@given(data=st.data(), name=st.sampled_from(SUB),
+       modes=st.sampled_from([("nearest", "away"), ("even", "even")]))
+def test_nearest_and_even_rounding_equal_the_bfp_prime_recipe(data, name, modes) -> None:
+    # mxarray's "nearest" is Quark's rounding_mode 0 (half away from zero) and its default
+    # "even" is Quark's rounding_mode 2 (half to even, Quark's default for MX4/MX6/MX9):
+    # on normal float32 inputs the scale, the microexponent of every pair that holds a
+    # non-zero value, and every magnitude agree (an all-zero pair gets D = 1 from Quark, 0
+    # from mxarray).  Significands of few bits make ties common.
+    rounding, ties = modes
     top = data.draw(st.integers(-96, 120))  # every value a normal float32 or zero
+    bits = data.draw(st.sampled_from([4, 23]))
     x = np.array([data.draw(st.sampled_from([0.0, 1.0, -1.0])) * math.ldexp(
-        data.draw(st.floats(1.0, 2.0, exclude_max=True)), top - data.draw(st.integers(0, 30)))
+        1 + data.draw(st.integers(0, 2**bits - 1)) / 2**bits, top - data.draw(st.integers(0, 30)))
         for _ in range(16)], dtype=np.float32)
     m = oracle.entry(name)["element"]["bits"] - 1
-    a = mxarray.quantize(x, name, rounding="nearest")
+    a = mxarray.quantize(x, name, rounding=rounding)
     if not x.any():
         return
-    big, shifts, mags = _bfp_prime_block(x.view(np.uint32).tolist(), m)
+    big, shifts, mags = _bfp_prime_block(x.view(np.uint32).tolist(), m, ties)
     codes = a.codes().astype(np.int64)
     assert int(a.scales[0]) == big  # E8M0 byte = biased float32 exponent (both bias 127)
     assert ((codes & ((1 << m) - 1)) == mags).all()
@@ -308,12 +315,13 @@ def test_nvfp4_two_level_scaling_by_hand() -> None:
 
 
 def test_nvfp4_agrees_with_a_float32_emulation_of_torchao_on_normal_block_scales() -> None:
-    # The documented difference from torchao's nvfp4_quantize: it rounds in float32 at
-    # each step (S_t = fl32(A) / 2688; block scale fl32(fl32(a_b / 6) / S_t) clamped to
-    # [2**-6, 448] and cast to E4M3; elements x / fl32(S_t * s) cast to E2M1), mxarray
-    # once.  On random data (no exact ties) every block whose scale is a normal E4M3
-    # value gets the same scale and element codes, and the dequantized values differ by
-    # at most one float32 ulp (torchao's fl32(P * fl32(S_t * s)) rounds twice).
+    # The documented difference from torchao 0.18.0's nvfp4_quantize: it rounds in
+    # float32 at each step (S_t = fl32(A) / 2688; block scale fl32(fl32(a_b / 6) / S_t)
+    # clamped to [2**-6, 448] and cast to E4M3; elements x * fl32(fl32(1 / S_t) / s)
+    # cast to E2M1), mxarray once.  On random data (no exact ties) every block whose
+    # scale is a normal E4M3 value gets the same scale and element codes, and the
+    # dequantized values differ by at most one float32 ulp (torchao's
+    # fl32(P * fl32(S_t * s)) rounds twice).
     ml_dtypes = pytest.importorskip("ml_dtypes", reason="needs ml_dtypes (test extra)")
     rng = np.random.default_rng(2026)
     x = (rng.standard_normal((256, 64)) * np.exp(rng.uniform(-6, 6, (256, 1)))).astype(
@@ -325,7 +333,8 @@ def test_nvfp4_agrees_with_a_float32_emulation_of_torchao_on_normal_block_scales
     e4m3 = np.clip(block, np.float32(2.0**-6), np.float32(448.0)).astype(
         ml_dtypes.float8_e4m3fn)
     total = s_t * e4m3.astype(np.float32)
-    elements = np.clip(blocks_ / total[:, None], -6, 6).astype(ml_dtypes.float4_e2m1fn)
+    reciprocal = (np.float32(1.0) / s_t) / e4m3.astype(np.float32)
+    elements = np.clip(blocks_ * reciprocal[:, None], -6, 6).astype(ml_dtypes.float4_e2m1fn)
     normal = q.scales.reshape(-1) >= 0x08
     assert q.tensor_scale == s_t and normal.mean() > 0.8
     assert np.array_equal(q.scales.reshape(-1)[normal], e4m3.view(np.uint8)[normal])

@@ -97,12 +97,27 @@ BINARY = ["add", "atan2", "bitwise_and", "bitwise_left_shift", "bitwise_or",
           "not_equal", "pow", "remainder", "subtract"]
 
 
+# Where NumPy (and so array_api_strict) differs from the standard's special cases, which
+# mxarray follows: those inputs (infinities, NaN, -0) are checked against the standard's
+# tables in tests/test_ns18_special_cases.py; here they become +0.
+_NUMPY_SPECIAL_CASES_DIFFER = {"floor_divide", "pow", "expm1", "tanh"}
+
+
+def _ordinary(name, x):
+    """``x`` without the special values where the oracle is wrong for ``name``."""
+    if name not in _NUMPY_SPECIAL_CASES_DIFFER or x.dtype.kind not in "fc":
+        return x
+    if x.dtype.kind == "c":
+        return np.asarray(_ordinary(name, x.real) + 1j * _ordinary(name, x.imag), dtype=x.dtype)
+    return np.where(np.isfinite(x) & (x != 0), x, 0).astype(x.dtype)
+
+
 @pytest.mark.parametrize("name", UNARY)
 @SETTINGS
 @given(data=st.data())
 def test_unary(name, data):
     dtype = data.draw(st.sampled_from(DTYPES))
-    x = data.draw(arrays(dtype))
+    x = _ordinary(name, data.draw(arrays(dtype)))
     compare(lambda ns, a: getattr(ns, name)(a), x)
 
 
@@ -114,10 +129,12 @@ def test_binary_with_broadcasting_and_promotion(name, data):
     d2 = data.draw(st.sampled_from([d1, *DTYPES]))
     shapes = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3,
                                                          max_side=3)).input_shapes
-    x1, x2 = data.draw(arrays(d1, shapes[0])), data.draw(arrays(d2, shapes[1]))
+    x1 = _ordinary(name, data.draw(arrays(d1, shapes[0])))
+    x2 = _ordinary(name, data.draw(arrays(d2, shapes[1])))
     if "shift" in name and x2.dtype.kind in "iu":
-        x2 = np.abs(x2) % 8  # negative shifts raise in both; keep counts small
-        x2 = x2.astype(d2)
+        # negative shifts raise in both; keep counts small (an array: a 0-d NumPy result
+        # would be a NumPy scalar, which mxarray takes as a Python int and the oracle refuses)
+        x2 = np.asarray(np.abs(x2) % 8, dtype=d2)
     compare(lambda ns, a, b: getattr(ns, name)(a, b), x1, x2)
 
 
@@ -145,7 +162,9 @@ def test_operators_and_inplace(op, data):
     d2 = data.draw(st.sampled_from([d1, *DTYPES]))
     shapes = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2,
                                                          max_side=3)).input_shapes
-    x1, x2 = data.draw(arrays(d1, shapes[0])), data.draw(arrays(d2, shapes[1]))
+    name = {"__floordiv__": "floor_divide", "__pow__": "pow"}.get(op, op)
+    x1 = _ordinary(name, data.draw(arrays(d1, shapes[0])))
+    x2 = _ordinary(name, data.draw(arrays(d2, shapes[1])))
     compare(lambda ns, a, b: getattr(a, op)(b), x1, x2)
     iop = "__i" + op[2:]
     if op not in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):

@@ -12,15 +12,15 @@ import mxarray as mx
 xps = pytest.importorskip("array_api_strict", reason="needs the optional array_api_strict")
 xps.set_array_api_strict_flags(api_version="2024.12")
 
-# array_api_strict's own helpers (not part of the standard), and the optional fft extension,
-# which mxarray does not implement (see docs/array_api.md).
+# array_api_strict's own helpers (not part of the standard).
 _NOT_STANDARD = {"ArrayAPIStrictFlags", "get_array_api_strict_flags", "set_array_api_strict_flags",
-                 "reset_array_api_strict_flags", "Device", "__version__", "fft"}
+                 "reset_array_api_strict_flags", "Device", "__version__"}
 # Names array_api_strict lists but the 2024.12 standard does not have.
 _NEWER = {"isin", "broadcast_shapes"}
 
 STANDARD_NAMES = sorted(set(xps.__all__) - _NOT_STANDARD - _NEWER)
 LINALG_NAMES = sorted(set(xps.linalg.__all__) - {"eig", "eigvals"})
+FFT_NAMES = sorted(xps.fft.__all__)
 
 
 def _compatible(ours: object, theirs: object) -> list[str]:
@@ -32,13 +32,18 @@ def _compatible(ours: object, theirs: object) -> list[str]:
     problems = []
     params_o = sig_o.parameters
     var_kw = any(p.kind is p.VAR_KEYWORD for p in params_o.values())
+    if var_kw:
+        problems.append("takes **kwargs instead of the standard's keywords")
     var_pos = any(p.kind is p.VAR_POSITIONAL for p in params_o.values())
     for name, p in sig_t.parameters.items():
         if p.kind is p.KEYWORD_ONLY:
             q = params_o.get(name)
-            if (q is None or q.kind not in (q.KEYWORD_ONLY, q.POSITIONAL_OR_KEYWORD)) \
-                    and not var_kw:
+            if q is None or q.kind not in (q.KEYWORD_ONLY, q.POSITIONAL_OR_KEYWORD):
                 problems.append(f"keyword {name!r} missing")
+            elif isinstance(p.default, (type(None), bool, int, float, str)) \
+                    and q.default != p.default:
+                problems.append(f"keyword {name!r} defaults to {q.default!r}, the standard "
+                                f"to {p.default!r}")
         elif p.kind is p.VAR_POSITIONAL and not var_pos:
             problems.append("*args missing")
     n_pos_t = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
@@ -59,9 +64,13 @@ def test_standard_name_exists_with_compatible_signature(name):
 @pytest.mark.parametrize("name", LINALG_NAMES)
 def test_linalg_name_exists_with_compatible_signature(name):
     assert hasattr(mx.linalg, name), f"mxarray.linalg lacks {name}"
-    ours = getattr(mx.linalg, name)
-    if "kwargs" not in inspect.signature(ours).parameters:
-        assert _compatible(ours, getattr(xps.linalg, name)) == []
+    assert _compatible(getattr(mx.linalg, name), getattr(xps.linalg, name)) == []
+
+
+@pytest.mark.parametrize("name", FFT_NAMES)
+def test_fft_name_exists_with_compatible_signature(name):
+    assert hasattr(mx.fft, name), f"mxarray.fft lacks {name}"
+    assert _compatible(getattr(mx.fft, name), getattr(xps.fft, name)) == []
 
 
 def test_version_is_declared_by_mxarray():

@@ -20,7 +20,7 @@ from mxarray.formats import FORMATS
 
 numba = pytest.importorskip("numba", reason="needs the optional numba package (numba extra)")
 from mxarray.backends import numba_backend  # noqa: E402  (after the importorskip)
-from backend_calls import dopts, matmul_bytes, matmul_codes, qopts
+from backend_calls import decoded, dopts, matmul_bytes, matmul_codes, qopts
 
 import mxarray.backends as registry
 REF = NumpyBackend()
@@ -122,7 +122,7 @@ def test_matmul_packed_within_bound(fa, fb, scale) -> None:
         assert not wide  # the float32 path
     elif fa.name == fb.name == "mxfp8_e5m2":
         assert wide  # products below 2**-149 or sums beyond 2**128 need float64 tiles
-    da, db = REF._decode_rows(ac, as_, fa, None), REF._decode_rows(bc, bs_, fb, None)
+    da, db = decoded(ac, as_, fa), decoded(bc, bs_, fb)
     exact = np.matmul(da, np.swapaxes(db, -1, -2))
     bound = (kb * 32 + 2) * 2.0**-24 * np.matmul(np.abs(da), np.swapaxes(np.abs(db), -1, -2))
     assert got.dtype == np.float32
@@ -140,7 +140,7 @@ def test_matmul_many_small_tiles(monkeypatch) -> None:
     monkeypatch.setattr(numba_backend, "_tile_shape", lambda m, n, k, size: (7, 13))
     monkeypatch.setattr(numba_backend, "sgemm_acc", None)  # the row-tile path
     got = matmul_codes(FAST, *args)
-    da, db = REF._decode_rows(*args[:3], None), REF._decode_rows(*args[3:], None)
+    da, db = decoded(*args[:3]), decoded(*args[3:])
     exact = da @ np.swapaxes(db, -1, -2)
     bound = (64 + 2) * 2.0**-24 * (np.abs(da) @ np.swapaxes(np.abs(db), -1, -2))
     assert np.all(np.abs(got - exact) <= bound)
@@ -213,7 +213,7 @@ def test_matmul_k_panels_within_bound(monkeypatch, panel_blocks) -> None:
     args = _mx_operands(np.random.default_rng(9), 2, 37, 23, 7, fa, fb)
     monkeypatch.setattr(numba_backend, "_panel_blocks", lambda m, n, kb, bs: panel_blocks)
     got = matmul_codes(FAST, *args)
-    da, db = REF._decode_rows(*args[:3], None), REF._decode_rows(*args[3:], None)
+    da, db = decoded(*args[:3]), decoded(*args[3:])
     exact = da @ np.swapaxes(db, -1, -2)
     bound = (7 * 32 + 2) * 2.0**-24 * (np.abs(da) @ np.swapaxes(np.abs(db), -1, -2))
     assert got.dtype == np.float32 and got.shape == (2, 37, 23)

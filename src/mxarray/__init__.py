@@ -10,8 +10,6 @@ standard says, and the MX formats (``mxarray.mxfp4_e2m1`` ...) are extra dtypes.
 docs/array_api.md.
 """
 
-from __future__ import annotations
-
 from .array import MXArray
 from .backends import (BackendInfo, get_backend, list_backends, register_backend, set_backend,
                        use_backend)
@@ -36,8 +34,9 @@ from ._namespace import *  # noqa: F403 - the array API namespace (matmul includ
 __version__ = "0.1.0"
 __array_api_version__ = "2024.12"
 
-# One module attribute per format of the spec: mxarray.mxfp4_e2m1, mxarray.mxint8, ...
-globals().update(FORMATS)
+# One module attribute per built-in format of the spec: mxarray.mxfp4_e2m1, mxarray.mx9,
+# mxarray.nvfp4, ...  Formats registered at run time: mxarray.get_format(name).
+globals().update(BLOCK_FORMATS)
 
 __all__ = [
     "MXArray",
@@ -66,6 +65,6 @@ __all__ = [
     "to_ml_dtypes",
     "to_torch",
     "use_backend",
-    *FORMATS,
+    *BLOCK_FORMATS,
     *_namespace.__all__,
 ]

@@ -28,7 +28,9 @@ from ._elementwise import *  # noqa: F403 - the table-built functions
 from ._elementwise import bitwise_left_shift, bitwise_right_shift, clip
 from ._indexing import take, take_along_axis
 from ._info import __array_namespace_info__
+from ._fft import fft
 from ._linalg import linalg, matmul, tensordot, vecdot
+from ._warnings import BlockAxisWarning
 from ._manipulation import (broadcast_arrays, broadcast_to, concat, expand_dims, flip,
                             matrix_transpose, moveaxis, permute_dims, repeat, reshape, roll,
                             squeeze, stack, tile, unstack)
@@ -48,7 +50,7 @@ newaxis = None
 
 __all__ = [
     "Array", "Device", "__array_namespace_info__", "__array_api_version__", "is_mx_dtype",
-    "e", "pi", "inf", "nan", "newaxis", "linalg",
+    "e", "pi", "inf", "nan", "newaxis", "linalg", "fft", "BlockAxisWarning",
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float32", "float64", "complex64", "complex128",
     "can_cast", "finfo", "iinfo", "isdtype", "result_type",

@@ -251,6 +251,19 @@ class Array:
             raise TypeError("iteration over a 0-d array")
         return (self[i] for i in range(self.shape[0]))
 
+    def __len__(self) -> int:
+        """The length of the first axis (as NumPy and ``MXArray``; SciPy's array API
+        code calls ``len`` on arrays).
+
+        Raises
+        ------
+        TypeError
+            For a 0-d array.
+        """
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
     def __repr__(self) -> str:
         host = devices.KINDS[self._device.kind].to_host(self._x)
         body = np.array2string(np.asarray(host), separator=", ", prefix="Array(")

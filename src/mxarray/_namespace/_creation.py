@@ -24,7 +24,7 @@ from . import _dtypes as dt
 from ._array import Array
 from ._device import CPU, Device, check_device, locate, module, same_device, usable
 from ._mx_convert import to_mx
-from ._operands import SCALARS, dense
+from ._operands import dense
 
 __all__ = [
     "asarray", "astype", "arange", "empty", "empty_like", "eye", "from_dlpack", "full",
@@ -71,7 +71,7 @@ def _from_sequence(obj: Any) -> np.ndarray:
         flat = list(_leaves(obj))
         if any(isinstance(v, MXArray) for v in flat):
             obj = _replace_mx(obj)
-        elif flat and all(isinstance(v, SCALARS) for v in flat):
+        elif flat and all(isinstance(v, dt.PYTHON_SCALARS) for v in flat):
             kinds = [_infer_scalar_dtype(v) for v in flat]
             target = max(kinds, key=lambda d: "biufc".index(d.kind))
             if target.kind in "iu":
@@ -180,7 +180,7 @@ def _asarray(obj: Any, dtype: Any, copy: bool | None, block_axis: int | None, ro
     if isinstance(obj, (Array, MXArray)):
         x = dense(obj)._x
         copied = isinstance(obj, MXArray)
-    elif isinstance(obj, SCALARS):
+    elif isinstance(obj, dt.PYTHON_SCALARS):
         want = target or _infer_scalar_dtype(obj)
         if isinstance(obj, int) and not isinstance(obj, builtins.bool) and want.kind in "iu":
             info = np.iinfo(want)
@@ -285,6 +285,21 @@ def ones(shape: int | tuple[int, ...], *, dtype: Any = None, device: Any = None)
     return _filled(shape, 1.0 if dtype is None else 1, dtype, device)
 
 
+def _fill_value(value: Any) -> Any:
+    """``value`` as a Python scalar (NumPy scalars of a standard dtype are accepted).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a scalar.
+    """
+    value = dt.python_scalar(value)
+    if not isinstance(value, dt.PYTHON_SCALARS):
+        raise TypeError("fill_value must be a Python bool, int, float or complex (or a NumPy "
+                        f"scalar of a standard dtype), got {type(value).__name__}")
+    return value
+
+
 def full(shape: int | tuple[int, ...], fill_value: bool | int | float | complex, *,
          dtype: Any = None, device: Any = None) -> Any:
     """An array filled with ``fill_value`` (dtype inferred from it by default).
@@ -292,10 +307,9 @@ def full(shape: int | tuple[int, ...], fill_value: bool | int | float | complex,
     Raises
     ------
     TypeError
-        If ``fill_value`` is not a Python scalar.
+        If ``fill_value`` is not a scalar.
     """
-    if not isinstance(fill_value, SCALARS):
-        raise TypeError("fill_value must be a Python bool, int, float or complex")
+    fill_value = _fill_value(fill_value)
     return _filled(shape, fill_value, dtype, device)
 
 
@@ -327,8 +341,7 @@ def ones_like(x: Any, /, *, dtype: Any = None, device: Any = None) -> Any:
 def full_like(x: Any, /, fill_value: bool | int | float | complex, *, dtype: Any = None,
               device: Any = None) -> Any:
     """``fill_value`` shaped like ``x``."""
-    if not isinstance(fill_value, SCALARS):
-        raise TypeError("fill_value must be a Python bool, int, float or complex")
+    fill_value = _fill_value(fill_value)
     return _like(x, fill_value, dtype, device)
 
 

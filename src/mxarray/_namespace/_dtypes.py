@@ -10,6 +10,7 @@ so they compare equal to what NumPy and array-api-compat report.  The MX dtypes 
 from __future__ import annotations
 
 import builtins
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = [
     "float32", "float64", "complex64", "complex128",
     "STANDARD_DTYPES", "KINDS", "CATEGORIES", "is_mx_dtype", "check_dtype", "promote",
     "isdtype", "result_type", "can_cast", "finfo", "iinfo", "scalar_dtype",
+    "PYTHON_SCALARS", "SCALARS", "python_scalar", "FInfo", "IInfo",
 ]
 
 bool = np.dtype(np.bool_)  # noqa: A001 - the standard's name
@@ -61,6 +63,40 @@ CATEGORIES: dict[str, tuple[np.dtype, ...]] = {
     "real floating-point": _REAL_FLOAT,
     "complex floating-point": _COMPLEX,
 }
+
+
+# Python scalars, and the NumPy scalars that stand for them: wherever the standard takes a
+# Python scalar, a NumPy scalar is taken as the Python scalar it holds (``python_scalar``).
+PYTHON_SCALARS = (builtins.bool, int, float, complex)
+SCALARS = PYTHON_SCALARS + (np.bool_, np.integer, np.floating, np.complexfloating)
+
+
+def python_scalar(value: Any) -> Any:
+    """``value`` as a Python scalar if it is a NumPy scalar of a standard dtype, else unchanged.
+
+    ``numpy.float32(2.0)`` becomes ``2.0`` and ``numpy.bool_(True)`` becomes ``True``, so the
+    standard's rules for Python scalars apply to them (a float meeting a float32 array
+    stays float32).  ``numpy.float64`` and ``numpy.complex128`` already are Python scalars.
+
+    Raises
+    ------
+    TypeError
+        For a NumPy scalar of a dtype outside the standard (``float16``, ``longdouble``):
+        its value has no exact Python scalar of the same kind and precision.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mxarray._namespace._dtypes import python_scalar
+    >>> python_scalar(np.float32(0.5)), python_scalar(np.int64(3)), python_scalar(np.bool_(1))
+    (0.5, 3, True)
+    """
+    if not isinstance(value, np.generic):
+        return value
+    if value.dtype not in STANDARD_DTYPES.values():
+        raise TypeError(f"a NumPy scalar of dtype {value.dtype} is not a scalar of the array "
+                        "API standard; convert it to a standard dtype first")
+    return value.item()
 
 
 def is_mx_dtype(dtype: object) -> builtins.bool:
@@ -132,6 +168,7 @@ def scalar_dtype(value: object, dtype: np.dtype | Format) -> np.dtype:
         If an int does not fit an integer dtype.
     """
     dt = _as_promotable(dtype)
+    value = python_scalar(value)
     if isinstance(value, builtins.bool):
         if dt != bool:
             raise TypeError("Python bool scalars can only be combined with bool arrays")
@@ -189,8 +226,8 @@ def result_type(*arrays_and_dtypes: Any) -> np.dtype:
     """
     dtypes, scalars = [], []
     for a in arrays_and_dtypes:
-        if isinstance(a, (builtins.bool, int, float, complex)):
-            scalars.append(a)
+        if isinstance(a, SCALARS):
+            scalars.append(python_scalar(a))
         elif hasattr(a, "dtype") and not isinstance(a, np.dtype):
             dtypes.append(check_dtype(a.dtype))
         else:
@@ -212,8 +249,7 @@ def can_cast(from_: Any, to: Any, /) -> builtins.bool:
     by dequantizing; ``can_cast`` answers with the standard's promotion rules, where an
     MX dtype counts as float32.
     """
-    src = check_dtype(from_.dtype if hasattr(from_, "dtype") and not isinstance(
-        from_, np.dtype) else from_)
+    src = _dtype_of(from_)
     dst = check_dtype(to)
     try:
         return promote(src, dst) == _as_promotable(dst)
@@ -221,9 +257,40 @@ def can_cast(from_: Any, to: Any, /) -> builtins.bool:
         return False
 
 
-def finfo(type: Any, /) -> Any:  # noqa: A002 - the standard's name
-    """Machine limits of a floating-point dtype (standard fields bits, eps, max, min,
-    smallest_normal, dtype).
+@dataclass(frozen=True)
+class FInfo:
+    """Machine limits of a floating-point dtype, as the standard's ``finfo`` object.
+
+    For a complex dtype they describe its real components (``dtype`` is the real dtype).
+    """
+
+    bits: int
+    eps: float
+    max: float
+    min: float
+    smallest_normal: float
+    dtype: np.dtype
+
+
+@dataclass(frozen=True)
+class IInfo:
+    """Machine limits of an integer dtype, as the standard's ``iinfo`` object."""
+
+    bits: int
+    max: int
+    min: int
+    dtype: np.dtype
+
+
+def _dtype_of(value: Any) -> np.dtype | Format:
+    """The namespace dtype of a dtype or of an array."""
+    return check_dtype(value.dtype if hasattr(value, "dtype") and not isinstance(
+        value, np.dtype) else value)
+
+
+def finfo(type: Any, /) -> FInfo:  # noqa: A002 - the standard's name
+    """Machine limits of a floating-point dtype or array: ``bits`` (int), ``eps``, ``max``,
+    ``min``, ``smallest_normal`` (Python floats) and ``dtype``.
 
     Raises
     ------
@@ -231,23 +298,26 @@ def finfo(type: Any, /) -> Any:  # noqa: A002 - the standard's name
         If ``type`` is not a floating-point dtype (MX dtypes included: their limits
         are on the Format object).
     """
-    dt = check_dtype(type.dtype if hasattr(type, "dtype") and not isinstance(
-        type, np.dtype) else type)
+    dt = _dtype_of(type)
     if isinstance(dt, Format) or dt.kind not in "fc":
         raise TypeError(f"finfo needs a standard floating-point dtype, got {dt}")
-    return np.finfo(dt)
+    info = np.finfo(dt)
+    return FInfo(bits=int(info.bits), eps=float(info.eps), max=float(info.max),
+                 min=float(info.min), smallest_normal=float(info.smallest_normal),
+                 dtype=info.dtype)
 
 
-def iinfo(type: Any, /) -> Any:  # noqa: A002 - the standard's name
-    """Machine limits of an integer dtype (bits, max, min, dtype).
+def iinfo(type: Any, /) -> IInfo:  # noqa: A002 - the standard's name
+    """Machine limits of an integer dtype or array: ``bits``, ``max``, ``min`` (Python ints)
+    and ``dtype``.
 
     Raises
     ------
     TypeError
         If ``type`` is not an integer dtype.
     """
-    dt = check_dtype(type.dtype if hasattr(type, "dtype") and not isinstance(
-        type, np.dtype) else type)
+    dt = _dtype_of(type)
     if isinstance(dt, Format) or dt.kind not in "iu":
         raise TypeError(f"iinfo needs an integer dtype, got {dt}")
-    return np.iinfo(dt)
+    info = np.iinfo(dt)
+    return IInfo(bits=int(info.bits), max=int(info.max), min=int(info.min), dtype=dt)

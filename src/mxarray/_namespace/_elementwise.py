@@ -97,6 +97,85 @@ _BINARY: dict[str, tuple[str, str, str]] = {
 _IDENTITY_ON_INTEGERS = {"ceil", "floor", "trunc", "round"}
 
 
+# Special cases where NumPy's ufuncs (checked with NumPy 2.4) differ from the standard's
+# tables; applied on every device, they are no-ops where the module already conforms.
+# Each fix-up takes the array module, the input backend arrays and the ufunc's result,
+# and returns the result with those elements replaced.
+
+def _floor_divide_cases(xp: Any, x1: Any, x2: Any, out: Any) -> Any:
+    """An infinite dividend over a finite nonzero divisor is a signed infinity (NumPy:
+    NaN); a finite nonzero dividend over an infinite divisor of the other sign is ``-0``
+    (NumPy: -1)."""
+    if out.dtype.kind != "f":
+        return out
+    inf_over_finite = xp.isinf(x1) & xp.isfinite(x2) & (x2 != 0)
+    finite_over_inf = xp.isfinite(x1) & (x1 != 0) & xp.isinf(x2)
+    signs_differ = xp.signbit(x1) != xp.signbit(x2)
+    out = xp.where(inf_over_finite, xp.where(signs_differ, -xp.inf, xp.inf), out)
+    return xp.where(finite_over_inf, xp.where(signs_differ, -0.0, 0.0), out).astype(out.dtype)
+
+
+def _pow_cases(xp: Any, x1: Any, x2: Any, out: Any) -> Any:
+    """``-infinity`` or ``-0`` to a positive power that is not an odd integer gives
+    ``+infinity`` or ``+0`` (NumPy 2.4 computes ``x ** 0.5`` as ``sqrt(x)``: NaN and
+    ``-0``)."""
+    if out.dtype.kind != "f":
+        return out
+    not_odd = ~((x2 % 2) == 1)
+    negative_pole = ((x1 == -xp.inf) | ((x1 == 0) & xp.signbit(x1))) & (x2 > 0) & not_odd
+    return xp.where(negative_pole, xp.where(xp.isinf(x1), xp.inf, 0.0), out).astype(out.dtype)
+
+
+def _expm1_cases(xp: Any, x: Any, out: Any) -> Any:
+    """Complex ``expm1`` with an infinite or NaN real part, as the standard's table (NumPy
+    computes ``exp(x) - 1`` and gives NaN parts): ``+infinity + bj`` gives
+    ``+infinity * cis(b)`` (``b`` kept when it is zero, ``infinity + NaN j`` when it is not
+    finite), ``-infinity + bj`` gives ``-1 + 0 * cis(b)`` (``-1 + 0j`` when ``b`` is not
+    finite) and ``NaN ± 0j`` gives ``NaN ± 0j``."""
+    if out.dtype.kind != "c":
+        return out
+    a, b = x.real, x.imag
+    finite_b = xp.isfinite(b)
+    safe_b = xp.where(finite_b, b, 0.0)
+    cos_b, sin_b = xp.cos(safe_b), xp.sin(safe_b)
+    up_re = xp.where(finite_b, xp.where(b == 0, xp.inf, xp.inf * cos_b), xp.inf)
+    up_im = xp.where(finite_b, xp.where(b == 0, b, xp.inf * sin_b), xp.nan)
+    down_im = xp.where(finite_b, 0.0 * sin_b, 0.0)
+    re = xp.where(a == xp.inf, up_re, xp.where(a == -xp.inf, -1.0, out.real))
+    im = xp.where(a == xp.inf, up_im, xp.where(a == -xp.inf, down_im, out.imag))
+    im = xp.where(xp.isnan(a) & (b == 0), b, im)
+    return _complex(xp, re, im, out.dtype)
+
+
+def _tanh_cases(xp: Any, x: Any, out: Any) -> Any:
+    """Complex ``tanh`` of an infinite real part and a finite imaginary part ``b`` is
+    ``±1 + 0j`` with the zero taking the sign of ``b`` (NumPy: the sign of ``sin(2b)``)."""
+    if out.dtype.kind != "c":
+        return out
+    a, b = x.real, x.imag
+    hit = xp.isinf(a) & xp.isfinite(b)
+    re = xp.where(hit, xp.where(a > 0, 1.0, -1.0), out.real)
+    im = xp.where(hit, xp.where(xp.signbit(b), -0.0, 0.0), out.imag)
+    return _complex(xp, re, im, out.dtype)
+
+
+def _complex(xp: Any, re: Any, im: Any, dtype: Any) -> Any:
+    """A complex array of ``dtype`` from its parts, signed zeros and NaNs kept (a sum
+    ``re + 1j * im`` would turn ``inf * 1j`` into NaN parts)."""
+    out = xp.empty(re.shape, dtype=dtype)
+    out.real = re
+    out.imag = im
+    return out
+
+
+_SPECIAL_CASES: dict[str, Any] = {
+    "floor_divide": _floor_divide_cases,
+    "pow": _pow_cases,
+    "expm1": _expm1_cases,
+    "tanh": _tanh_cases,
+}
+
+
 def _out_dtype(rule: str, dtype: np.dtype) -> np.dtype:
     if rule == "bool":
         return dt.bool
@@ -114,6 +193,8 @@ def _make_unary(name: str, ufunc: str, category: str, rule: str) -> Any:
         xp = a._xp
         with quiet(xp):
             out = getattr(xp, ufunc)(a._x)
+            if name in _SPECIAL_CASES:
+                out = _SPECIAL_CASES[name](xp, a._x, xp.asarray(out))
         return Array._new(xp.asarray(out).astype(_out_dtype(rule, a.dtype), copy=False))
 
     func.__name__ = func.__qualname__ = name
@@ -131,6 +212,8 @@ def _make_binary(name: str, ufunc: str, category: str, rule: str) -> Any:
         xp = array_module(a)
         with quiet(xp):
             out = getattr(xp, ufunc)(a, b)
+            if name in _SPECIAL_CASES:
+                out = _SPECIAL_CASES[name](xp, a, b, xp.asarray(out))
         return Array._new(xp.asarray(out).astype(_out_dtype(rule, promoted), copy=False))
 
     func.__name__ = func.__qualname__ = name
@@ -179,6 +262,7 @@ _shift_left, _shift_right = _FUNCS["bitwise_left_shift"], _FUNCS["bitwise_right_
 
 
 def _check_shift(x2: Any) -> None:
+    x2 = dt.python_scalar(x2)
     negative = bool(x2._xp.any(x2._x < 0)) if isinstance(x2, Array) else (
         isinstance(x2, int) and x2 < 0)
     if negative:
@@ -225,6 +309,7 @@ def clip(x: Any, /, min: Any = None, max: Any = None) -> Array:  # noqa: A002
     out = a._x.copy()
     bounds = []
     for name, bound in (("min", min), ("max", max)):
+        bound = dt.python_scalar(bound)
         if bound is None:
             bounds.append(None)
             continue

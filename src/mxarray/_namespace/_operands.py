@@ -6,14 +6,15 @@ Every namespace function goes through here, so the rules live once:
 * an :class:`~mxarray.MXArray` gives its dequantized float32 values (functions that
   keep MX storage handle MX arrays before they get here);
 * a Python scalar meets the dtype of the other operand (standard scalar rules) and is
-  made on that operand's device, by its array module;
+  made on that operand's device, by its array module; a NumPy scalar of a standard dtype
+  (``numpy.float32(2.0)``, ``numpy.int64(3)``, ``numpy.bool_(True)``) counts as the Python
+  scalar it holds;
 * anything else (a raw NumPy array, another library's array) is a TypeError: mixing
   array libraries is never silently allowed.
 """
 
 from __future__ import annotations
 
-import builtins
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from ._device import CPU, locate, module, same_device
 __all__ = ["dense", "unwrap", "check_category", "binary_operands", "wrap", "array_module",
            "SCALARS"]
 
-SCALARS = (builtins.bool, int, float, complex)
+SCALARS = dt.SCALARS
 
 
 def dense(x: Any, name: str = "x") -> Array:
@@ -68,8 +69,8 @@ def binary_operands(
 ) -> tuple[Any, Any, np.dtype]:
     """Backend arrays for a binary function, with their promoted dtype.
 
-    One operand may be a Python scalar; it takes the kind of the array operand and is
-    made on its device.
+    One operand may be a Python scalar (or a NumPy scalar, taken as one); it takes the
+    kind of the array operand and is made on its device.
 
     Raises
     ------
@@ -80,6 +81,7 @@ def binary_operands(
     OverflowError
         If a Python int does not fit the array's integer dtype.
     """
+    x1, x2 = dt.python_scalar(x1), dt.python_scalar(x2)
     s1, s2 = isinstance(x1, SCALARS), isinstance(x2, SCALARS)
     if s1 and s2:
         raise TypeError(f"{func} needs at least one array argument")

@@ -4,19 +4,15 @@ Core (:mod:`mxarray.core`) is the only caller.  It checks every argument once, m
 block axis last, pads and cuts the array into contiguous rows of whole blocks, builds
 the option records below, and calls one method per operation:
 
-========================  ==========================================================
-core calls                contract
-========================  ==========================================================
-:meth:`Backend.quantize`  ``(n, block_size)`` float16/32/64 rows -> ``(n,
-                          bytes_per_block)`` packed uint8 codes and ``(n,)`` scale
-                          bytes, written into ``out`` when given
-:meth:`Backend.dequantize` packed rows and their scale bytes -> ``(n, block_size)``
-                          values of ``options.dtype``, written into ``out`` when given
-:meth:`Backend.matmul`    two :class:`MatmulOperand` records -> ``(batch, M, N)``
-                          float32 within the spec's bound for the chosen path
-:meth:`Backend.pack`,     unpacked codes <-> packed bytes along the last axis
-:meth:`Backend.unpack`
-========================  ==========================================================
+- :meth:`Backend.quantize`: ``(n, block_size)`` float16/32/64 rows to ``(n,
+  bytes_per_block)`` packed uint8 codes and ``(n,)`` scale bytes, written into ``out``
+  when given;
+- :meth:`Backend.dequantize`: packed rows and their scale bytes to ``(n, block_size)``
+  values of ``options.dtype``, written into ``out`` when given;
+- :meth:`Backend.matmul`: two :class:`MatmulOperand` records to a ``(batch, M, N)``
+  float32 product within the spec's bound for the chosen path;
+- :meth:`Backend.pack` and :meth:`Backend.unpack`: unpacked codes to packed bytes along
+  the last axis, and back.
 
 A backend subclasses :class:`Backend` and writes the four primitives
 (:meth:`~Backend.quantize_blocks`, :meth:`~Backend.dequantize_blocks`, ``pack``,
