@@ -296,6 +296,43 @@ def test_setitem_with_arrays_and_inplace_operators():
     assert_keeps_storage(a, expected + 1)
 
 
+# -- NumPy habits ---------------------------------------------------------------------------
+
+def test_numpy_style_methods_call_the_namespace_functions():
+    v = np.random.default_rng(11).standard_normal((2, 3, 64)).astype(np.float32)
+    q = mx.asarray(v, dtype=mx.mxfp8_e4m3)
+    for name in ["sum", "mean", "max", "min", "prod", "std", "var", "any", "all"]:
+        got, want = getattr(q, name)(axis=-1), getattr(mx, name)(q, axis=-1)
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert float(q.sum()) == float(mx.sum(q))
+    kept = q.reshape(6, 64)                    # the block axis stays whole: MX storage
+    assert isinstance(kept, mx.MXArray) and kept.shape == (6, 64)
+    assert q.reshape((2, 192)).shape == (2, 192)
+    dense = q.astype(mx.float32)
+    assert isinstance(dense, mx.Array)
+    np.testing.assert_array_equal(np.asarray(dense), deq(q))
+    assert q.tolist() == deq(q).tolist()
+    c = q.copy()
+    assert isinstance(c, mx.MXArray) and not np.shares_memory(c.packed, q.packed)
+    np.testing.assert_array_equal(c.packed, q.packed)
+    c[0, 0, 0] = 100.0
+    np.testing.assert_array_equal(deq(q), deq(mx.asarray(v, dtype=mx.mxfp8_e4m3)))
+
+
+@pytest.mark.parametrize("call", [np.sum, np.mean, np.max, np.std, np.shape, np.ravel,
+                                  lambda q: np.concatenate([q, q]),
+                                  lambda q: np.where(q > 0, q, 0)],
+                         ids=["sum", "mean", "max", "std", "shape", "ravel", "concatenate",
+                              "where"])
+def test_numpy_functions_all_refuse_mx_arrays_naming_the_conversion(call):
+    q = mx.asarray(np.ones((2, 64), np.float32), dtype=mx.mxfp4_e2m1)
+    with pytest.raises(TypeError, match=r"numpy\.asarray\(q\)"):
+        call(q)
+    np.testing.assert_array_equal(np.asarray(q), deq(q))  # the conversion they name
+    with pytest.raises(TypeError):
+        np.exp(q)                                          # ufuncs refuse too
+
+
 # -- creation with MX dtypes ---------------------------------------------------------------
 
 def test_creation_functions_with_mx_dtype():

@@ -3,6 +3,7 @@ logical shape they encode."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,12 @@ class MXArray:
     innermost and zero-padded to a multiple of the block size.  ``scales`` holds one E8M0
     byte per block.  Both arrays are read-only.  Storage lives on the host (NumPy) or,
     when quantized with the CuPy backend or moved with :meth:`to_device`, on a GPU.
+
+    This module holds the storage record only.  Importing :mod:`mxarray` installs the rest
+    from higher layers (:mod:`mxarray._namespace._mx_methods`): ``dequantize``,
+    indexing and assignment (block-wise, :mod:`mxarray.blockwise`), the operators, the
+    array API attributes (``dtype``, ``device``, ``T``, ``mT``,
+    ``__array_namespace__``) and NumPy-style methods.
 
     Examples
     --------
@@ -297,9 +304,16 @@ class MXArray:
 
     @property
     def scales(self) -> np.ndarray:
-        """E8M0 scale bytes, shaped like the array with the block axis replaced by its
-        block count (read-only view)."""
+        """Scale bytes (E8M0, or UE4M3 for NVFP4), shaped like the array with the block
+        axis replaced by its block count (read-only view)."""
         return self._xp().moveaxis(self._scales, -1, self._axis)
+
+    @property
+    def canonical_scales(self) -> Any:
+        """Scale bytes in the canonical block layout, matching :attr:`packed` block for
+        block: the logical shape without the block axis, then the block count (read-only).
+        """
+        return self._scales
 
     @property
     def nbytes(self) -> int:
@@ -339,45 +353,16 @@ class MXArray:
         """The array module of the storage (numpy, or cupy for GPU storage)."""
         return get_backend("cupy").xp if is_device_array(self._packed) else np
 
-    def dequantize(self, dtype: Any = np.float32, *, backend: str | None = None) -> np.ndarray:
-        """Return the values as a dense array; see :func:`mxarray.dequantize`."""
-        from .core import dequantize
-
-        return dequantize(self, dtype, backend=backend)
+    def copy(self) -> MXArray:
+        """Return an MXArray with its own copy of the storage (same format and metadata)."""
+        return MXArray._wrap(self._packed.copy(), self._scales.copy(), self._format,
+                             self._shape, self._axis, self._rounding, self._scale_mode,
+                             self._seed, self._tensor_scale)
 
     def __len__(self) -> int:
         if not self._shape:
             raise TypeError("len() of a 0-d MXArray")
         return self._shape[0]
-
-    # -- array API (the mxarray namespace; see docs/array_api.md) ---------------------
-
-    @property
-    def dtype(self) -> Format:
-        """The MX dtype of the array API namespace: the element :class:`Format`."""
-        return self._format
-
-    @property
-    def device(self) -> Any:
-        """The device the storage lives on: ``Device('cpu')`` or ``Device('cuda:N')``."""
-        name = device_name(self._packed)
-        return _ns()._device.CPU if name == "cpu" else _ns()._device.Device(name)
-
-    @property
-    def T(self) -> Any:  # noqa: N802 - the standard's name
-        """Transpose of a 2-D array (keeps MX storage; the block axis moves)."""
-        if self.ndim != 2:
-            raise ValueError(f"x.T needs a 2-D array, got {self.ndim}-D; use x.mT or permute_dims")
-        return _ns().permute_dims(self, (1, 0))
-
-    @property
-    def mT(self) -> Any:  # noqa: N802 - the standard's name
-        """Transpose of the last two axes (keeps MX storage; the block axis moves)."""
-        return _ns().matrix_transpose(self)
-
-    def __array_namespace__(self, *, api_version: str | None = None) -> Any:
-        """Return the ``mxarray`` namespace (see :meth:`mxarray.Array.__array_namespace__`)."""
-        return _ns().Array.__array_namespace__(self, api_version=api_version)  # type: ignore
 
     def to_device(self, device: Any, /, *, stream: Any = None) -> MXArray:
         """Return the array with its storage on ``device``, copying the bytes if needed.
@@ -415,17 +400,10 @@ class MXArray:
         values = self.dequantize(np.float32)
         return values if dtype is None else values.astype(dtype)
 
-    def __getitem__(self, key: Any) -> Any:
-        """Index; keeps MX storage when the blocks allow, else float32 (see the docs)."""
-        ns = _ns()
-        ns._indexing.backend_key(key, self._shape)  # rejects index types the standard forbids
-        out = ns._mx_structural.getitem(self, key)
-        return out if out is not None else ns.asarray(self, dtype=ns.float32)[key]
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        """Assign, requantizing only the blocks that hold written elements."""
-        packed, scales, seed = _ns()._mx_setitem.setitem(self, key, value)
-        self._packed, self._scales, self._seed = _read_only(packed), _read_only(scales), seed
+    # NumPy's operators defer to MXArray's (installed by the namespace, which refuses
+    # NumPy arrays): ``ndarray + MXArray`` calls ``MXArray.__radd__``.
+    __array_ufunc__ = None
+    __hash__ = None  # type: ignore[assignment] - arrays compare element-wise
 
     def __bool__(self) -> bool:
         raise TypeError(f"the truth value of an MXArray of shape {self._shape} is ambiguous; "
@@ -446,64 +424,53 @@ class MXArray:
             details.append(f"tensor_scale={float(self._tensor_scale)!r}")
         return f"MXArray({', '.join(details)})"
 
+    # -- writing blocks in place (for mxarray.blockwise) ---------------------------------
 
-def _ns() -> Any:
-    """The array API namespace (imported on first use: it imports this module)."""
-    from . import _namespace
+    def _write_blocks(self, window: tuple[Any, ...], touched: Any, packed: Any, scales: Any,
+                      seed: int | None) -> None:
+        """Store new bytes and scales for some canonical blocks, and record ``seed``.
 
-    return _namespace
+        ``window`` indexes the canonical block grid ``lead + (n_blocks,)``: slices, and
+        at most one integer array (for the block axis); ``touched`` is a boolean array of
+        the window's shape; ``packed`` holds ``(n, bytes_per_block)`` bytes and ``scales``
+        ``(n,)`` scale bytes for the ``n`` touched blocks, in C order.
 
-
-def _forward(func: str, reflected: bool = False) -> Any:
-    def method(self: MXArray, other: Any) -> Any:
-        f = getattr(_ns(), func)
-        return f(other, self) if reflected else f(self, other)
-
-    method.__name__ = func
-    method.__doc__ = f"``mxarray.{func}`` on the dequantized float32 values."
-    return method
-
-
-def _forward_inplace(func: str) -> Any:
-    def method(self: MXArray, other: Any) -> MXArray:
-        result = getattr(_ns(), func)(self, other)
-        if result.shape != self._shape:
-            raise ValueError(f"in-place {func} would change the shape from {self._shape} to "
-                             f"{result.shape}")
-        self[...] = result
-        return self
-
-    method.__name__ = f"i{func}"
-    method.__doc__ = f"In-place ``{func}``: computes in float32, requantizes every block."
-    return method
-
-
-def _forward_unary(func: str) -> Any:
-    def method(self: MXArray) -> Any:
-        return getattr(_ns(), func)(self)
-
-    method.__name__ = func
-    method.__doc__ = f"``mxarray.{func}`` on the dequantized float32 values."
-    return method
+        The storage is written in place when this array alone references it (no view,
+        no other MXArray and no caller holds it: CPython's reference count, the test
+        ``numpy.ndarray.resize`` uses).  Otherwise it is copied first, so views and
+        earlier results never change; after that copy the array owns its storage and
+        later writes are in place.
+        """
+        target_packed = _private(self._packed)
+        target_scales = _private(self._scales)
+        try:
+            grid = target_packed.reshape(target_packed.shape[:-1] + (
+                self._scales.shape[-1], self._format.bytes_per_block))
+            rows, block_scales = grid[window], target_scales[window]
+            rows[touched], block_scales[touched] = packed, scales
+            if any(not isinstance(part, slice) for part in window):  # copies: put back
+                grid[window], target_scales[window] = rows, block_scales
+        finally:
+            self._packed, self._scales = _read_only(target_packed), _read_only(target_scales)
+        self._seed = seed
 
 
-for _name, _func in [("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
-                     ("truediv", "divide"), ("floordiv", "floor_divide"), ("mod", "remainder"),
-                     ("pow", "pow"), ("matmul", "matmul")]:
-    setattr(MXArray, f"__{_name}__", _forward(_func))
-    setattr(MXArray, f"__r{_name}__", _forward(_func, reflected=True))
-    setattr(MXArray, f"__i{_name}__", _forward_inplace(_func))
-for _name, _func in [("eq", "equal"), ("ne", "not_equal"), ("lt", "less"),
-                     ("le", "less_equal"), ("gt", "greater"), ("ge", "greater_equal"),
-                     ("and", "bitwise_and"), ("or", "bitwise_or"), ("xor", "bitwise_xor"),
-                     ("lshift", "bitwise_left_shift"), ("rshift", "bitwise_right_shift")]:
-    setattr(MXArray, f"__{_name}__", _forward(_func))
-for _name, _func in [("neg", "negative"), ("pos", "positive"), ("abs", "abs"),
-                     ("invert", "bitwise_invert")]:
-    setattr(MXArray, f"__{_name}__", _forward_unary(_func))
-MXArray.__array_ufunc__ = None  # NumPy operators defer to MXArray (and then refuse)
-MXArray.__hash__ = None  # type: ignore[assignment] - arrays compare element-wise
-del _name, _func
+def _private(a: Any) -> Any:
+    """``a`` itself, made writeable, if nothing but the MXArray's slot references its
+    memory; else a writeable copy.
+
+    A view is private when its owner (``a.base``, a NumPy array) is referenced by ``a``
+    alone.  The counts include this function's reference and ``getrefcount``'s own.
+    """
+    if not is_device_array(a) and sys.getrefcount(a) <= 3:
+        owner = a.base
+        if owner is None or (type(owner) is np.ndarray and sys.getrefcount(owner) <= 3):
+            try:
+                a.flags.writeable = True
+                return a
+            except ValueError:  # memory that cannot be written (a read-only owner)
+                pass
+    return a.copy()
 
 
 def _check_shape(shape: object) -> tuple[int, ...]:

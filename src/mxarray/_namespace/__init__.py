@@ -5,15 +5,16 @@ Modules, one job each: dtypes and promotion (``_dtypes``), the dense Array
 element-wise functions (``_elementwise``), reductions (``_statistics``), manipulation
 (``_manipulation``), searching/sorting/sets (``_searching``), indexing
 (``_indexing``), linear algebra (``_linalg``), ``__array_namespace_info__``
-(``_info``), and the MX extension: conversion (``_mx_convert``) and the structural
-operations that keep MX storage (``_mx_structural``).
+(``_info``), and the MX extension: conversion (``_mx_convert``), the structural
+operations that keep MX storage (``_mx_structural``), assignment (``_mx_setitem``) and
+what MXArray gets from the namespace: operators, indexing, methods (``_mx_methods``,
+installed on import).
 """
 
 from __future__ import annotations
 
 import math as _math
 
-from . import _mx_setitem, _mx_structural  # noqa: F401 - used by MXArray's methods
 from ._array import Array
 from ._creation import (arange, asarray, astype, empty, empty_like, eye, from_dlpack, full,
                         full_like, linspace, meshgrid, ones, ones_like, tril, triu, zeros,
@@ -37,6 +38,7 @@ from ._searching import (argmax, argmin, argsort, nonzero, searchsorted, sort, u
                          unique_counts, unique_inverse, unique_values, where)
 from ._statistics import (all, any, count_nonzero, cumulative_prod, cumulative_sum, diff, max,
                           mean, min, prod, std, sum, var)
+from . import _mx_methods  # noqa: F401 - installs MXArray's operators, indexing, methods
 
 __array_api_version__ = "2024.12"
 

@@ -1,7 +1,7 @@
 """Structural operations that keep MX storage: they move bytes and scales, never requantize.
 
-An MX array stores ``_packed`` as ``lead + (bytes,)`` and ``_scales`` as ``lead + (nb,)``,
-``lead`` being the logical shape without the block axis.  An operation that only
+An MX array stores ``packed`` as ``lead + (bytes,)`` and ``canonical_scales`` as
+``lead + (nb,)``, ``lead`` being the logical shape without the block axis.  An operation that only
 rearranges the ``lead`` axes (indexing, permuting, reshaping, flipping, concatenating
 or broadcasting them) applies to both arrays alike and leaves every block intact; one
 that cuts the block axis at block boundaries slices the bytes and scales by whole
@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..array import MXArray
+from ..blockwise import expand_key
 
 __all__ = [
     "rebuild", "getitem", "permute_dims", "reshape", "flip", "concat", "stack",
@@ -46,19 +47,6 @@ def _lead_axis(axis: int, block_axis: int) -> int:
     return axis if axis < block_axis else axis - 1
 
 
-def _expand_key(key: Any, ndim: int) -> list[Any]:
-    """The index as one component per logical axis, plus its None entries."""
-    parts = list(key) if isinstance(key, tuple) else [key]
-    consuming = sum(p is not None and p is not Ellipsis for p in parts)
-    ellipses = [i for i, p in enumerate(parts) if p is Ellipsis]
-    if ellipses:
-        i = ellipses[0]
-        parts[i:i + 1] = [slice(None)] * (ndim - consuming)
-    else:
-        parts += [slice(None)] * (ndim - consuming)
-    return parts
-
-
 def _block_slice(s: slice, length: int, block: int) -> slice | None:
     """The block range a slice of the block axis keeps, or None if it cuts a block."""
     start, stop, step = s.indices(length)
@@ -74,7 +62,7 @@ def getitem(x: MXArray, key: Any) -> MXArray | None:
     integer-array index (on a non-block axis), and block-aligned slices of the block axis."""
     from ._array import Array
 
-    parts = _expand_key(key, x.ndim)
+    parts = expand_key(key, x.ndim)
     advanced = [p for p in parts if isinstance(p, Array)]
     if len(advanced) > 1 or any(a.dtype.kind == "b" or a.ndim != 1 for a in advanced):
         return None
@@ -101,12 +89,10 @@ def getitem(x: MXArray, key: Any) -> MXArray | None:
             if axis < x.block_axis and not isinstance(lead_key[-1], int):
                 out_axis += 1
         axis += 1
-    if axis != x.ndim:
-        raise IndexError(f"too many indices for an array of {x.ndim} dimension(s)")
-    bytes_per_block = x._packed.shape[-1] // x._scales.shape[-1]
+    bytes_per_block = x.format.bytes_per_block
     byte_range = slice(block_range.start * bytes_per_block, block_range.stop * bytes_per_block)
-    packed = x._packed[tuple(lead_key) + (byte_range,)]
-    scales = x._scales[tuple(lead_key) + (block_range,)]
+    packed = x.packed[tuple(lead_key) + (byte_range,)]
+    scales = x.canonical_scales[tuple(lead_key) + (block_range,)]
     length = min(block_range.stop * x.format.block_size, x.shape[x.block_axis]) - \
         block_range.start * x.format.block_size
     lead = packed.shape[:-1]
@@ -120,8 +106,8 @@ def permute_dims(x: MXArray, axes: Sequence[int]) -> MXArray:
     new_axis = order.index(x.block_axis)
     lead_order = [_lead_axis(a, x.block_axis) for a in order if a != x.block_axis]
     last = len(lead_order)
-    packed = np.transpose(x._packed, lead_order + [last])
-    scales = np.transpose(x._scales, lead_order + [last])
+    packed = np.transpose(x.packed, lead_order + [last])
+    scales = np.transpose(x.canonical_scales, lead_order + [last])
     return rebuild(x, packed, scales, tuple(x.shape[a] for a in order), new_axis)
 
 
@@ -137,8 +123,8 @@ def reshape(x: MXArray, shape: tuple[int, ...], new_axis: int | None = None) -> 
     for k in candidates:
         if _split_fits(x.shape, x.block_axis, shape, k):
             lead = shape[:k] + shape[k + 1:]
-            packed = x._packed.reshape(lead + x._packed.shape[-1:])
-            scales = x._scales.reshape(lead + x._scales.shape[-1:])
+            packed = x.packed.reshape(lead + x.packed.shape[-1:])
+            scales = x.canonical_scales.reshape(lead + x.canonical_scales.shape[-1:])
             return rebuild(x, packed, scales, shape, k)
     return None
 
@@ -148,7 +134,8 @@ def flip(x: MXArray, axes: Sequence[int]) -> MXArray | None:
     if x.block_axis in axes:
         return None
     lead = tuple(_lead_axis(a, x.block_axis) for a in axes)
-    return rebuild(x, np.flip(x._packed, lead), np.flip(x._scales, lead), x.shape, x.block_axis)
+    return rebuild(x, np.flip(x.packed, lead), np.flip(x.canonical_scales, lead), x.shape,
+                   x.block_axis)
 
 
 def concat(arrays: Sequence[MXArray], axis: int) -> MXArray | None:
@@ -164,11 +151,11 @@ def concat(arrays: Sequence[MXArray], axis: int) -> MXArray | None:
     if axis == ax:
         if any(a.shape[ax] % first.format.block_size for a in arrays[:-1]):
             return None
-        lead_axis = first._packed.ndim - 1
+        lead_axis = first.packed.ndim - 1
     else:
         lead_axis = _lead_axis(axis, ax)
-    packed = np.concatenate([a._packed for a in arrays], axis=lead_axis)
-    scales = np.concatenate([a._scales for a in arrays], axis=lead_axis)
+    packed = np.concatenate([a.packed for a in arrays], axis=lead_axis)
+    scales = np.concatenate([a.canonical_scales for a in arrays], axis=lead_axis)
     return rebuild(first, packed, scales, tuple(shape), ax, arrays)
 
 
@@ -180,8 +167,8 @@ def stack(arrays: Sequence[MXArray], axis: int) -> MXArray | None:
         return None
     ax = first.block_axis + (axis <= first.block_axis)
     lead_axis = axis if axis < ax else axis - 1
-    packed = np.stack([a._packed for a in arrays], axis=lead_axis)
-    scales = np.stack([a._scales for a in arrays], axis=lead_axis)
+    packed = np.stack([a.packed for a in arrays], axis=lead_axis)
+    scales = np.stack([a.canonical_scales for a in arrays], axis=lead_axis)
     shape = first.shape[:axis] + (len(arrays),) + first.shape[axis:]
     return rebuild(first, packed, scales, shape, ax, arrays)
 
@@ -193,6 +180,6 @@ def broadcast_to(x: MXArray, shape: tuple[int, ...]) -> MXArray | None:
     if ax < 0 or shape[ax] != x.shape[x.block_axis]:
         return None
     lead = shape[:ax] + shape[ax + 1:]
-    packed = np.broadcast_to(x._packed, lead + x._packed.shape[-1:])
-    scales = np.broadcast_to(x._scales, lead + x._scales.shape[-1:])
+    packed = np.broadcast_to(x.packed, lead + x.packed.shape[-1:])
+    scales = np.broadcast_to(x.canonical_scales, lead + x.canonical_scales.shape[-1:])
     return rebuild(x, packed, scales, shape, ax)
