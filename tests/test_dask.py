@@ -99,7 +99,7 @@ def test_misaligned_chunks_are_rechunked_to_whole_blocks() -> None:
         bs = mxarray.get_format(name).block_size
         x = da.ones((2, 10 * bs), chunks=(1, bs + 1), dtype=np.float32)
         q = mxd.quantize(x, name)
-        blocks_per_chunk = q.scales.chunks[-1]
+        blocks_per_chunk = q.canonical_scales.chunks[-1]
         assert sum(blocks_per_chunk) == 10
         bpb = q.packed.shape[-1] // 10
         assert q.packed.chunks[-1] == tuple(n * bpb for n in blocks_per_chunk)
@@ -169,7 +169,7 @@ def test_stochastic_npy_file_matches_in_memory(tmp_path) -> None:
     q = mxd.quantize_npy(tmp_path / "x.npy", tmp_path / "p.npy", tmp_path / "s.npy", name,
                          chunk_bytes=2 * bs * x.itemsize, rounding="stochastic", seed=2**63,
                          scheduler="synchronous")
-    assert q.scales.npartitions > 1
+    assert q.canonical_scales.npartitions > 1
     _assert_same(q, mxarray.quantize(x, name, rounding="stochastic", seed=2**63,
                                      backend="numpy"))
 
@@ -198,7 +198,7 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(TypeError, match="float32 or float64"):
         mxd.dequantize(q, np.float16)
     with pytest.raises(ValueError, match="packed must be uint8 of shape"):
-        mxd.DaskMXArray(q.packed[:32], q.scales, "mxfp8_e4m3", (64,), 0)
+        mxd.DaskMXArray(q.packed[:32], q.canonical_scales, "mxfp8_e4m3", (64,), 0)
     with pytest.raises(TypeError, match="scales must be a dask array"):
         mxd.DaskMXArray(q.packed, np.zeros(2, np.uint8), "mxfp8_e4m3", (64,), 0)
 
@@ -209,7 +209,7 @@ def test_store_writes_both_parts_into_memmaps(tmp_path) -> None:
     x = _data((5, 3 * bs + 9), 12)
     q = mxd.quantize(da.from_array(x, chunks=(2, bs)), name)
     packed = np.lib.format.open_memmap(tmp_path / "p.npy", "w+", np.uint8, q.packed.shape)
-    scales = np.lib.format.open_memmap(tmp_path / "s.npy", "w+", np.uint8, q.scales.shape)
+    scales = np.lib.format.open_memmap(tmp_path / "s.npy", "w+", np.uint8, q.canonical_scales.shape)
     mxd.store(q, packed, scales, scheduler="synchronous")
     ref = mxarray.quantize(x, name)
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), ref.packed)
@@ -224,8 +224,8 @@ def test_store_into_zarr(tmp_path) -> None:
     q = mxd.quantize(da.from_array(x, chunks=(1, 2 * bs)), name)
     packed = zarr.open_array(tmp_path / "p.zarr", mode="w", shape=q.packed.shape,
                              dtype=np.uint8, chunks=q.packed.chunksize)
-    scales = zarr.open_array(tmp_path / "s.zarr", mode="w", shape=q.scales.shape,
-                             dtype=np.uint8, chunks=q.scales.chunksize)
+    scales = zarr.open_array(tmp_path / "s.zarr", mode="w", shape=q.canonical_scales.shape,
+                             dtype=np.uint8, chunks=q.canonical_scales.chunksize)
     mxd.store(q, packed, scales, scheduler="synchronous")
     ref = mxarray.quantize(x, name)
     np.testing.assert_array_equal(packed[...], ref.packed)
@@ -243,7 +243,7 @@ def test_quantize_npy_matches_in_memory(tmp_path, axis) -> None:
     ref = mxarray.quantize(x, name, axis=axis)
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), ref.packed)
     np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), np.moveaxis(ref.scales, axis, -1))
-    assert q.scales.npartitions > 1  # it really went chunk by chunk
+    assert q.canonical_scales.npartitions > 1  # it really went chunk by chunk
     _assert_same(q, ref)
 
 
@@ -284,9 +284,21 @@ def test_local_cluster_with_two_workers_gives_the_in_memory_bytes() -> None:
             distributed.Client(cluster) as client:
         assert len(client.scheduler_info()["workers"]) == 2
         q = mxd.quantize(da.from_array(x, chunks=(2, 2 * bs)), name, backend="numpy")
-        packed, scales = client.compute([q.packed, q.scales], sync=True)
+        packed, scales = client.compute([q.packed, q.canonical_scales], sync=True)
         values = client.compute(mxd.dequantize(q), sync=True)
     ref = mxarray.quantize(x, name)
     np.testing.assert_array_equal(packed, ref.packed)
     np.testing.assert_array_equal(scales, ref.scales)
     np.testing.assert_array_equal(values, ref.dequantize())
+
+
+def test_scales_mean_what_they_mean_on_mxarray() -> None:
+    """``canonical_scales`` has the block axis innermost and ``scales`` the logical layout,
+    as on MXArray (issue 14: the word meant one thing on each class)."""
+    x = np.random.default_rng(3).standard_normal((96, 5)).astype(np.float32)
+    q = mxd.quantize(da.from_array(x, chunks=(64, 5)), "mxfp8_e4m3", axis=0)
+    ref = mxarray.quantize(x, "mxfp8_e4m3", axis=0)
+    assert q.canonical_scales.shape == ref.canonical_scales.shape == (5, 3)
+    assert q.scales.shape == ref.scales.shape == (3, 5)
+    np.testing.assert_array_equal(q.scales.compute(), ref.scales)
+    np.testing.assert_array_equal(q.canonical_scales.compute(), ref.canonical_scales)

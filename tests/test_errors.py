@@ -151,3 +151,13 @@ def test_dequantize_out_must_be_writeable() -> None:
     out.flags.writeable = False
     with pytest.raises(ValueError, match="writeable"):
         mxarray.dequantize(q, out=out)
+
+
+def test_from_parts_says_what_wide_codes_for_a_narrow_format_look_like() -> None:
+    """One-byte FP8 codes passed as FP4 codes: the message counts them against the
+    total and names the likely mix-up (issue 16: "536826305 code(s) out of range")."""
+    codes = mxarray.quantize(np.linspace(-1, 1, 64), "mxfp8_e4m3").codes()
+    scales = np.full(2, 127, np.uint8)
+    with pytest.raises(ValueError, match=r"of 64 code\(s\) out of range for mxfp4_e2m1.*"
+                                         r"layout='packed'"):
+        mxarray.MXArray.from_parts(codes, scales, "mxfp4_e2m1", shape=(64,), layout="codes")

@@ -102,9 +102,9 @@ def test_dask_quantize_equals_in_memory(case, name, data) -> None:
     assert same_bits(mxdask.dequantize(q, dtype).compute(),
                      mxarray.dequantize(want, dtype, backend="numpy"))
     packed = np.full(q.packed.shape, 0xAB, np.uint8)
-    scales = np.full(q.scales.shape, 0xAB, np.uint8)
+    scales = np.full(q.canonical_scales.shape, 0xAB, np.uint8)
     mxdask.store(q, packed, scales)
-    assert same_bits(packed, q.packed.compute()) and same_bits(scales, q.scales.compute())
+    assert same_bits(packed, q.packed.compute()) and same_bits(scales, q.canonical_scales.compute())
     event("bit-identical")
 
 
@@ -125,7 +125,7 @@ def test_quantize_npy_equals_in_memory(case, name, data, tmp_path) -> None:
     want = mxarray.quantize(x, name, axis=ax, backend="numpy", rounding="stochastic", seed=5)
     got = q.compute()
     assert same_bits(got.packed, want.packed) and same_bits(got.scales, want.scales)
-    assert same_bits(np.load(p), q.packed.compute()) and same_bits(np.load(s), q.scales.compute())
+    assert same_bits(np.load(p), q.packed.compute()) and same_bits(np.load(s), q.canonical_scales.compute())
     event("bit-identical")
 
 
@@ -206,11 +206,11 @@ def bad_calls(tmp_path):
         (lambda: mxdask.dequantize(q, None), TypeError, r"dtype"),
         (lambda: mxdask.dequantize(q, "nonsense"), TypeError, r"dtype|data type"),
         (lambda: mxdask.store(q.compute(), np.empty(1), np.empty(1)), TypeError, r"DaskMXArray"),
-        (lambda: mxdask.DaskMXArray(q.packed, q.scales, "mxint8", (2, 65), 1), ValueError,
+        (lambda: mxdask.DaskMXArray(q.packed, q.canonical_scales, "mxint8", (2, 65), 1), ValueError,
          r"shape"),
-        (lambda: mxdask.DaskMXArray(q.packed.compute(), q.scales, "mxint8", (2, 40), 1),
+        (lambda: mxdask.DaskMXArray(q.packed.compute(), q.canonical_scales, "mxint8", (2, 40), 1),
          TypeError, r"dask array"),
-        (lambda: mxdask.DaskMXArray(q.packed, q.scales, "nvfp4", (2, 40), 1), ValueError,
+        (lambda: mxdask.DaskMXArray(q.packed, q.canonical_scales, "nvfp4", (2, 40), 1), ValueError,
          r"per-tensor scale"),
         (lambda: mxdask.quantize_npy(good, *out, "mxint8", chunk_bytes=0), ValueError,
          r"chunk_bytes"),

@@ -280,8 +280,8 @@ def test_matmul_codes_and_bytes_agree() -> None:
     b = mxarray.quantize(rng.standard_normal((70, 11)), "mxfp6_e2m3", axis=0, backend="numpy")
     fa, fb = a.format, b.format
     with budgets(core._PIECE_ELEMENTS, 1):
-        packed = matmul_bytes(ref, a.packed[None], a._scales[None], fa, b.packed[None], b._scales[None], fb)
-        codes = matmul_codes(ref, ref.unpack(a.packed, fa).reshape(1, 9, -1, fa.block_size), a._scales[None], fa, ref.unpack(b.packed, fb).reshape(1, 11, -1, fb.block_size), b._scales[None], fb)
+        packed = matmul_bytes(ref, a.packed[None], a.canonical_scales[None], fa, b.packed[None], b.canonical_scales[None], fb)
+        codes = matmul_codes(ref, ref.unpack(a.packed, fa).reshape(1, 9, -1, fa.block_size), a.canonical_scales[None], fa, ref.unpack(b.packed, fb).reshape(1, 11, -1, fb.block_size), b.canonical_scales[None], fb)
     _same_bits(packed, codes)
 
 
@@ -347,7 +347,7 @@ def _check_quantize_and_dequantize(backend: str, fmt: str, layout: str, n: int) 
     with budgets(PIECE):
         mxarray.quantize(x[:4], fmt, axis=axis, backend=backend)  # compile, warm caches
         q, peak = traced_peak(lambda: mxarray.quantize(x, fmt, axis=axis, backend=backend))
-        result = q.packed.nbytes + q._scales.nbytes
+        result = q.packed.nbytes + q.canonical_scales.nbytes
         assert peak <= result + _workspace(backend, QUANTIZE_BYTES, PIECE), (n, peak, result)
         dense, peak = traced_peak(lambda: mxarray.dequantize(q, backend=backend))
         assert peak <= dense.nbytes + _workspace(backend, DEQUANTIZE_BYTES, PIECE), (
@@ -361,7 +361,7 @@ def test_unbounded_reference_would_fail_the_bound() -> None:
     x = np.random.default_rng(0).standard_normal(n, dtype=np.float32).reshape(-1, 1024)
     with budgets(n):
         q, peak = traced_peak(lambda: mxarray.quantize(x, "mxfp8_e4m3", backend="numpy"))
-    result = q.packed.nbytes + q._scales.nbytes
+    result = q.packed.nbytes + q.canonical_scales.nbytes
     assert peak > result + _workspace("numpy", QUANTIZE_BYTES, PIECE)
 
 
@@ -449,7 +449,7 @@ def test_quantize_peak_rss() -> None:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         q = mxarray.quantize(x, "mxfp8_e4m3", backend="numpy")
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(before * 1024, after * 1024, q.packed.nbytes + q._scales.nbytes)
+        print(before * 1024, after * 1024, q.packed.nbytes + q.canonical_scales.nbytes)
     """)
     done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
                           timeout=300, check=True)

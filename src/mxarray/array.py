@@ -244,10 +244,12 @@ class MXArray:
             bad = data >= limit
             if np.any(bad):
                 first = int(data[bad].flat[0])
+                hint = ("; these look like one-byte codes of an 8-bit format, or packed "
+                        "bytes (pass those with layout='packed')"
+                        if data.dtype.itemsize == 1 and fmt.code_bits < 8 else "")
                 raise ValueError(
-                    f"{int(bad.sum())} code(s) out of range for {fmt.name} "
-                    f"({fmt.code_bits}-bit codes must be < {limit}); first: {first}"
-                )
+                    f"{int(bad.sum())} of {data.size} code(s) out of range for {fmt.name} "
+                    f"({fmt.code_bits}-bit codes must be < {limit}); first: {first}{hint}")
             codes = blocks.to_blocks(data, ax, fmt.block_size)
             padded = blocks.n_blocks(length, fmt.block_size) * fmt.block_size
             codes = codes.reshape(want_packed[:-1] + (padded,))

@@ -447,7 +447,7 @@ def dequantize(
     dt = _output_dtype(dtype)
     fmt, xp = a.format, be.xp
     options = DequantizeOptions(fmt, dt, a.tensor_scale)
-    scales = xp.asarray(a._scales).reshape(-1)
+    scales = xp.asarray(a.canonical_scales).reshape(-1)
     packed = xp.asarray(a.packed).reshape(scales.shape[0], fmt.bytes_per_block)
     ax, n_total = a.block_axis, scales.shape[0]
     # With the block axis last, whole blocks and C order, the result's rows are exactly
@@ -499,13 +499,13 @@ def dequantize_rows(a: MXArray, first: int, count: int, dtype: Any = np.float32,
     """
     _check_mx(a, "a")
     dt = _output_dtype(dtype)
-    n_total = math.prod(a._scales.shape)
+    n_total = math.prod(a.canonical_scales.shape)
     if not (0 <= first and 0 <= count and first + count <= n_total):
         raise ValueError(f"blocks {first} .. {first + count - 1} are not inside the {n_total} "
                          "blocks of a")
     be = backend_for(a.format, backend, a.packed)
     xp, fmt = be.xp, a.format
-    scales = xp.asarray(a._scales).reshape(-1)[first:first + count]
+    scales = xp.asarray(a.canonical_scales).reshape(-1)[first:first + count]
     packed = xp.asarray(a.packed).reshape(n_total, fmt.bytes_per_block)[first:first + count]
     return be.dequantize(xp.ascontiguousarray(packed), xp.ascontiguousarray(scales),
                          DequantizeOptions(fmt, dt, a.tensor_scale))
@@ -596,7 +596,7 @@ def matmul(a: MXArray, b: MXArray, *, backend: str | None = None, path: str | No
     options = MatmulOptions(path)
     xp = be.xp
     a_rows, b_rows = xp.asarray(a.packed), xp.asarray(b.packed)
-    a_scales, b_scales = xp.asarray(a._scales), xp.asarray(b._scales)
+    a_scales, b_scales = xp.asarray(a.canonical_scales), xp.asarray(b.canonical_scales)
     if a.ndim == 1:
         a_rows, a_scales = a_rows[None], a_scales[None]
     if b.ndim == 1:

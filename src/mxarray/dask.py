@@ -7,8 +7,9 @@ bits by each element's index in the canonical layout of the whole array, so each
 is told the global numbers of its blocks and, with one seed for the whole array, draws
 exactly the bits the in-memory quantization would.  The result, :class:`DaskMXArray`,
 holds two lazy uint8 Dask arrays in the canonical layout (block axis innermost):
-``packed`` (``lead + (packed bytes,)``) and ``scales`` (``lead + (n_blocks,)``), where
-``lead`` is the logical shape without the block axis.
+``packed`` (``lead + (packed bytes,)``) and ``canonical_scales`` (``lead + (n_blocks,)``),
+where ``lead`` is the logical shape without the block axis; ``scales`` views the latter in
+the logical layout, as :attr:`mxarray.MXArray.scales` does.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ class DaskMXArray:
     packed : dask.array.Array
         uint8, ``lead + (n_blocks * bytes_per_block,)``: the block axis innermost,
         padded and packed exactly as :attr:`mxarray.MXArray.packed`.
-    scales : dask.array.Array
-        uint8 E8M0 bytes, ``lead + (n_blocks,)`` (the block axis innermost).
+    canonical_scales : dask.array.Array
+        uint8 scale bytes in the canonical block layout, ``lead + (n_blocks,)`` (the block
+        axis innermost), as :attr:`mxarray.MXArray.canonical_scales`; :attr:`scales` is
+        the same bytes in the logical layout, as :attr:`mxarray.MXArray.scales`.
     format : Format
     shape : tuple of int
         The logical shape.
@@ -61,7 +64,7 @@ class DaskMXArray:
     """
 
     packed: Any
-    scales: Any
+    canonical_scales: Any
     format: Format
     shape: tuple[int, ...]
     block_axis: int
@@ -81,7 +84,7 @@ class DaskMXArray:
         ax = blocks.normalize_axis(self.block_axis, len(shape), "block_axis")
         object.__setattr__(self, "block_axis", ax)
         for name, want in [("packed", blocks.packed_shape(shape, ax, fmt)),
-                           ("scales", blocks.lead_shape(shape, ax)
+                           ("canonical_scales", blocks.lead_shape(shape, ax)
                             + (blocks.n_blocks(shape[ax], fmt.block_size),))]:
             arr = getattr(self, name)
             if not isinstance(arr, da.Array):
@@ -96,12 +99,18 @@ class DaskMXArray:
         """Number of logical dimensions."""
         return len(self.shape)
 
+    @property
+    def scales(self) -> Any:
+        """The scale bytes shaped like the array with the block axis replaced by its block
+        count (a lazy view of :attr:`canonical_scales`), as :attr:`mxarray.MXArray.scales`."""
+        return da.moveaxis(self.canonical_scales, -1, self.block_axis)
+
     def compute(self, **kwargs: Any) -> MXArray:
         """Compute both parts (in one pass over the graph) into an in-memory MXArray.
 
         Keyword arguments go to :func:`dask.compute` (``scheduler=...``).
         """
-        packed, scales = dask.compute(self.packed, self.scales, **kwargs)
+        packed, scales = dask.compute(self.packed, self.canonical_scales, **kwargs)
         return MXArray.from_parts(
             packed, np.moveaxis(scales, -1, self.block_axis), self.format, self.shape,
             axis=self.block_axis, layout="packed", rounding=self.rounding,
@@ -155,7 +164,7 @@ def _quantize_chunk(chunk: np.ndarray, block_info: Any = None, *, fmt: Format, r
         where = block_info[0]
         ids = _global_block_ids(where["array-location"], where["shape"], fmt.block_size)
     q = _quantize_with_ids(chunk, fmt, ids, axis=-1, rounding=rounding, **kwargs)
-    return np.concatenate([q.packed, q.scales], axis=-1)
+    return np.concatenate([q.packed, q.canonical_scales], axis=-1)
 
 
 def _packed_part(both: np.ndarray, bytes_per_block: int) -> np.ndarray:
@@ -214,7 +223,7 @@ def quantize(
     >>> import numpy as np, dask.array as da, mxarray, mxarray.dask
     >>> x = np.linspace(-3, 3, 200, dtype=np.float32).reshape(2, 100)
     >>> q = mxarray.dask.quantize(da.from_array(x, chunks=(1, 64)), "mxfp8_e4m3")
-    >>> q.packed.chunks, q.scales.chunks
+    >>> q.packed.chunks, q.canonical_scales.chunks
     (((1, 1), (64, 64)), ((1, 1), (2, 2)))
     >>> bool(np.array_equal(q.compute().packed, mxarray.quantize(x, "mxfp8_e4m3").packed))
     True
@@ -275,7 +284,8 @@ def dequantize(
 ) -> Any:
     """Lazily dequantize a :class:`DaskMXArray` into a Dask array of ``q.shape``.
 
-    The chunks follow ``q.scales`` (``packed`` is rechunked to match if needed); each
+    The chunks follow ``q.canonical_scales`` (``packed`` is rechunked to match if needed);
+    each
     chunk is dequantized with :func:`mxarray.dequantize`, so the values equal the
     in-memory ones exactly.
 
@@ -306,7 +316,7 @@ def dequantize(
     dt = _output_dtype(dtype)
     fmt, ax = q.format, q.block_axis
     backend_for(fmt, backend)  # a bad backend fails now, not when a chunk is computed
-    scales = q.scales
+    scales = q.canonical_scales
     packed = q.packed.rechunk(
         scales.chunks[:-1] + (tuple(n * fmt.bytes_per_block for n in scales.chunks[-1]),)
     )
@@ -324,10 +334,11 @@ def dequantize(
 
 
 def store(q: DaskMXArray, packed: Any, scales: Any, **kwargs: Any) -> None:
-    """Write ``q.packed`` and ``q.scales`` into two array-likes, chunk by chunk.
+    """Write ``q.packed`` and ``q.canonical_scales`` into two array-likes, chunk by chunk.
 
     The targets (``numpy.memmap``, ``np.lib.format.open_memmap``, Zarr arrays ...) must
-    have the shapes of ``q.packed`` and ``q.scales`` and support slice assignment.  Both
+    have the shapes of ``q.packed`` and ``q.canonical_scales`` and support slice
+    assignment.  Both
     parts are written in one pass: each chunk is read and quantized once.  Keyword
     arguments go to :func:`dask.array.store` (``scheduler=...``, ``lock=...``).
 
@@ -340,14 +351,15 @@ def store(q: DaskMXArray, packed: Any, scales: Any, **kwargs: Any) -> None:
     --------
     >>> import numpy as np, dask.array as da, mxarray, mxarray.dask
     >>> q = mxarray.dask.quantize(da.ones((4, 64), chunks=(2, 32)), "mxint8")
-    >>> packed, scales = np.empty(q.packed.shape, np.uint8), np.empty(q.scales.shape, np.uint8)
+    >>> packed = np.empty(q.packed.shape, np.uint8)
+    >>> scales = np.empty(q.canonical_scales.shape, np.uint8)
     >>> mxarray.dask.store(q, packed, scales)
     >>> int(packed[0, 0]), int(scales[0, 0]) - 127          # 1.0 = 64/64 * 2**0
     (64, 0)
     """
     if not isinstance(q, DaskMXArray):
         raise TypeError(f"q must be a DaskMXArray, not {type(q).__name__}")
-    da.store([q.packed, q.scales], [packed, scales], **kwargs)
+    da.store([q.packed, q.canonical_scales], [packed, scales], **kwargs)
 
 
 class _NpyFile:
@@ -426,7 +438,7 @@ def quantize_npy(
     DaskMXArray
         Over the written files (opened read-only, lazily).  The format, logical shape
         and block axis are not in the ``.npy`` files: keep them to reopen the pair as a
-        ``DaskMXArray(packed, scales, fmt, shape, axis)`` of two Dask arrays.
+        ``DaskMXArray(packed, canonical_scales, fmt, shape, axis)`` of two Dask arrays.
 
     Examples
     --------
@@ -461,11 +473,11 @@ def quantize_npy(
     out_packed = np.lib.format.open_memmap(packed_path, mode="w+", dtype=np.uint8,
                                            shape=q.packed.shape)
     out_scales = np.lib.format.open_memmap(scales_path, mode="w+", dtype=np.uint8,
-                                           shape=q.scales.shape)
+                                           shape=q.canonical_scales.shape)
     store(q, out_packed, out_scales, **kwargs)
     out_packed.flush()
     out_scales.flush()
     del out_packed, out_scales
     reopened = [da.from_array(_NpyFile(p), chunks=c)
-                for p, c in [(packed_path, q.packed.chunks), (scales_path, q.scales.chunks)]]
+                for p, c in [(packed_path, q.packed.chunks), (scales_path, q.canonical_scales.chunks)]]
     return DaskMXArray(*reopened, fmt, q.shape, ax, rounding, scale_mode, q.seed)

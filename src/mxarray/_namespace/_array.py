@@ -185,7 +185,7 @@ class Array:
             raise ValueError("stream is not supported; synchronise before moving arrays")
         if target == self._device:
             return self
-        return Array._new(devices.move(self._x, self._device, target))
+        return Array._new(devices.move(self._x, target))
 
     def __dlpack__(self, *, stream: Any = None, max_version: Any = None,
                    dl_device: Any = None, copy: bool | None = None) -> Any:

@@ -166,10 +166,7 @@ def _asarray(obj: Any, dtype: Any, copy: bool | None, block_axis: int | None, ro
     block_axis = -1 if block_axis is None else block_axis
     if isinstance(obj, MXArray) and target is obj.format and (
             normalize_axis(block_axis, obj.ndim, "block_axis") == obj.block_axis):
-        return MXArray._wrap(obj._packed.copy(), obj._scales.copy(), obj.format, obj.shape,
-                             obj.block_axis, obj.rounding, obj.scale_mode, obj.seed,
-                             obj.tensor_scale) \
-            if copy else obj
+        return obj.copy() if copy else obj
     if isinstance(target, Format):
         if copy is False:
             raise ValueError("quantizing into an MX dtype always makes new storage; copy=False "
