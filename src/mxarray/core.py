@@ -224,8 +224,7 @@ def _quantize_with_ids(
     backend: str | None = None,
     tensor_scale: float | None = None,
 ) -> MXArray:
-    """:func:`quantize` for a piece of a larger array (used by ``mxarray.dask`` and
-    :mod:`mxarray.blockwise`).
+    """:func:`quantize` for a piece of a larger array (used by ``mxarray.dask``).
 
     ``block_ids`` is None (``x`` is the whole array) or integers, one per block of ``x``
     in its canonical layout (``lead + (n_blocks,)``, C order): each block's number in the
