@@ -5,7 +5,7 @@ Run on a machine with a CUDA GPU and ``pip install -e .[cuda,test]``::
     python benchmarks/gpu_check.py            # the full check, well under 5 minutes
     python benchmarks/gpu_check.py --dry-run  # no GPU needed: checks the plumbing only
 
-Steps: (1) the GPU tests (tests/test_gpu.py, test_device_storage.py and the CuPy rows
+Steps: (1) the GPU tests (tests/backends/cuda/test_gpu.py, test_device_storage.py and the CuPy rows
 of test_conformance.py); (2) bit-equality with the NumPy reference on fresh random and
 adversarial data (a new seed each run, printed), the OCP formats and MX9/MX6/MX4/NVFP4
 (with block_ids and tensor scales); (3) quantize and dequantize bandwidth against a

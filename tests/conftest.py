@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import mxarray
-from hardening import set_long
+from support.hardening import set_long
 
 settings.register_profile(
     "ci",
