@@ -57,3 +57,17 @@ def fast_backend(request: pytest.FixtureRequest) -> str:
     if not info.available:
         pytest.skip(f"backend {info.name!r} (numba, or cupy with a GPU) unusable here: {info.reason}")
     return request.param
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _formats_registered_here_stay_here():
+    """Formats a test module registers are forgotten after it, so that no other module's
+    listing of ``mxarray.BLOCK_FORMATS`` (strategies, parametrisations) depends on which
+    modules ran first."""
+    from mxarray import formats
+
+    before = set(formats.BLOCK_FORMATS)
+    yield
+    with formats._REGISTER_LOCK:
+        for name in set(formats.BLOCK_FORMATS) - before:
+            del formats._REGISTRY[name]
