@@ -104,6 +104,9 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     so.mx_host_tile_shift.argtypes = [i32, i32, i64, fp, fp]
     so.mx_host_tile_shift.restype = i32
     so.mx_host_mma_matmul.argtypes = [_p, _p, fp, _p, _p, fp, i64, i64, i64, i64, _p, i32]
+    so.mx_host_fold.argtypes = [fp, bp, i32, _p, _p, _p, i64, i64, i64, i64, i32, i32, i32]
+    so.mx_host_fold.restype = i32
+    so.mx_host_two_pass_epilogue.argtypes = [_p, i64, i32, u32, u32, i32]
     return so
 
 
