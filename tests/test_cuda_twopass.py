@@ -294,7 +294,7 @@ def test_two_pass_launches_within_the_bound(host_gpu, monkeypatch, fa, fb):
     got = gpu.matmul(a, b, cupy_backend.MatmulOptions())
     assert not exact and len(calls) == 3  # K = 160 in tiles of 64, 64 and 32
     assert [c[3] for c in calls] == [False, True, True]
-    assert cupy_backend.two_pass_violations(got[0], a, b) == []
+    assert cupy_backend.matmul_violations(got[0], a, b, "two-pass") == []
 
 
 def test_two_pass_batches_and_mixed_block_sizes(host_gpu):

@@ -28,10 +28,11 @@
 MX_FOLD_KERNEL(mx_fold_bf16_packed, mx_fold_thread_packed)
 MX_FOLD_KERNEL(mx_fold_bf16_codes, mx_fold_thread_codes)
 
-// c (n float32 bits) <- c * 2^-shift * ts_a * ts_b, rounded once to float32.
+// c (n float32 bits) <- c * 2^-shift * a_tensor_scale * b_tensor_scale (float32 bits),
+// rounded once to float32.
 extern "C" __global__ void mx_two_pass_epilogue(mx_u32* __restrict__ c, long long n, int shift,
-                                                mx_u32 ts_a, mx_u32 ts_b) {
+                                                mx_u32 a_tensor_scale, mx_u32 b_tensor_scale) {
     const long long t = mx_thread_index();
     if (t >= n) return;
-    c[t] = mx_two_pass_result_bits(c[t], shift, ts_a, ts_b);
+    c[t] = mx_two_pass_result_bits(c[t], shift, a_tensor_scale, b_tensor_scale);
 }

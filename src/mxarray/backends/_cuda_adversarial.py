@@ -120,11 +120,11 @@ def truncation_adversary(rng: np.random.Generator, rows: int, k: int) -> tuple[n
     dot products lead with one product of 1 followed by products just below 2^-23 (row 0
     positive; random signs in about half of the others): a float32 accumulator that aligns each
     group of products to the running sum and truncates loses every small product, an
-    error near ``K 2^-23``, twice the [dot] bound's ``K 2^-24``.  Every value is exact
+    error near ``0.875 K 2^-23``, 1.75 times the [dot] bound's ``K 2^-24``.  Every value is exact
     in mxfp8_e4m3 with power-of-two block scales (at most 4 significant bits).
     """
-    a = np.full((rows, k), 0.9375 * 2.0**-11)  # 15/16: 4 significant bits
-    b = np.full((rows, k), 2.0**-12)  # products 15/16 * 2^-23, just below 2^-23
+    a = np.full((rows, k), 0.875 * 2.0**-11)  # 7/8: exact in E4M3 at any block's scale
+    b = np.full((rows, k), 2.0**-12)  # products 7/8 * 2^-23, below 2^-23
     a[:, 0] = 1.0
     b[:, 0] = 1.0
     mixed = rng.random(rows) < 0.5

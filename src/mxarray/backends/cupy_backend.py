@@ -50,7 +50,7 @@ from .base import (Backend, DequantizeOptions, MatmulOperand, MatmulOptions,
                    QuantizeOptions)
 
 __all__ = ["BLOCK_KERNEL_FORMATS", "MATMUL_KERNELS", "TWO_PASS_TILE_BYTES", "CupyBackend",
-           "probe", "spec_bound_violations", "two_pass_check_problem", "two_pass_violations"]
+           "probe", "spec_bound_violations", "two_pass_check_problem", "matmul_violations"]
 
 BLOCK_KERNEL_FORMATS = ("mx9", "mx6", "mx4", "nvfp4")
 """The general block formats with CUDA kernels for every path (besides the six OCP ones)."""
@@ -453,9 +453,11 @@ def two_pass_check_problem(a_fmt: Format, b_fmt: Format) -> tuple[MatmulOperand,
     return operand(150, a_fmt, 0.75), operand(140, b_fmt, 1.5)
 
 
-def two_pass_violations(got: np.ndarray, a: MatmulOperand, b: MatmulOperand) -> list[str]:
-    """How a two-pass result ``got`` (M, N) of host operands breaks the path's bound
-    (:func:`_cuda_two_pass.two_pass_error_bound`); empty if it does not."""
+def matmul_violations(got: np.ndarray, a: MatmulOperand, b: MatmulOperand, path: str
+                      ) -> list[str]:
+    """How a result ``got`` (M, N) of host operands (one batch item) breaks the bound of
+    matmul path ``path``: the two-pass bound (:func:`_cuda_two_pass.two_pass_error_bound`)
+    for ``"two-pass"``, else the [dot] bound; empty if it does not."""
     from ..backends.numpy_backend import NumpyBackend
 
     ref = NumpyBackend()
@@ -465,10 +467,13 @@ def two_pass_violations(got: np.ndarray, a: MatmulOperand, b: MatmulOperand) -> 
         return ref.unpack(op.packed, op.fmt).reshape(1, rows, kb, op.fmt.block_size)
 
     scaled = a.tensor_scale is not None or b.tensor_scale is not None
+    bound = None
+    if path == "two-pass":
+        def bound(k: int, abs_dot: np.ndarray) -> np.ndarray:
+            return _cuda_two_pass.two_pass_error_bound(k, abs_dot, scaled)
     return spec_bound_violations(
         got, codes(a), a.scales, a.fmt, codes(b), b.scales, b.fmt,
-        a_tensor_scale=a.tensor_scale, b_tensor_scale=b.tensor_scale,
-        error_bound=lambda k, abs_dot: _cuda_two_pass.two_pass_error_bound(k, abs_dot, scaled))
+        a_tensor_scale=a.tensor_scale, b_tensor_scale=b.tensor_scale, error_bound=bound)
 
 
 def _two_pass_verified(device_id: int, a_fmt: Format, b_fmt: Format) -> bool:
@@ -491,7 +496,7 @@ def _two_pass_check(device_id: int, a_fmt: Format, b_fmt: Format) -> bool:
         if got is None:
             problem = "the check's operands did not take the two-pass path"
         else:
-            violations = two_pass_violations(cp.asnumpy(got)[0], a, b)
+            violations = matmul_violations(cp.asnumpy(got)[0], a, b, "two-pass")
             problem = "; ".join(violations) if violations else None
     except Exception as exc:  # no cuBLAS, or a launch error
         problem = f"{type(exc).__name__}: {exc}"
