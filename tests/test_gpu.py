@@ -6,7 +6,10 @@ is validated) run everywhere.  The tensor-core matmul is checked against the sim
 kernel and the reference under the spec's error bound (not bitwise: the order and
 rounding of the additions inside an mma instruction are the hardware's).  The general
 block formats (MX9/6/4, NVFP4) are checked bitwise for quantize (with ``block_ids``),
-dequantize and pack, and their matmul kernel under [dot_block_formats].
+dequantize and pack, and their matmul kernel under [dot_block_formats].  The two-pass
+path (bf16 fold + cuBLAS) is checked under its own bound ([dot_paths.two_pass]), bitwise
+where every sum is exact, on data that tells a truncating accumulator from a rounding
+one, and for its fallbacks to the exact path.
 """
 
 from __future__ import annotations
@@ -355,3 +358,103 @@ def test_block_matmul_kernel(gpu, fa, fb):
         if integers:
             want = matmul_codes(REF, ac, as_, fa, bc, bs, fb, **scales)[0]
             np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+# --- the two-pass path (bf16 fold + cuBLAS GEMM): its own bound, spec [dot_paths.two_pass]
+
+TWO_PASS_PAIRS = [(f, f) for f in FORMATS] + BLOCK_MATMUL_PAIRS + [("mxfp4_e2m1", "mxfp8_e4m3")]
+
+
+def _on_device(op):
+    import cupy as cp
+
+    return cupy_backend.MatmulOperand(cp.asarray(op.packed), cp.asarray(op.scales), op.fmt,
+                                      op.tensor_scale)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("fa,fb", TWO_PASS_PAIRS)
+def test_two_pass_within_its_bound(monkeypatch, fa, fb):
+    """The self-check problem on the two-pass path, with K tiles forced (three GEMMs that
+    accumulate), within the two-pass bound; and the first-use self-check passes."""
+    import cupy as cp
+
+    gpu = cupy_backend.CupyBackend(matmul_kernel="two-pass")
+    a, b = cupy_backend.two_pass_check_problem(BLOCK_FORMATS[fa], BLOCK_FORMATS[fb])
+    monkeypatch.setattr(cupy_backend, "TWO_PASS_TILE_BYTES", 64 * 2 * (150 + 140))
+    got = _host(gpu.matmul(_on_device(a), _on_device(b), cupy_backend.MatmulOptions()))[0]
+    assert cupy_backend.matmul_violations(got, a, b, "two-pass") == []
+    assert cupy_backend._two_pass_verified(cp.cuda.Device().id, a.fmt, b.fmt)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("fa,fb", [("mxfp8_e4m3", "mxfp8_e4m3"), ("nvfp4", "mx9")])
+def test_two_pass_is_exact_on_small_integers(fa, fb):
+    """Integer operands whose every partial sum is exact: bitwise the reference."""
+    fa, fb = BLOCK_FORMATS[fa], BLOCK_FORMATS[fb]
+    rng = np.random.default_rng(21)
+    ops = []
+    for fmt, rows in ((fa, 40), (fb, 24)):
+        kb = 96 // fmt.block_size
+        x = rng.integers(-3, 4, (rows * kb, fmt.block_size)).astype(np.float32)
+        kw = {"tensor_scale": 0.5} if fmt.tensor_scale != "none" else {}
+        ops.append(REF.quantize(x, qopts(fmt, **kw)) + (fmt, rows, kb, kw.get("tensor_scale")))
+    a, b = (cupy_backend.MatmulOperand(p.reshape(1, rows, -1), s.reshape(1, rows, kb), fmt,
+                                       None if t is None else np.float32(t))
+            for p, s, fmt, rows, kb, t in ops)
+    gpu = cupy_backend.CupyBackend(matmul_kernel="two-pass")
+    got = _host(gpu.matmul(_on_device(a), _on_device(b), cupy_backend.MatmulOptions()))
+    want = REF.matmul(a, b, cupy_backend.MatmulOptions())
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_two_pass_accumulation_model_holds_on_this_gpu():
+    """Data a truncating accumulator gets wrong by more than the [dot] bound: within the
+    two-pass bound here (the check of the accumulation model on this GPU)."""
+    from cuda_adversarial import truncation_adversary
+
+    fmt = FORMATS["mxfp8_e4m3"]
+    ops = []
+    for vals in truncation_adversary(np.random.default_rng(22), 32, 4096):
+        packed, scales = REF.quantize(vals.reshape(-1, 32), qopts(fmt))
+        ops.append(cupy_backend.MatmulOperand(packed.reshape(1, 32, -1),
+                                              scales.reshape(1, 32, -1), fmt, None))
+    gpu = cupy_backend.CupyBackend(matmul_kernel="two-pass")
+    got = _host(gpu.matmul(*map(_on_device, ops), cupy_backend.MatmulOptions()))[0]
+    assert cupy_backend.matmul_violations(got, *ops, "two-pass") == []
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_two_pass_falls_back_on_nan_scales_and_wide_scales():
+    """A NaN scale and scales no shift covers: the exact path's answer (within [dot])."""
+    gpu = cupy_backend.CupyBackend(matmul_kernel="two-pass")
+    a, b = cupy_backend.two_pass_check_problem(FORMATS["mxfp8_e5m2"], FORMATS["mxfp8_e5m2"])
+    for row, byte in ((3, 255), (4, 1)):
+        a.scales[0, row, 0] = byte
+    a.scales[0, 5, 1] = 254
+    got = _host(gpu.matmul(_on_device(a), _on_device(b), cupy_backend.MatmulOptions()))[0]
+    assert cupy_backend.matmul_violations(got, a, b, "simple") == []
+    assert np.all(np.isnan(got[3]))
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_core_matmul_paths_are_forceable():
+    import cupy as cp
+    import mxarray
+
+    x = cp.asarray(np.random.default_rng(23).standard_normal((64, 96)), dtype=cp.float32)
+    a = mxarray.quantize(x, "mxfp8_e4m3")
+    b = mxarray.quantize(x.T.copy(), "mxfp8_e4m3", axis=0)
+    results = {p: _host(mxarray.core.matmul(a, b, path=p))
+               for p in cupy_backend.CupyBackend.matmul_paths}
+    exact = _host(mxarray.core.matmul(a, b, path="simple"))
+    for path, got in results.items():
+        assert np.allclose(got, exact, rtol=1e-4, atol=1e-6), path
+    with pytest.raises(ValueError, match="no matmul path"):
+        mxarray.core.matmul(a, b, path="fast")

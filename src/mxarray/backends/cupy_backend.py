@@ -62,8 +62,9 @@ TWO_PASS_TILE_BYTES = 1 << 28
 """The two-pass path's folded bfloat16 K tile of both operands takes at most this many bytes
 (at least one block of each); tests lower it to force several tiles."""
 # cuBLAS constants (cublas_api.h and library_types.h of CUDA 12): CUBLAS_OP_N/T,
-# CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT.
+# CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT, CUBLAS_POINTER_MODE_HOST.
 _OP_N, _OP_T, _R_16BF, _R_32F, _COMPUTE_32F, _GEMM_DEFAULT = 0, 1, 14, 0, 68, -1
+_POINTER_MODE_HOST = 0
 _MATMUL_ENV = "MXARRAY_CUDA_MATMUL"
 _THREADS = 256
 _QUANTIZE_LANES = 8  # MX_QUANTIZE_LANES of mx_quantize.cu: threads per 32-element block
@@ -390,7 +391,7 @@ def _gemm_bf16(a: Any, b: Any, out: Any, k: int, accumulate: bool) -> None:
     beta = np.full(1, 1.0 if accumulate else 0.0, np.float32)
     handle = cp.cuda.device.get_cublas_handle()
     mode = cublas.getPointerMode(handle)
-    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+    cublas.setPointerMode(handle, _POINTER_MODE_HOST)
     try:
         cublas.gemmEx(handle, _OP_T, _OP_N, n, m, k, alpha.ctypes.data, b.data.ptr, _R_16BF,
                       ldb, a.data.ptr, _R_16BF, lda, beta.ctypes.data, out.data.ptr, _R_32F, n,
