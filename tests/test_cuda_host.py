@@ -107,6 +107,8 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     so.mx_host_fold.argtypes = [fp, bp, i32, _p, _p, _p, i64, i64, i64, i64, i32, i32, i32]
     so.mx_host_fold.restype = i32
     so.mx_host_two_pass_epilogue.argtypes = [_p, i64, i32, u32, u32, i32]
+    so.mx_host_quantize_packed.argtypes = [_p, i32, i64, fp, i32, i32, u64, _p, _p, _p, i32]
+    so.mx_host_dequantize_packed.argtypes = [_p, _p, i64, fp, i32, _p, i32]
     return so
 
 

@@ -90,11 +90,13 @@ def test_compiles_without_warnings(source, formats, arch):
         assert set(entries) == {f"{prefix}_f16", f"{prefix}_f32", f"{prefix}_f64"}
         spills = _SPILLS.findall(log)
         assert len(spills) == 3 and all(s == ("0", "0") for s in spills), log
-    if source == "mx_fold_bf16.cu":
-        assert set(entries) == {"mx_fold_bf16_packed", "mx_fold_bf16_codes",
-                                "mx_two_pass_epilogue"}
-        assert _SPILLS.findall(log) == [("0", "0")] * 3, log
-        assert _STACK.findall(log) == ["0"] * 3, log
+    if source in ("mx_fold_bf16.cu", "mx_packed.cu"):  # a whole block in registers
+        assert set(entries) == ({"mx_fold_bf16_packed", "mx_fold_bf16_codes",
+                                 "mx_two_pass_epilogue"} if source == "mx_fold_bf16.cu" else
+                                {"mx_quantize_packed_f16", "mx_quantize_packed_f32",
+                                 "mx_dequantize_packed_f32", "mx_dequantize_packed_f64"})
+        assert _SPILLS.findall(log) == [("0", "0")] * len(entries), log
+        assert _STACK.findall(log) == ["0"] * len(entries), log
     if source == "mx_matmul_mma.cu":
         assert entries == ["mx_matmul_mma"]
         assert _SPILLS.findall(log) == [("0", "0")], log
@@ -196,6 +198,11 @@ def test_backend_launches_match_the_kernel_parameters(monkeypatch):
     bc = np.zeros((1, 4, 2, 16), np.uint8)
     out = matmul_codes(gpu, ac, np.zeros((1, 2, 3), np.uint8), mx9, bc, np.zeros((1, 4, 2), np.uint8), nvfp4, b_tensor_scale=2.0)
     assert out.shape == (1, 2, 4) and out.dtype == np.float32
+    # the fused packed quantize (float16/32) and dequantize of the OCP formats
+    for dtype in (np.float16, np.float32):
+        packed, scales = gpu.quantize(np.ones((3, 32), dtype), qopts(FORMATS["mxfp4_e2m1"], "stochastic", "floor", 1, block_ids=ids))
+    for dtype in (np.float32, np.float64):
+        gpu.dequantize(packed, scales, dopts(FORMATS["mxfp4_e2m1"], dtype))
     # the two-pass path: fold kernels for OCP bytes and block-format codes, the epilogue
     monkeypatch.setattr(cupy_backend, "_gemm_bf16", lambda a, b, out, k, accumulate: None)
     fp6 = FORMATS["mxfp6_e3m2"]
@@ -215,4 +222,6 @@ def test_backend_launches_match_the_kernel_parameters(monkeypatch):
         "mx_block_quantize_f16", "mx_block_quantize_f64", "mx_block_dequantize_f32",
         "mx_block_dequantize_f64", "mx_block_pack", "mx_block_unpack", "mx_matmul_block",
         "mx_quantize_f16", "mx_quantize_f32", "mx_quantize_f64", "mx_dequantize_f32",
-        "mx_dequantize_f64", "mx_fold_bf16_packed", "mx_fold_bf16_codes", "mx_two_pass_epilogue"}
+        "mx_dequantize_f64", "mx_fold_bf16_packed", "mx_fold_bf16_codes", "mx_two_pass_epilogue",
+        "mx_quantize_packed_f16", "mx_quantize_packed_f32", "mx_dequantize_packed_f32",
+        "mx_dequantize_packed_f64"}

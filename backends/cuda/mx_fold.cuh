@@ -22,15 +22,9 @@
 
 #include "mx_block_arith.cuh"
 #include "mx_dot.cuh"
+#include "mx_vector.cuh"
 
-// Full unrolling of the per-block loops keeps the block's codes and values in registers.
-#if defined(__CUDA_ARCH__)
-#define MX_FOLD_UNROLL _Pragma("unroll")
-#else
-#define MX_FOLD_UNROLL
-#endif
-
-// Bytes of one block in the OCP packed layout, and of its folded bfloat16 values.
+// Elements, and unpacked code bytes, of the largest block.
 enum { MX_FOLD_MAX_BLOCK = 32, MX_FOLD_MAX_BYTES = 64 };
 
 // bfloat16 bits of the float64 `bits` times 2^shift, keeping the top 7 fraction bits.  Exact
@@ -72,32 +66,12 @@ MX_HD bool mx_fold_uncovered(unsigned value, bool nonzero, unsigned scale_byte, 
     return nonzero && ((value & 0x7FFFu) == 0u || (int)scale_byte < min_byte);
 }
 
-// Copies n bytes (n a multiple of 8, src and dst aligned to the largest power of two up to
-// 16 dividing n) with the widest vector moves.
-MX_HD void mx_fold_copy(unsigned char* dst, const unsigned char* src, int n) {
-#if defined(__CUDA_ARCH__)
-    if (n % 16 == 0) {
-        MX_FOLD_UNROLL
-        for (int i = 0; i < n; i += 16) {
-            *reinterpret_cast<uint4*>(dst + i) = *reinterpret_cast<const uint4*>(src + i);
-        }
-    } else {
-        MX_FOLD_UNROLL
-        for (int i = 0; i < n; i += 8) {
-            *reinterpret_cast<uint2*>(dst + i) = *reinterpret_cast<const uint2*>(src + i);
-        }
-    }
-#else
-    __builtin_memcpy(dst, src, (unsigned long)n);
-#endif
-}
-
 // Fold n codes of one block (codes[i] the unpacked code, i < n) into out[0..n).  Returns
 // whether any value is uncovered (see mx_fold_uncovered).
 MX_HD bool mx_fold_codes(const MxFormat& f, const MxBlockFormat& b, const unsigned* codes, int n,
                          unsigned scale_byte, int shift, int min_byte, unsigned short* out) {
     bool uncovered = false;
-    MX_FOLD_UNROLL
+    MX_UNROLL
     for (int i = 0; i < n; ++i) {
         const unsigned v = mx_fold_bf16(f, b, codes[i], scale_byte, shift);
         out[i] = (unsigned short)v;
@@ -119,19 +93,19 @@ MX_HD bool mx_fold_thread_packed(const MxFormat& f, const MxBlockFormat& b, long
     const long long row = t / tile_kb;
     const long long kb = kb0 + t % tile_kb;
     alignas(16) unsigned char bytes[MX_BLOCK_SIZE];
-    mx_fold_copy(bytes, packed + (row * n_kb + kb) * block_bytes, block_bytes);
+    mx_copy_bytes(bytes, packed + (row * n_kb + kb) * block_bytes, block_bytes);
     unsigned codes[MX_BLOCK_SIZE];
-    MX_FOLD_UNROLL
+    MX_UNROLL
     for (int g = 0; g < MX_BLOCK_SIZE / f.pack_elements; ++g) {
         unsigned char group[8];
         mx_unpack_group(f, bytes + g * f.pack_bytes, group);
-        MX_FOLD_UNROLL
+        MX_UNROLL
         for (int i = 0; i < f.pack_elements; ++i) codes[g * f.pack_elements + i] = group[i];
     }
     alignas(16) unsigned short values[MX_BLOCK_SIZE];
     const bool uncovered = mx_fold_codes(f, b, codes, MX_BLOCK_SIZE, scales[row * n_kb + kb],
                                          shift, min_byte, values);
-    mx_fold_copy(reinterpret_cast<unsigned char*>(out + t * MX_BLOCK_SIZE),
+    mx_copy_bytes(reinterpret_cast<unsigned char*>(out + t * MX_BLOCK_SIZE),
                  reinterpret_cast<const unsigned char*>(values), 2 * MX_BLOCK_SIZE);
     return uncovered;
 }
@@ -145,9 +119,9 @@ MX_HD bool mx_fold_thread_codes(const MxFormat& f, const MxBlockFormat& b, long 
     const long long row = t / tile_kb;
     const long long kb = kb0 + t % tile_kb;
     alignas(16) unsigned char bytes[MX_FOLD_MAX_BYTES];
-    mx_fold_copy(bytes, code_bytes + (row * n_kb + kb) * n * b.code_bytes, n * b.code_bytes);
+    mx_copy_bytes(bytes, code_bytes + (row * n_kb + kb) * n * b.code_bytes, n * b.code_bytes);
     unsigned codes[MX_FOLD_MAX_BLOCK];
-    MX_FOLD_UNROLL
+    MX_UNROLL
     for (int i = 0; i < n; ++i) {
         codes[i] = b.code_bytes == 1 ? bytes[i]
                                      : (unsigned)bytes[2 * i] | ((unsigned)bytes[2 * i + 1] << 8);
@@ -155,7 +129,7 @@ MX_HD bool mx_fold_thread_codes(const MxFormat& f, const MxBlockFormat& b, long 
     alignas(16) unsigned short values[MX_FOLD_MAX_BLOCK];
     const bool uncovered = mx_fold_codes(f, b, codes, n, scales[row * n_kb + kb], shift,
                                          min_byte, values);
-    mx_fold_copy(reinterpret_cast<unsigned char*>(out + t * n),
+    mx_copy_bytes(reinterpret_cast<unsigned char*>(out + t * n),
                  reinterpret_cast<const unsigned char*>(values), 2 * n);
     return uncovered;
 }

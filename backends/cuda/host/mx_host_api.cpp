@@ -12,6 +12,7 @@
 #include "../mx_block_arith.cuh"
 #include "../mx_dot.cuh"
 #include "../mx_fold.cuh"
+#include "../mx_packed.cuh"
 #include "../mx_mma_tile.cuh"
 
 namespace {
@@ -459,6 +460,28 @@ void mx_host_two_pass_epilogue(mx_u32* c, long long n, int shift, mx_u32 ts_a, m
                                int ftz) {
     FlushToZero guard(ftz);
     for (long long i = 0; i < n; ++i) c[i] = mx_two_pass_result_bits(c[i], shift, ts_a, ts_b);
+}
+
+// The fused packed quantize (mx_packed.cu) replayed block by block: input_bits 16 or 32.
+void mx_host_quantize_packed(const void* in, int input_bits, long long n, const MxFormat* f,
+                             int rounding, int scale_mode, mx_u64 seed, const mx_u64* block_ids,
+                             unsigned char* packed, unsigned char* scales, int ftz) {
+    FlushToZero guard(ftz);
+    for (long long row = 0; row < n; ++row) {
+        mx_quantize_packed_block(*f, static_cast<const unsigned char*>(in), input_bits, row,
+                                 packed, scales, rounding, scale_mode, seed, block_ids);
+    }
+}
+
+// The fused packed dequantize replayed block by block: out_bits 32 or 64.
+void mx_host_dequantize_packed(const unsigned char* packed, const unsigned char* scales,
+                               long long n, const MxFormat* f, int out_bits, void* out,
+                               int ftz) {
+    FlushToZero guard(ftz);
+    for (long long row = 0; row < n; ++row) {
+        mx_dequantize_packed_block(*f, packed, scales, row, static_cast<unsigned char*>(out),
+                                   out_bits);
+    }
 }
 
 }  // extern "C"

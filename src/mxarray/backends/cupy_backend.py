@@ -76,6 +76,10 @@ _INPUT_KERNELS = {
     np.dtype(np.float32): ("mx_quantize_f32", np.uint32),
     np.dtype(np.float64): ("mx_quantize_f64", np.uint64),
 }
+_PACKED_QUANTIZE = {  # input dtype -> fused OCP quantize kernel of mx_packed.cu
+    np.dtype(np.float16): "mx_quantize_packed_f16",
+    np.dtype(np.float32): "mx_quantize_packed_f32",
+}
 _OUTPUT_KERNELS = {
     np.dtype(np.float32): ("mx_dequantize_f32", np.uint32),
     np.dtype(np.float64): ("mx_dequantize_f64", np.uint64),
@@ -511,12 +515,18 @@ def _two_pass_check(device_id: int, a_fmt: Format, b_fmt: Format) -> bool:
     return problem is None
 
 
+def _is_aligned(a: Any, alignment: int) -> bool:
+    """Whether the data of ``a`` (CuPy, or NumPy in the CPU launch checks) start on a
+    multiple of ``alignment`` bytes."""
+    data = a.data  # a CuPy MemoryPointer; a NumPy buffer in the CPU launch check
+    address = data.ptr if hasattr(data, "ptr") else a.ctypes.data
+    return address % alignment == 0
+
+
 def _starting_on(a: Any, alignment: int) -> Any:
     """The C-contiguous array ``a``, or a copy of it if its data do not start on a multiple
     of ``alignment`` bytes (the vector loads of the OCP kernels need it)."""
-    data = a.data  # a CuPy MemoryPointer; a NumPy buffer in the CPU launch check
-    address = data.ptr if hasattr(data, "ptr") else a.ctypes.data
-    return a if address % alignment == 0 else a.copy()
+    return a if _is_aligned(a, alignment) else a.copy()
 
 
 def _aligned(a: Any, xp: Any = None) -> Any:
@@ -608,6 +618,59 @@ class CupyBackend(Backend):
                 n_threads = n * size
             kernel(_grid(n_threads), (_THREADS,), args)
         return codes, scales
+
+    def quantize(self, blocks: Any, options: QuantizeOptions,
+                 out: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
+        """Packed codes and scale bytes in one pass: OCP formats from float16/float32 run
+        ``mx_packed.cu`` (one thread per block); other inputs and formats quantize to codes
+        and pack (the contract's default)."""
+        cp = self.xp
+        fmt = options.fmt
+        blocks = cp.ascontiguousarray(cp.asarray(blocks))
+        name = _PACKED_QUANTIZE.get(blocks.dtype)
+        if not fmt.is_ocp or name is None:
+            return super().quantize(blocks, options, out)
+        n = blocks.shape[0]
+        packed = cp.empty((n, fmt.bytes_per_block), dtype=cp.uint8)
+        scales = cp.empty((n,), dtype=cp.uint8)
+        if out is not None and _is_aligned(out[0], 16):
+            packed, scales = out
+        if n:
+            kernel = _module("mx_packed.cu", (fmt,)).get_function(name)
+            kernel(_grid(n), (_THREADS,),
+                   (_starting_on(blocks, 16), packed, scales, np.int64(n),
+                    np.int32(ROUNDING_MODES.index(options.rounding)),
+                    np.int32(SCALE_MODES.index(options.scale_mode)),
+                    np.uint64(options.seed or 0),
+                    self._block_ids(options.block_ids, options.rounding)))
+        if out is not None and out[0] is not packed:
+            out[0][...] = packed
+            out[1][...] = scales
+            return out
+        return packed, scales
+
+    def dequantize(self, packed: Any, scales: Any, options: DequantizeOptions,
+                   out: Any = None) -> Any:
+        """Values of packed rows in one pass: OCP formats run ``mx_packed.cu`` (one thread
+        per block); the general block formats unpack and decode (the default)."""
+        cp = self.xp
+        fmt = options.fmt
+        if not fmt.is_ocp:
+            return super().dequantize(packed, scales, options, out)
+        scales = cp.ascontiguousarray(cp.asarray(scales, dtype=cp.uint8))
+        n = scales.shape[0]
+        values = out if out is not None and _is_aligned(out, 16) else \
+            cp.empty((n, BLOCK_SIZE), dtype=options.dtype)
+        if n:
+            name = "mx_dequantize_packed_f32" if options.dtype == np.float32 else \
+                "mx_dequantize_packed_f64"
+            kernel = _module("mx_packed.cu", (fmt,)).get_function(name)
+            kernel(_grid(n), (_THREADS,),
+                   (_aligned(packed, cp), scales, values, np.int64(n)))
+        if out is not None and out is not values:
+            out[...] = values
+            return out
+        return values
 
     def _block_ids(self, block_ids: Any, rounding: str) -> Any:
         """``block_ids`` as a uint64 CuPy array, or an empty one (a null pointer: the
