@@ -40,7 +40,7 @@ import numpy as np
 
 import mxarray
 from mxarray import _cuda_sources
-from mxarray.backends import _cuda_two_pass, cupy_backend
+from mxarray.backends import cupy_backend
 from mxarray.backends._cuda_adversarial import (adversarial_blocks, truncation_adversary,
                                                 two_level_blocks)
 from mxarray.backends.base import DequantizeOptions, MatmulOperand, QuantizeOptions

@@ -16,9 +16,17 @@ from cuda_adversarial import adversarial_blocks
 from mxarray.backends import cupy_backend
 from mxarray.backends.numpy_backend import NumpyBackend
 from mxarray.formats import FORMATS, ROUNDING_MODES, SCALE_MODES
-from test_cuda_host import FTZ, _ptr, _struct, lib  # noqa: F401  (fixture)
+from test_cuda_host import (FTZ, HOST_BUILD_REASON, NO_HOST_BUILD, _ptr, _struct, host_library)
 
 REF = NumpyBackend()
+
+
+@pytest.fixture(scope="module")
+def lib():
+    """The host build of the CUDA headers (tests/test_cuda_host.py builds it once)."""
+    if NO_HOST_BUILD:
+        pytest.skip(reason=HOST_BUILD_REASON)
+    return host_library()
 
 
 def host_quantize_packed(lib, blocks, fmt, options, ftz):

@@ -24,9 +24,17 @@ from mxarray.backends import cupy_backend
 from mxarray.backends.base import MatmulOperand
 from mxarray.backends.numpy_backend import NumpyBackend
 from mxarray.formats import BLOCK_FORMATS, FORMATS, SCALE
-from test_cuda_host import FTZ, _block_struct, _ptr, _struct, lib  # noqa: F401  (fixture)
+from test_cuda_host import (FTZ, HOST_BUILD_REASON, NO_HOST_BUILD, _block_struct, _ptr, _struct, host_library)
 
 REF = NumpyBackend()
+
+
+@pytest.fixture(scope="module")
+def lib():
+    """The host build of the CUDA headers (tests/test_cuda_host.py builds it once)."""
+    if NO_HOST_BUILD:
+        pytest.skip(reason=HOST_BUILD_REASON)
+    return host_library()
 GPU_FORMATS = [*FORMATS, *cupy_backend.BLOCK_KERNEL_FORMATS]
 
 

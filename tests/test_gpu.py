@@ -458,3 +458,33 @@ def test_core_matmul_paths_are_forceable():
         assert np.allclose(got, exact, rtol=1e-4, atol=1e-6), path
     with pytest.raises(ValueError, match="no matmul path"):
         mxarray.core.matmul(a, b, path="fast")
+
+
+@pytest.mark.gpu
+@needs_gpu
+@ALL_FORMATS
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_fused_packed_quantize_and_dequantize_bitwise(gpu, fmt, dtype):
+    """The one-thread-per-block kernels (mx_packed.cu) behind quantize/dequantize, every
+    mode, from a view one element off the 16-byte loads (copied first)."""
+    import cupy as cp
+
+    rng = np.random.default_rng(31)
+    with np.errstate(over="ignore"):
+        x = np.concatenate([adversarial_blocks(rng, 300, dtype, fmt),
+                            (rng.standard_normal((257, 32)) * 10).astype(dtype)])
+    flat = cp.empty(x.size + 1, dtype=dtype)
+    view = flat[1:].reshape(x.shape)
+    view[...] = cp.asarray(x)
+    for scale_mode in SCALE_MODES:
+        for rounding in ROUNDING_MODES:
+            seed = 99 if rounding == "stochastic" else None
+            want = REF.quantize(x, qopts(fmt, rounding, scale_mode, seed))
+            got = gpu.quantize(view, qopts(fmt, rounding, scale_mode, seed))
+            np.testing.assert_array_equal(_host(got[1]), want[1])
+            np.testing.assert_array_equal(_host(got[0]), want[0])
+    packed, scales = REF.quantize(x, qopts(fmt))
+    for out, bits in ((np.float32, np.uint32), (np.float64, np.uint64)):
+        want = REF.dequantize(packed, scales, dopts(fmt, out))
+        got = _host(gpu.dequantize(cp.asarray(packed), cp.asarray(scales), dopts(fmt, out)))
+        np.testing.assert_array_equal(got.view(bits), want.view(bits))

@@ -472,13 +472,14 @@ def matmul_violations(got: np.ndarray, a: MatmulOperand, b: MatmulOperand, path:
         return ref.unpack(op.packed, op.fmt).reshape(1, rows, kb, op.fmt.block_size)
 
     scaled = a.tensor_scale is not None or b.tensor_scale is not None
-    bound = None
-    if path == "two-pass":
-        def bound(k: int, abs_dot: np.ndarray) -> np.ndarray:
-            return _cuda_two_pass.two_pass_error_bound(k, abs_dot, scaled)
+
+    def two_pass_bound(k: int, abs_dot: np.ndarray) -> np.ndarray:
+        return _cuda_two_pass.two_pass_error_bound(k, abs_dot, scaled)
+
     return spec_bound_violations(
         got, codes(a), a.scales, a.fmt, codes(b), b.scales, b.fmt,
-        a_tensor_scale=a.tensor_scale, b_tensor_scale=b.tensor_scale, error_bound=bound)
+        a_tensor_scale=a.tensor_scale, b_tensor_scale=b.tensor_scale,
+        error_bound=two_pass_bound if path == "two-pass" else None)
 
 
 def _two_pass_verified(device_id: int, a_fmt: Format, b_fmt: Format) -> bool:
