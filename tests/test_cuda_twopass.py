@@ -341,3 +341,16 @@ def test_mma_path_refuses_block_formats(host_gpu):
     a, b = cupy_backend.two_pass_check_problem(BLOCK_FORMATS["nvfp4"], BLOCK_FORMATS["mx9"])
     with pytest.raises(ValueError, match="OCP"):
         gpu.matmul(a, b, cupy_backend.MatmulOptions("mma"))
+
+
+def test_auto_takes_two_pass_from_its_size_up(host_gpu, monkeypatch):
+    gpu, calls, exact = host_gpu
+    auto = cupy_backend.CupyBackend(matmul_kernel="auto")
+    a, b = cupy_backend.two_pass_check_problem(FORMATS["mxint8"], FORMATS["mxint8"])
+    monkeypatch.setattr(cupy_backend, "_two_pass_verified", lambda xp, fa, fb: True)
+    auto.matmul(a, b, cupy_backend.MatmulOptions())  # 150 x 140 x 160 < 2^24: exact
+    assert exact == ["auto"] and not calls
+    monkeypatch.setattr(cupy_backend, "TWO_PASS_MIN_MACS", 150 * 140 * 160)
+    auto.matmul(a, b, cupy_backend.MatmulOptions())
+    assert exact == ["auto"] and calls
+

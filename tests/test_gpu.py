@@ -385,7 +385,7 @@ def test_two_pass_within_its_bound(monkeypatch, fa, fb):
     monkeypatch.setattr(cupy_backend, "TWO_PASS_TILE_BYTES", 64 * 2 * (150 + 140))
     got = _host(gpu.matmul(_on_device(a), _on_device(b), cupy_backend.MatmulOptions()))[0]
     assert cupy_backend.matmul_violations(got, a, b, "two-pass") == []
-    assert cupy_backend._two_pass_verified(cp.cuda.Device().id, a.fmt, b.fmt)
+    assert cupy_backend._two_pass_verified(cp, a.fmt, b.fmt)
 
 
 @pytest.mark.gpu

@@ -27,10 +27,12 @@ or by the environment variable ``MXARRAY_CUDA_MATMUL``:
     one thread per output, float64 accumulation (``mx_matmul_simple.cu``, and
     ``mx_matmul_block.cu`` for pairs with a general block format), the [dot] bound.
 ``"auto"`` (the default)
-    at every shape: the two-pass path once it has passed a self-check on the device for the
-    format pair (a small problem compared with the exact result under its bound); its
-    fallback, and the path when the check fails (a warning, once), is the exact path: the
-    mma kernel for OCP pairs once it has passed its own self-check, else the simple kernel.
+    products of at least :data:`TWO_PASS_MIN_MACS` multiply-adds (batch x M x N x K): the
+    two-pass path once it has passed a self-check on the device for the format pair (a
+    small problem compared with the exact result under its bound).  Smaller products, the
+    two-pass path's fallbacks, and pairs whose check failed (a warning, once) take the
+    exact path: the mma kernel for OCP pairs once it has passed its own self-check, else
+    the simple kernel.  So small products meet [dot]; large ones the two-pass bound.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ from . import _cuda_two_pass
 from .base import (Backend, DequantizeOptions, MatmulOperand, MatmulOptions,
                    QuantizeOptions)
 
-__all__ = ["BLOCK_KERNEL_FORMATS", "MATMUL_KERNELS", "TWO_PASS_TILE_BYTES", "CupyBackend",
+__all__ = ["BLOCK_KERNEL_FORMATS", "MATMUL_KERNELS", "TWO_PASS_MIN_MACS", "TWO_PASS_TILE_BYTES",
+           "CupyBackend",
            "probe", "spec_bound_violations", "two_pass_check_problem", "matmul_violations"]
 
 BLOCK_KERNEL_FORMATS = ("mx9", "mx6", "mx4", "nvfp4")
@@ -58,6 +61,10 @@ BLOCK_KERNEL_FORMATS = ("mx9", "mx6", "mx4", "nvfp4")
 MATMUL_KERNELS = ("auto", "two-pass", "mma", "simple")
 """The matmul paths (``matmul_kernel``, ``MXARRAY_CUDA_MATMUL``, ``path=``); see the module
 docstring."""
+TWO_PASS_MIN_MACS = 1 << 24
+"""``"auto"`` takes the two-pass path from this many multiply-adds (batch x M x N x K) up:
+below it the two-pass path's fixed costs (launches, two host synchronisations) outweigh
+the GEMM.  A first guess (256^3), to be tuned from ``benchmarks/gpu_check.py`` timings."""
 TWO_PASS_TILE_BYTES = 1 << 28
 """The two-pass path's folded bfloat16 K tile of both operands takes at most this many bytes
 (at least one block of each); tests lower it to force several tiles."""
@@ -482,10 +489,11 @@ def matmul_violations(got: np.ndarray, a: MatmulOperand, b: MatmulOperand, path:
         error_bound=two_pass_bound if path == "two-pass" else None)
 
 
-def _two_pass_verified(device_id: int, a_fmt: Format, b_fmt: Format) -> bool:
-    """Run the two-pass path once on this device and format pair against the exact result."""
+def _two_pass_verified(cp: Any, a_fmt: Format, b_fmt: Format) -> bool:
+    """Run the two-pass path once on the current device and format pair against the exact
+    result (``cp``: the cupy module)."""
     with _ONCE_LOCK:
-        return _two_pass_check(device_id, a_fmt, b_fmt)
+        return _two_pass_check(cp.cuda.Device().id, a_fmt, b_fmt)
 
 
 @functools.cache
@@ -747,8 +755,10 @@ class CupyBackend(Backend):
         if kind == "mma" and not (a.fmt.is_ocp and b.fmt.is_ocp):
             raise ValueError(f"the mma matmul path serves pairs of OCP formats only, not "
                              f"{a.fmt.name} x {b.fmt.name}; use two-pass or simple")
-        if kind == "two-pass" or (kind == "auto" and _two_pass_verified(
-                cp.cuda.Device().id, a.fmt, b.fmt)):
+        batch, m, _ = a.scales.shape
+        macs = batch * m * int(b.scales.shape[1]) * min(a.padded_length, b.padded_length)
+        if kind == "two-pass" or (kind == "auto" and macs >= TWO_PASS_MIN_MACS
+                                  and _two_pass_verified(cp, a.fmt, b.fmt)):
             out = _two_pass(self, a, b)
             if out is not None:
                 return out
