@@ -90,11 +90,13 @@ def test_compiles_without_warnings(source, formats, arch):
         assert set(entries) == {f"{prefix}_f16", f"{prefix}_f32", f"{prefix}_f64"}
         spills = _SPILLS.findall(log)
         assert len(spills) == 3 and all(s == ("0", "0") for s in spills), log
-    if source in ("mx_fold_bf16.cu", "mx_packed.cu"):  # a whole block in registers
-        assert set(entries) == ({"mx_fold_bf16_packed", "mx_fold_bf16_codes",
-                                 "mx_two_pass_epilogue"} if source == "mx_fold_bf16.cu" else
-                                {"mx_quantize_packed_f16", "mx_quantize_packed_f32",
-                                 "mx_dequantize_packed_f32", "mx_dequantize_packed_f64"})
+    whole_block = {  # one thread per block: the block stays in registers
+        "mx_fold_bf16.cu": {"mx_fold_bf16_packed", "mx_fold_bf16_codes", "mx_two_pass_epilogue"},
+        "mx_packed.cu": {"mx_quantize_packed_f16", "mx_quantize_packed_f32",
+                         "mx_dequantize_packed_f32", "mx_dequantize_packed_f64"},
+        "mx_block_packed.cu": {"mx_block_dequantize_packed_f32", "mx_block_dequantize_packed_f64"}}
+    if source in whole_block:
+        assert set(entries) == whole_block[source]
         assert _SPILLS.findall(log) == [("0", "0")] * len(entries), log
         assert _STACK.findall(log) == ["0"] * len(entries), log
     if source == "mx_matmul_mma.cu":
@@ -203,6 +205,7 @@ def test_backend_launches_match_the_kernel_parameters(monkeypatch):
         packed, scales = gpu.quantize(np.ones((3, 32), dtype), qopts(FORMATS["mxfp4_e2m1"], "stochastic", "floor", 1, block_ids=ids))
     for dtype in (np.float32, np.float64):
         gpu.dequantize(packed, scales, dopts(FORMATS["mxfp4_e2m1"], dtype))
+        gpu.dequantize(np.zeros((3, 17), np.uint8), scales, dopts(mx9, dtype))
     # the two-pass path: fold kernels for OCP bytes and block-format codes, the epilogue
     monkeypatch.setattr(cupy_backend, "_gemm_bf16", lambda a, b, out, k, accumulate: None)
     fp6 = FORMATS["mxfp6_e3m2"]
@@ -224,4 +227,5 @@ def test_backend_launches_match_the_kernel_parameters(monkeypatch):
         "mx_quantize_f16", "mx_quantize_f32", "mx_quantize_f64", "mx_dequantize_f32",
         "mx_dequantize_f64", "mx_fold_bf16_packed", "mx_fold_bf16_codes", "mx_two_pass_epilogue",
         "mx_quantize_packed_f16", "mx_quantize_packed_f32", "mx_dequantize_packed_f32",
-        "mx_dequantize_packed_f64"}
+        "mx_dequantize_packed_f64", "mx_block_dequantize_packed_f32",
+        "mx_block_dequantize_packed_f64"}

@@ -1,7 +1,8 @@
 """The fused packed quantize and dequantize kernels (backends/cuda/mx_packed.cu: one thread
-per 32-element block, 16-byte loads and stores, 32-bit rounding arithmetic), replayed block
-by block from the host build of their header, bit for bit against the NumPy reference with
-MXCSR flush-to-zero off and on; and the CuPy backend's launches of them.
+per 32-element block, 16-byte loads and stores, 32-bit rounding arithmetic; and
+mx_block_packed.cu, the general block formats' dequantize), replayed block by block from
+the host build of their header, bit for bit against the NumPy reference with MXCSR
+flush-to-zero off and on; and the CuPy backend's launches of them.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import numpy as np
 import pytest
 
 from backend_calls import dopts, qopts
-from cuda_adversarial import adversarial_blocks
+from cuda_adversarial import TENSOR_SCALES, adversarial_blocks
 from mxarray.backends import cupy_backend
 from mxarray.backends.numpy_backend import NumpyBackend
-from mxarray.formats import FORMATS, ROUNDING_MODES, SCALE_MODES
-from test_cuda_host import (FTZ, HOST_BUILD_REASON, NO_HOST_BUILD, _ptr, _struct, host_library)
+from mxarray.formats import BLOCK_FORMATS, FORMATS, ROUNDING_MODES, SCALE_MODES
+from test_cuda_host import (FTZ, HOST_BUILD_REASON, NO_HOST_BUILD, _block_struct, _ptr, _struct,
+                            host_library)
 
 REF = NumpyBackend()
 
@@ -77,6 +79,27 @@ def test_packed_dequantize_is_bit_exact_for_every_code_and_scale(lib, fmt, ftz):
         np.testing.assert_array_equal(got.view(bits), want.view(bits))
 
 
+@pytest.mark.parametrize("ftz", FTZ)
+@pytest.mark.parametrize("name", cupy_backend.BLOCK_KERNEL_FORMATS)
+def test_block_packed_dequantize_is_bit_exact_for_every_code_and_scale(lib, name, ftz):
+    fmt = BLOCK_FORMATS[name]
+    n_codes = 1 << fmt.code_bits
+    per_scale = -(-n_codes // fmt.block_size)
+    codes = np.resize(np.arange(n_codes, dtype=fmt.code_dtype), (256 * per_scale, fmt.block_size))
+    scales = np.repeat(np.arange(256, dtype=np.uint8), per_scale)
+    packed = REF.pack(codes, fmt)
+    for ts in (TENSOR_SCALES if fmt.tensor_scale != "none" else (None,)):
+        ts_bits = int(np.float32(1.0 if ts is None else ts).view(np.uint32))
+        for dtype, bits in ((np.float32, np.uint32), (np.float64, np.uint64)):
+            want = REF.dequantize_blocks(codes, scales, dopts(fmt, dtype, tensor_scale=ts))
+            got = np.zeros(codes.shape, dtype)
+            lib.mx_host_block_dequantize_packed(
+                _ptr(packed), _ptr(scales), codes.shape[0], ctypes.byref(_struct(fmt)),
+                ctypes.byref(_block_struct(fmt)), 8 * np.dtype(dtype).itemsize, ts_bits,
+                _ptr(got), ftz)
+            np.testing.assert_array_equal(got.view(bits), want.view(bits))
+
+
 def test_backend_launches_the_packed_kernels(monkeypatch):
     """quantize (float16/32 input, OCP) and dequantize (OCP) launch the packed kernels with
     aligned arrays; float64 input and block formats keep the two-step defaults."""
@@ -103,6 +126,11 @@ def test_backend_launches_the_packed_kernels(monkeypatch):
     assert packed.shape == (4, fmt.bytes_per_block) and scales.shape == (4,)
     out = gpu.dequantize(packed, scales, dopts(fmt, np.float64))
     assert launches[-1][1] == "mx_dequantize_packed_f64" and out.shape == (4, 32)
+    nvfp4 = BLOCK_FORMATS["nvfp4"]
+    out = gpu.dequantize(np.zeros((3, 8), np.uint8), np.zeros(3, np.uint8),
+                         dopts(nvfp4, np.float32, tensor_scale=0.5))
+    assert launches[-1][:2] == ("mx_block_packed.cu", "mx_block_dequantize_packed_f32")
+    assert out.shape == (3, 16) and launches[-1][3][4] == np.float32(0.5).view(np.uint32)
     del launches[:]
     gpu.quantize(x.astype(np.float64), qopts(fmt))  # float64: the codes kernel, then pack
     assert [s for s, *_ in launches] == ["mx_quantize.cu", "mx_pack.cu"]

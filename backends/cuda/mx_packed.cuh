@@ -1,6 +1,7 @@
-// One thread per 32-element block, packed bytes in and out: the fused OCP quantize (float16
-// or float32 input) and dequantize (float32 or float64 output) of mx_packed.cu, shared with
-// the host test library, which replays them block by block.
+// One thread per block, packed bytes in and out: the fused OCP quantize (float16 or float32
+// input) and dequantize (float32 or float64 output), and the general block formats' fused
+// dequantize, of mx_packed.cu and mx_block_packed.cu, shared with the host test library,
+// which replays them block by block.
 //
 // Quantize: the block's 32 inputs are read as raw bits with 16-byte loads; the block
 // maximum is taken on the bits themselves (|v|'s bits order finite magnitudes, subnormals
@@ -13,6 +14,7 @@
 #pragma once
 
 #include "mx_arith.cuh"
+#include "mx_block_arith.cuh"
 #include "mx_vector.cuh"
 
 // A finite non-zero float16/float32 value: |v| = sig * 2^(e - 23), bit 23 of sig set.
@@ -183,4 +185,35 @@ MX_HD void mx_dequantize_packed_block(const MxFormat& f, const unsigned char* pa
         mx_copy_bytes(out + (row * MX_BLOCK_SIZE + half * per_half) * (out_bits / 8), src,
                       per_half * out_bits / 8);
     }
+}
+
+// Dequantize block `row` of a general block format (MX9/MX6/MX4/NVFP4) from its packed
+// bytes (element bit stream, then microexponents) to block_size float32 (out_bits 32) or
+// float64 bit patterns, 16-byte stores; tensor_scale is the float32 tensor scale's bits.
+MX_HD void mx_block_dequantize_packed_block(const MxFormat& f, const MxBlockFormat& b,
+                                            const unsigned char* packed,
+                                            const unsigned char* scales, long long row,
+                                            unsigned char* out, int out_bits,
+                                            mx_u32 tensor_scale) {
+    const int block_bytes = b.element_bytes + b.sub_block_bytes;
+    unsigned char raw[MX_BLOCK_SIZE * 2];
+    MX_UNROLL
+    for (int j = 0; j < block_bytes; ++j) raw[j] = packed[row * block_bytes + j];
+    unsigned codes[MX_BLOCK_SIZE];
+    mx_unpack_block(f, b, raw, codes);
+    const unsigned scale = scales[row];
+    const MxTensorScale ts = mx_tensor_scale(tensor_scale);
+    alignas(16) mx_u32 f32[MX_BLOCK_SIZE];
+    alignas(16) mx_u64 f64[MX_BLOCK_SIZE];
+    MX_UNROLL
+    for (int i = 0; i < b.block_size; ++i) {
+        if (out_bits == 32) {
+            f32[i] = mx_block_decode_f32_bits(f, b, codes[i], scale, ts);
+        } else {
+            f64[i] = mx_block_decode_f64_bits(f, b, codes[i], scale, ts);
+        }
+    }
+    const unsigned char* src = out_bits == 32 ? reinterpret_cast<const unsigned char*>(f32)
+                                              : reinterpret_cast<const unsigned char*>(f64);
+    mx_copy_bytes(out + row * b.block_size * (out_bits / 8), src, b.block_size * out_bits / 8);
 }

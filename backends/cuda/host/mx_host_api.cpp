@@ -484,4 +484,15 @@ void mx_host_dequantize_packed(const unsigned char* packed, const unsigned char*
     }
 }
 
+// The general block formats' fused dequantize replayed block by block: out_bits 32 or 64.
+void mx_host_block_dequantize_packed(const unsigned char* packed, const unsigned char* scales,
+                                     long long n, const MxFormat* f, const MxBlockFormat* b,
+                                     int out_bits, mx_u32 tensor_scale, void* out, int ftz) {
+    FlushToZero guard(ftz);
+    for (long long row = 0; row < n; ++row) {
+        mx_block_dequantize_packed_block(*f, *b, packed, scales, row,
+                                         static_cast<unsigned char*>(out), out_bits, tensor_scale);
+    }
+}
+
 }  // extern "C"

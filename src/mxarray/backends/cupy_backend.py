@@ -660,22 +660,24 @@ class CupyBackend(Backend):
 
     def dequantize(self, packed: Any, scales: Any, options: DequantizeOptions,
                    out: Any = None) -> Any:
-        """Values of packed rows in one pass: OCP formats run ``mx_packed.cu`` (one thread
-        per block); the general block formats unpack and decode (the default)."""
+        """Values of packed rows in one pass, one thread per block: ``mx_packed.cu`` for
+        the OCP formats, ``mx_block_packed.cu`` for MX9/MX6/MX4/NVFP4."""
         cp = self.xp
         fmt = options.fmt
-        if not fmt.is_ocp:
-            return super().dequantize(packed, scales, options, out)
         scales = cp.ascontiguousarray(cp.asarray(scales, dtype=cp.uint8))
         n = scales.shape[0]
         values = out if out is not None and _is_aligned(out, 16) else \
-            cp.empty((n, BLOCK_SIZE), dtype=options.dtype)
-        if n:
-            name = "mx_dequantize_packed_f32" if options.dtype == np.float32 else \
-                "mx_dequantize_packed_f64"
-            kernel = _module("mx_packed.cu", (fmt,)).get_function(name)
+            cp.empty((n, fmt.block_size), dtype=options.dtype)
+        suffix = "f32" if options.dtype == np.float32 else "f64"
+        if n and fmt.is_ocp:
+            kernel = _module("mx_packed.cu", (fmt,)).get_function(f"mx_dequantize_packed_{suffix}")
+            kernel(_grid(n), (_THREADS,), (_aligned(packed, cp), scales, values, np.int64(n)))
+        elif n:
+            kernel = _module("mx_block_packed.cu", (fmt,)).get_function(
+                f"mx_block_dequantize_packed_{suffix}")
             kernel(_grid(n), (_THREADS,),
-                   (_aligned(packed, cp), scales, values, np.int64(n)))
+                   (_aligned(packed, cp), scales, values, np.int64(n),
+                    _tensor_scale_bits(fmt, options.tensor_scale)))
         if out is not None and out is not values:
             out[...] = values
             return out
