@@ -115,6 +115,8 @@ def host_library() -> ctypes.CDLL:
     so.mx_host_quantize_packed.argtypes = [_p, i32, i64, fp, i32, i32, u64, _p, _p, _p, i32]
     so.mx_host_dequantize_packed.argtypes = [_p, _p, i64, fp, i32, _p, i32]
     so.mx_host_block_dequantize_packed.argtypes = [_p, _p, i64, fp, bp, i32, u32, _p, i32]
+    so.mx_host_block_quantize_packed.argtypes = [_p, i32, i64, fp, bp, i32, i32, u64, _p, u32,
+                                                 _p, _p, i32]
     return so
 
 

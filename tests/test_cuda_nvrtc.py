@@ -94,7 +94,9 @@ def test_compiles_without_warnings(source, formats, arch):
         "mx_fold_bf16.cu": {"mx_fold_bf16_packed", "mx_fold_bf16_codes", "mx_two_pass_epilogue"},
         "mx_packed.cu": {"mx_quantize_packed_f16", "mx_quantize_packed_f32",
                          "mx_dequantize_packed_f32", "mx_dequantize_packed_f64"},
-        "mx_block_packed.cu": {"mx_block_dequantize_packed_f32", "mx_block_dequantize_packed_f64"}}
+        "mx_block_packed.cu": {"mx_block_dequantize_packed_f32", "mx_block_dequantize_packed_f64",
+                               "mx_block_quantize_packed_f16", "mx_block_quantize_packed_f32",
+                               "mx_block_quantize_packed_f64"}}
     if source in whole_block:
         assert set(entries) == whole_block[source]
         assert _SPILLS.findall(log) == [("0", "0")] * len(entries), log
@@ -206,6 +208,9 @@ def test_backend_launches_match_the_kernel_parameters(monkeypatch):
     for dtype in (np.float32, np.float64):
         gpu.dequantize(packed, scales, dopts(FORMATS["mxfp4_e2m1"], dtype))
         gpu.dequantize(np.zeros((3, 17), np.uint8), scales, dopts(mx9, dtype))
+    for dtype in (np.float16, np.float32, np.float64):
+        gpu.quantize(np.ones((3, 16), dtype), qopts(mx9, "stochastic", "floor", 1, block_ids=ids))
+        gpu.quantize(np.ones((3, 16), dtype), qopts(nvfp4, tensor_scale=0.5))
     # the two-pass path: fold kernels for OCP bytes and block-format codes, the epilogue
     monkeypatch.setattr(cupy_backend, "_gemm_bf16", lambda a, b, out, k, accumulate: None)
     fp6 = FORMATS["mxfp6_e3m2"]
@@ -228,4 +233,5 @@ def test_backend_launches_match_the_kernel_parameters(monkeypatch):
         "mx_dequantize_f64", "mx_fold_bf16_packed", "mx_fold_bf16_codes", "mx_two_pass_epilogue",
         "mx_quantize_packed_f16", "mx_quantize_packed_f32", "mx_dequantize_packed_f32",
         "mx_dequantize_packed_f64", "mx_block_dequantize_packed_f32",
-        "mx_block_dequantize_packed_f64"}
+        "mx_block_dequantize_packed_f64", "mx_block_quantize_packed_f16",
+        "mx_block_quantize_packed_f32", "mx_block_quantize_packed_f64"}

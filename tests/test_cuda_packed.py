@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from backend_calls import dopts, qopts
-from cuda_adversarial import TENSOR_SCALES, adversarial_blocks
+from cuda_adversarial import TENSOR_SCALES, adversarial_blocks, two_level_blocks
 from mxarray.backends import cupy_backend
 from mxarray.backends.numpy_backend import NumpyBackend
 from mxarray.formats import BLOCK_FORMATS, FORMATS, ROUNDING_MODES, SCALE_MODES
@@ -100,6 +100,43 @@ def test_block_packed_dequantize_is_bit_exact_for_every_code_and_scale(lib, name
             np.testing.assert_array_equal(got.view(bits), want.view(bits))
 
 
+@pytest.mark.parametrize("ftz", FTZ)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("name", cupy_backend.BLOCK_KERNEL_FORMATS)
+def test_block_packed_quantize_is_bit_exact(lib, name, dtype, ftz):
+    fmt = BLOCK_FORMATS[name]
+    rng = np.random.default_rng(len(name) * 100 + np.dtype(dtype).itemsize + ftz)
+    if fmt.tensor_scale != "none":
+        cases = []
+        for ts in (1.0, 2.0**-140, 3.0, 2.0**120):
+            with np.errstate(over="ignore", invalid="ignore"):
+                blocks = two_level_blocks(rng, 300, dtype, fmt, ts)
+            cases += [(blocks, qopts(fmt, r, "floor", None, tensor_scale=ts))
+                      for r in ROUNDING_MODES if r != "stochastic"]
+    else:
+        with np.errstate(over="ignore"):
+            blocks = np.concatenate([adversarial_blocks(rng, 300, dtype, fmt),
+                                     (rng.standard_normal((99, fmt.block_size)) * 10).astype(dtype)])
+        ids = rng.integers(0, 2**64, size=len(blocks), dtype=np.uint64)
+        cases = [(blocks, qopts(fmt, r, m, 7 if r == "stochastic" else None,
+                                block_ids=ids if r == "stochastic" else None))
+                 for m in SCALE_MODES for r in ROUNDING_MODES]
+    for blocks, options in cases:
+        want = REF.quantize(blocks, options)
+        packed = np.zeros((len(blocks), fmt.bytes_per_block), np.uint8)
+        scales = np.zeros(len(blocks), np.uint8)
+        ts = options.tensor_scale if options.tensor_scale is not None else np.float32(1.0)
+        ids = options.block_ids
+        lib.mx_host_block_quantize_packed(
+            _ptr(blocks), 8 * blocks.dtype.itemsize, len(blocks), ctypes.byref(_struct(fmt)),
+            ctypes.byref(_block_struct(fmt)), ROUNDING_MODES.index(options.rounding),
+            SCALE_MODES.index(options.scale_mode), options.seed or 0,
+            None if ids is None else _ptr(ids), int(np.float32(ts).view(np.uint32)),
+            _ptr(packed), _ptr(scales), ftz)
+        np.testing.assert_array_equal(scales, want[1], err_msg=str(options))
+        np.testing.assert_array_equal(packed, want[0], err_msg=str(options))
+
+
 def test_backend_launches_the_packed_kernels(monkeypatch):
     """quantize (float16/32 input, OCP) and dequantize (OCP) launch the packed kernels with
     aligned arrays; float64 input and block formats keep the two-step defaults."""
@@ -127,6 +164,9 @@ def test_backend_launches_the_packed_kernels(monkeypatch):
     out = gpu.dequantize(packed, scales, dopts(fmt, np.float64))
     assert launches[-1][1] == "mx_dequantize_packed_f64" and out.shape == (4, 32)
     nvfp4 = BLOCK_FORMATS["nvfp4"]
+    gpu.quantize(np.ones((3, 16), np.float64), qopts(nvfp4, tensor_scale=0.5))
+    assert launches[-1][:2] == ("mx_block_packed.cu", "mx_block_quantize_packed_f64")
+    assert launches[-1][3][8] == np.float32(0.5).view(np.uint32)
     out = gpu.dequantize(np.zeros((3, 8), np.uint8), np.zeros(3, np.uint8),
                          dopts(nvfp4, np.float32, tensor_scale=0.5))
     assert launches[-1][:2] == ("mx_block_packed.cu", "mx_block_dequantize_packed_f32")

@@ -1,6 +1,6 @@
 // One thread per block, packed bytes in and out: the fused OCP quantize (float16 or float32
 // input) and dequantize (float32 or float64 output), and the general block formats' fused
-// dequantize, of mx_packed.cu and mx_block_packed.cu, shared with the host test library,
+// quantize and dequantize, of mx_packed.cu and mx_block_packed.cu, shared with the host test library,
 // which replays them block by block.
 //
 // Quantize: the block's 32 inputs are read as raw bits with 16-byte loads; the block
@@ -216,4 +216,80 @@ MX_HD void mx_block_dequantize_packed_block(const MxFormat& f, const MxBlockForm
     const unsigned char* src = out_bits == 32 ? reinterpret_cast<const unsigned char*>(f32)
                                               : reinterpret_cast<const unsigned char*>(f64);
     mx_copy_bytes(out + row * b.block_size * (out_bits / 8), src, b.block_size * out_bits / 8);
+}
+
+// The input of element i of block `row` (block_size elements of input_bits 16/32/64 bits)
+// unpacked; `raw` holds the block's bytes.
+MX_HD MxValue mx_block_input(const unsigned char* raw, int input_bits, int i) {
+    mx_u64 bits = 0;
+    MX_UNROLL
+    for (int j = 0; j < input_bits / 8; ++j) bits |= (mx_u64)raw[i * (input_bits / 8) + j] << (8 * j);
+    return input_bits == 16 ? mx_unpack_f16((unsigned short)bits)
+                            : input_bits == 32 ? mx_unpack_f32((mx_u32)bits) : mx_unpack_f64(bits);
+}
+
+// Quantize block `row` of a general block format from float16/32/64 to its packed bytes and
+// scale byte, one thread per block, through the same per-element functions as the
+// one-lane-per-element kernel (mx_block_quantize.cu): the block maximum, the sub-block
+// maxima and every element code are computed by this thread in turn.
+MX_HD void mx_block_quantize_packed_block(const MxFormat& f, const MxBlockFormat& b,
+                                          const unsigned char* in, int input_bits,
+                                          long long row, unsigned char* packed,
+                                          unsigned char* scales, int rounding, int scale_mode,
+                                          mx_u64 seed, const mx_u64* block_ids,
+                                          mx_u32 tensor_scale) {
+    const int n = b.block_size;
+    const int in_bytes = n * input_bits / 8;
+    alignas(16) unsigned char raw[MX_BLOCK_SIZE * 8];
+    mx_copy_bytes(raw, in + row * in_bytes, in_bytes);
+    mx_u64 amax = 0;
+    bool bad = false;
+    MX_UNROLL
+    for (int i = 0; i < n; ++i) {
+        const MxValue v = mx_block_input(raw, input_bits, i);
+        bad = bad || v.cls == MX_NONFINITE;
+        const mx_u64 key = mx_magnitude_key(v);
+        amax = key > amax ? key : amax;
+    }
+    unsigned codes[MX_BLOCK_SIZE];
+    unsigned scale;
+    if (b.scale_kind == MX_SCALE_KIND_UE4M3) {
+        const MxTensorScale ts = mx_tensor_scale(tensor_scale);
+        scale = mx_ue4m3_scale_code(f, amax, ts);
+        MX_UNROLL
+        for (int i = 0; i < n; ++i) {
+            codes[i] = mx_ue4m3_element_code(f, mx_block_input(raw, input_bits, i), scale, ts,
+                                             rounding);
+        }
+    } else {
+        const int x = mx_shared_exponent(f, amax, scale_mode);
+        const int sub = b.sub_block_size ? b.sub_block_size : n;
+        MX_UNROLL
+        for (int s0 = 0; s0 < n; s0 += sub) {
+            mx_u64 sub_key = 0;
+            MX_UNROLL
+            for (int i = s0; i < s0 + sub; ++i) {
+                const mx_u64 key = mx_magnitude_key(mx_block_input(raw, input_bits, i));
+                sub_key = key > sub_key ? key : sub_key;
+            }
+            MX_UNROLL
+            for (int i = s0; i < s0 + sub; ++i) {
+                const mx_u64 index = mx_random_index(block_ids, row, n, i);
+                codes[i] = mx_sub_block_code(f, b, mx_block_input(raw, input_bits, i), x,
+                                             sub_key, scale_mode, rounding, seed, index);
+            }
+        }
+        scale = (unsigned)(x + MX_SCALE_BIAS);
+    }
+    if (bad) {
+        MX_UNROLL
+        for (int i = 0; i < n; ++i) codes[i] = 0;
+        scale = (unsigned)b.scale_nan_code;
+    }
+    const int block_bytes = b.element_bytes + b.sub_block_bytes;
+    unsigned char out[MX_BLOCK_SIZE * 2];
+    mx_pack_block(f, b, codes, out);
+    MX_UNROLL
+    for (int j = 0; j < block_bytes; ++j) packed[row * block_bytes + j] = out[j];
+    scales[row] = (unsigned char)scale;
 }

@@ -495,4 +495,18 @@ void mx_host_block_dequantize_packed(const unsigned char* packed, const unsigned
     }
 }
 
+// The general block formats' fused quantize replayed block by block: input_bits 16/32/64.
+void mx_host_block_quantize_packed(const void* in, int input_bits, long long n,
+                                   const MxFormat* f, const MxBlockFormat* b, int rounding,
+                                   int scale_mode, mx_u64 seed, const mx_u64* block_ids,
+                                   mx_u32 tensor_scale, unsigned char* packed,
+                                   unsigned char* scales, int ftz) {
+    FlushToZero guard(ftz);
+    for (long long row = 0; row < n; ++row) {
+        mx_block_quantize_packed_block(*f, *b, static_cast<const unsigned char*>(in), input_bits,
+                                       row, packed, scales, rounding, scale_mode, seed,
+                                       block_ids, tensor_scale);
+    }
+}
+
 }  // extern "C"

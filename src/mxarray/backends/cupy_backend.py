@@ -630,28 +630,35 @@ class CupyBackend(Backend):
 
     def quantize(self, blocks: Any, options: QuantizeOptions,
                  out: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
-        """Packed codes and scale bytes in one pass: OCP formats from float16/float32 run
-        ``mx_packed.cu`` (one thread per block); other inputs and formats quantize to codes
-        and pack (the contract's default)."""
+        """Packed codes and scale bytes in one pass, one thread per block: the OCP formats
+        from float16/float32 (``mx_packed.cu``; float64 quantizes to codes and packs, the
+        contract's default) and MX9/MX6/MX4/NVFP4 from any input (``mx_block_packed.cu``)."""
         cp = self.xp
         fmt = options.fmt
         blocks = cp.ascontiguousarray(cp.asarray(blocks))
-        name = _PACKED_QUANTIZE.get(blocks.dtype)
-        if not fmt.is_ocp or name is None:
-            return super().quantize(blocks, options, out)
+        if fmt.is_ocp:
+            name = _PACKED_QUANTIZE.get(blocks.dtype)
+            if name is None:
+                return super().quantize(blocks, options, out)
+            source, extra, aligned_out = "mx_packed.cu", (), 16
+        else:
+            name = "mx_block_quantize_packed_" + _INPUT_KERNELS[blocks.dtype][0][-3:]
+            extra = (_tensor_scale_bits(fmt, options.tensor_scale),)
+            source, aligned_out = "mx_block_packed.cu", 1  # byte stores
         n = blocks.shape[0]
-        packed = cp.empty((n, fmt.bytes_per_block), dtype=cp.uint8)
-        scales = cp.empty((n,), dtype=cp.uint8)
-        if out is not None and _is_aligned(out[0], 16):
+        if out is not None and _is_aligned(out[0], aligned_out):
             packed, scales = out
+        else:
+            packed = cp.empty((n, fmt.bytes_per_block), dtype=cp.uint8)
+            scales = cp.empty((n,), dtype=cp.uint8)
         if n:
-            kernel = _module("mx_packed.cu", (fmt,)).get_function(name)
+            kernel = _module(source, (fmt,)).get_function(name)
             kernel(_grid(n), (_THREADS,),
                    (_starting_on(blocks, 16), packed, scales, np.int64(n),
                     np.int32(ROUNDING_MODES.index(options.rounding)),
                     np.int32(SCALE_MODES.index(options.scale_mode)),
                     np.uint64(options.seed or 0),
-                    self._block_ids(options.block_ids, options.rounding)))
+                    self._block_ids(options.block_ids, options.rounding)) + extra)
         if out is not None and out[0] is not packed:
             out[0][...] = packed
             out[1][...] = scales
