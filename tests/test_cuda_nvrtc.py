@@ -204,7 +204,8 @@ def test_backend_launches_match_the_kernel_parameters(monkeypatch):
     assert out.shape == (1, 2, 4) and out.dtype == np.float32
     # the fused packed quantize (float16/32) and dequantize of the OCP formats
     for dtype in (np.float16, np.float32):
-        packed, scales = gpu.quantize(np.ones((3, 32), dtype), qopts(FORMATS["mxfp4_e2m1"], "stochastic", "floor", 1, block_ids=ids))
+        fp4_options = qopts(FORMATS["mxfp4_e2m1"], "stochastic", "floor", 1, block_ids=ids)
+        packed, scales = gpu.quantize(np.ones((3, 32), dtype), fp4_options)
     for dtype in (np.float32, np.float64):
         gpu.dequantize(packed, scales, dopts(FORMATS["mxfp4_e2m1"], dtype))
         gpu.dequantize(np.zeros((3, 17), np.uint8), scales, dopts(mx9, dtype))

@@ -115,8 +115,9 @@ def test_block_packed_quantize_is_bit_exact(lib, name, dtype, ftz):
                       for r in ROUNDING_MODES if r != "stochastic"]
     else:
         with np.errstate(over="ignore"):
+            gauss = rng.standard_normal((99, fmt.block_size)) * 10
             blocks = np.concatenate([adversarial_blocks(rng, 300, dtype, fmt),
-                                     (rng.standard_normal((99, fmt.block_size)) * 10).astype(dtype)])
+                                     gauss.astype(dtype)])
         ids = rng.integers(0, 2**64, size=len(blocks), dtype=np.uint64)
         cases = [(blocks, qopts(fmt, r, m, 7 if r == "stochastic" else None,
                                 block_ids=ids if r == "stochastic" else None))

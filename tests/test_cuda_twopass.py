@@ -24,7 +24,8 @@ from mxarray.backends import cupy_backend
 from mxarray.backends.base import MatmulOperand
 from mxarray.backends.numpy_backend import NumpyBackend
 from mxarray.formats import BLOCK_FORMATS, FORMATS, SCALE
-from test_cuda_host import (FTZ, HOST_BUILD_REASON, NO_HOST_BUILD, _block_struct, _ptr, _struct, host_library)
+from test_cuda_host import (FTZ, HOST_BUILD_REASON, NO_HOST_BUILD, _block_struct, _ptr, _struct,
+                            host_library)
 
 REF = NumpyBackend()
 

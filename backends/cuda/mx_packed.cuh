@@ -1,7 +1,7 @@
 // One thread per block, packed bytes in and out: the fused OCP quantize (float16 or float32
 // input) and dequantize (float32 or float64 output), and the general block formats' fused
-// quantize and dequantize, of mx_packed.cu and mx_block_packed.cu, shared with the host test library,
-// which replays them block by block.
+// quantize and dequantize, of mx_packed.cu and mx_block_packed.cu; shared with the host test
+// library, which replays them block by block.
 //
 // Quantize: the block's 32 inputs are read as raw bits with 16-byte loads; the block
 // maximum is taken on the bits themselves (|v|'s bits order finite magnitudes, subnormals
@@ -223,7 +223,9 @@ MX_HD void mx_block_dequantize_packed_block(const MxFormat& f, const MxBlockForm
 MX_HD MxValue mx_block_input(const unsigned char* raw, int input_bits, int i) {
     mx_u64 bits = 0;
     MX_UNROLL
-    for (int j = 0; j < input_bits / 8; ++j) bits |= (mx_u64)raw[i * (input_bits / 8) + j] << (8 * j);
+    for (int j = 0; j < input_bits / 8; ++j) {
+        bits |= (mx_u64)raw[i * (input_bits / 8) + j] << (8 * j);
+    }
     return input_bits == 16 ? mx_unpack_f16((unsigned short)bits)
                             : input_bits == 32 ? mx_unpack_f32((mx_u32)bits) : mx_unpack_f64(bits);
 }
