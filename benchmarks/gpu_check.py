@@ -50,6 +50,7 @@ from mxarray.formats import BLOCK_FORMATS, FORMATS, ROUNDING_MODES, SCALE_MODES,
 ROOT = Path(__file__).resolve().parent.parent
 REF = NumpyBackend()
 BUDGET_S = 230.0  # timing rows start only while the run is inside this many seconds
+TESTS_TIMEOUT_S = 120.0  # the GPU tests' share of the run
 REPEAT = 20
 BANDWIDTH_ELEMENTS = 1 << 26  # float32 input of the bandwidth rows (256 MiB)
 MATMUL_SIZES = (8192, 2048)
@@ -94,11 +95,15 @@ class Row:
 def run_gpu_tests() -> str:
     """Run the GPU tests; return pytest's summary line."""
     files = [str(ROOT / "tests" / name) for name in GPU_TEST_FILES]
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files,
-         "-k", "gpu or device or cupy"],
-        capture_output=True, text=True, timeout=150, cwd=ROOT,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files,
+             "-k", "gpu or device or cupy"],
+            capture_output=True, text=True, timeout=TESTS_TIMEOUT_S, cwd=ROOT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        print((exc.stdout or b"")[-3000:] if isinstance(exc.stdout, bytes) else exc.stdout)
+        return f"stopped after {TESTS_TIMEOUT_S:.0f} s (rerun tests/test_gpu.py alone)"
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     print(proc.stdout[-3000:])
     return lines[-1] if lines else f"pytest exited {proc.returncode}"
