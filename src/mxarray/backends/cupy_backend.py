@@ -8,11 +8,11 @@ GPU: whether CuPy, a driver and a device are present is probed once, on the firs
 
 The general block formats MX9, MX6, MX4 and NVFP4 have their own quantize, dequantize,
 pack and simple matmul kernels (``mx_block_*.cu``, ``mx_matmul_block.cu``); see
-:meth:`CupyBackend.supports`.  The fused operations the core calls, :meth:`~CupyBackend.
-quantize` and :meth:`~CupyBackend.dequantize`, run one thread per block on packed bytes
-(``mx_packed.cu`` for the OCP formats, float64 input excepted; ``mx_block_packed.cu`` for
-the others); the primitives ``quantize_blocks`` / ``dequantize_blocks`` keep the
-lane-per-element kernels.
+:meth:`CupyBackend.supports`.  The fused operations the core calls,
+:meth:`~CupyBackend.quantize` and :meth:`~CupyBackend.dequantize`, run one thread per
+block on packed bytes (``mx_packed.cu`` for the OCP formats, float64 input excepted;
+``mx_block_packed.cu`` for the others); the primitives ``quantize_blocks`` /
+``dequantize_blocks`` keep the lane-per-element kernels.
 
 MX matmul has named paths (:attr:`CupyBackend.matmul_paths`), forceable per call with
 ``mxarray.core.matmul(a, b, path=...)``, per backend with ``CupyBackend(matmul_kernel=...)``
