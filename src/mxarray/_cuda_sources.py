@@ -49,12 +49,15 @@ KERNEL_SOURCES: dict[str, tuple[str, ...]] = {
     "mx_block_dequantize.cu": ("MX_FORMAT",),
     "mx_block_pack.cu": ("MX_FORMAT",),
     "mx_matmul_block.cu": ("MX_FORMAT_A", "MX_FORMAT_B"),
+    "mx_fold_bf16.cu": ("MX_FORMAT",),
+    "mx_packed.cu": ("MX_FORMAT",),
+    "mx_block_packed.cu": ("MX_FORMAT",),
 }
 """Every kernel source and the format macros it must be compiled with (each macro ``M``
 also gets ``M_BLOCK``, the format's block layout, from :func:`compile_definitions`)."""
 
 BLOCK_SOURCES = frozenset({"mx_block_quantize.cu", "mx_block_dequantize.cu", "mx_block_pack.cu",
-                           "mx_matmul_block.cu"})
+                           "mx_matmul_block.cu", "mx_block_packed.cu"})
 """The sources of the general block formats (the others serve the six OCP formats)."""
 
 ELEMENT_KINDS = ("float", "int", "signmag")

@@ -11,6 +11,8 @@
 
 #include "../mx_block_arith.cuh"
 #include "../mx_dot.cuh"
+#include "../mx_fold.cuh"
+#include "../mx_packed.cuh"
 #include "../mx_mma_tile.cuh"
 
 namespace {
@@ -430,6 +432,80 @@ void mx_host_mma_matmul(const unsigned char* a_codes, const unsigned char* a_sca
     const long long blocks = mx_mma_grid(batch, m, n);
     for (long long block = 0; block < blocks; ++block) {
         replay_mma_tile(*fa, a_codes, a_scales, *fb, b_codes, b_scales, out, block, m, n, n_kb);
+    }
+}
+
+// The two-pass matmul's fold (mx_fold_bf16.cu) replayed thread by thread: packed != 0 runs
+// mx_fold_bf16_packed (OCP bytes), else mx_fold_bf16_codes (unpacked codes).  Returns the
+// flag the kernel would leave (1 if any block is uncovered).
+int mx_host_fold(const MxFormat* f, const MxBlockFormat* b, int packed, const unsigned char* src,
+                 const unsigned char* scales, unsigned short* out, long long rows,
+                 long long n_kb, long long kb0, long long tile_kb, int shift, int min_byte,
+                 int ftz) {
+    FlushToZero guard(ftz);
+    int flag = 0;
+    for (long long t = 0; t < rows * tile_kb; ++t) {
+        const bool uncovered =
+            packed ? mx_fold_thread_packed(*f, *b, t, src, scales, out, n_kb, kb0, tile_kb,
+                                           shift, min_byte)
+                   : mx_fold_thread_codes(*f, *b, t, src, scales, out, n_kb, kb0, tile_kb,
+                                          shift, min_byte);
+        flag |= uncovered ? 1 : 0;
+    }
+    return flag;
+}
+
+// The two-pass epilogue (mx_two_pass_epilogue) over n float32 bit patterns, in place.
+void mx_host_two_pass_epilogue(mx_u32* c, long long n, int shift, mx_u32 ts_a, mx_u32 ts_b,
+                               int ftz) {
+    FlushToZero guard(ftz);
+    for (long long i = 0; i < n; ++i) c[i] = mx_two_pass_result_bits(c[i], shift, ts_a, ts_b);
+}
+
+// The fused packed quantize (mx_packed.cu) replayed block by block: input_bits 16 or 32.
+void mx_host_quantize_packed(const void* in, int input_bits, long long n, const MxFormat* f,
+                             int rounding, int scale_mode, mx_u64 seed, const mx_u64* block_ids,
+                             unsigned char* packed, unsigned char* scales, int ftz) {
+    FlushToZero guard(ftz);
+    for (long long row = 0; row < n; ++row) {
+        mx_quantize_packed_block(*f, static_cast<const unsigned char*>(in), input_bits, row,
+                                 packed, scales, rounding, scale_mode, seed, block_ids);
+    }
+}
+
+// The fused packed dequantize replayed block by block: out_bits 32 or 64.
+void mx_host_dequantize_packed(const unsigned char* packed, const unsigned char* scales,
+                               long long n, const MxFormat* f, int out_bits, void* out,
+                               int ftz) {
+    FlushToZero guard(ftz);
+    for (long long row = 0; row < n; ++row) {
+        mx_dequantize_packed_block(*f, packed, scales, row, static_cast<unsigned char*>(out),
+                                   out_bits);
+    }
+}
+
+// The general block formats' fused dequantize replayed block by block: out_bits 32 or 64.
+void mx_host_block_dequantize_packed(const unsigned char* packed, const unsigned char* scales,
+                                     long long n, const MxFormat* f, const MxBlockFormat* b,
+                                     int out_bits, mx_u32 tensor_scale, void* out, int ftz) {
+    FlushToZero guard(ftz);
+    for (long long row = 0; row < n; ++row) {
+        mx_block_dequantize_packed_block(*f, *b, packed, scales, row,
+                                         static_cast<unsigned char*>(out), out_bits, tensor_scale);
+    }
+}
+
+// The general block formats' fused quantize replayed block by block: input_bits 16/32/64.
+void mx_host_block_quantize_packed(const void* in, int input_bits, long long n,
+                                   const MxFormat* f, const MxBlockFormat* b, int rounding,
+                                   int scale_mode, mx_u64 seed, const mx_u64* block_ids,
+                                   mx_u32 tensor_scale, unsigned char* packed,
+                                   unsigned char* scales, int ftz) {
+    FlushToZero guard(ftz);
+    for (long long row = 0; row < n; ++row) {
+        mx_block_quantize_packed_block(*f, *b, static_cast<const unsigned char*>(in), input_bits,
+                                       row, packed, scales, rounding, scale_mode, seed,
+                                       block_ids, tensor_scale);
     }
 }
 

@@ -13,10 +13,13 @@ layout is checked against those tables here as well.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import functools
 import platform
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +36,9 @@ from mxarray.backends.numpy_backend import NumpyBackend
 from mxarray.formats import BLOCK_FORMATS, FORMATS, ROUNDING_MODES, SCALE, SCALE_MODES, Format
 from support.backend_calls import dopts, matmul_codes, qopts
 
-pytestmark = pytest.mark.skipif(
-    platform.machine() not in ("x86_64", "AMD64") or shutil.which("g++") is None,
-    reason="needs g++ on x86-64 (the test sets the SSE MXCSR flush-to-zero bits)",
-)
+NO_HOST_BUILD = platform.machine() not in ("x86_64", "AMD64") or shutil.which("g++") is None
+HOST_BUILD_REASON = "needs g++ on x86-64 (the test sets the SSE MXCSR flush-to-zero bits)"
+pytestmark = pytest.mark.skipif(NO_HOST_BUILD, reason=HOST_BUILD_REASON)
 
 REF = NumpyBackend()
 FTZ = [pytest.param(0, id="ftz-off"), pytest.param(1, id="ftz-on")]
@@ -68,10 +70,13 @@ def _ptr(a: np.ndarray) -> int:
     return a.ctypes.data
 
 
-@pytest.fixture(scope="session")
-def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
-    """Build the host library once per session into a temporary directory."""
-    out = tmp_path_factory.mktemp("mxhost") / "libmxhost.so"
+@functools.cache
+def host_library() -> ctypes.CDLL:
+    """Build the host library once per process into a temporary directory (removed at
+    exit); the CUDA host tests of every file share it through their ``lib`` fixtures."""
+    build_dir = tempfile.mkdtemp(prefix="mxhost")
+    atexit.register(shutil.rmtree, build_dir, ignore_errors=True)
+    out = Path(build_dir) / "libmxhost.so"
     src = _cuda_sources.cuda_dir() / "host" / "mx_host_api.cpp"
     cpu_flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     fma = ["-mfma"] if " fma " in cpu_flags else []
@@ -104,7 +109,20 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     so.mx_host_tile_shift.argtypes = [i32, i32, i64, fp, fp]
     so.mx_host_tile_shift.restype = i32
     so.mx_host_mma_matmul.argtypes = [_p, _p, fp, _p, _p, fp, i64, i64, i64, i64, _p, i32]
+    so.mx_host_fold.argtypes = [fp, bp, i32, _p, _p, _p, i64, i64, i64, i64, i32, i32, i32]
+    so.mx_host_fold.restype = i32
+    so.mx_host_two_pass_epilogue.argtypes = [_p, i64, i32, u32, u32, i32]
+    so.mx_host_quantize_packed.argtypes = [_p, i32, i64, fp, i32, i32, u64, _p, _p, _p, i32]
+    so.mx_host_dequantize_packed.argtypes = [_p, _p, i64, fp, i32, _p, i32]
+    so.mx_host_block_dequantize_packed.argtypes = [_p, _p, i64, fp, bp, i32, u32, _p, i32]
+    so.mx_host_block_quantize_packed.argtypes = [_p, i32, i64, fp, bp, i32, i32, u64, _p, u32,
+                                                 _p, _p, i32]
     return so
+
+
+@pytest.fixture(scope="session")
+def lib() -> ctypes.CDLL:
+    return host_library()
 
 
 def _ids_ptr(block_ids: np.ndarray | None) -> int | None:

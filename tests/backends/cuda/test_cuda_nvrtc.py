@@ -1,11 +1,12 @@
-"""Every CUDA kernel source compiles with NVRTC, as CuPy compiles it, for sm_80/89/90.
+"""Every CUDA kernel source compiles with NVRTC, as CuPy compiles it, for sm_80/89/90/90a.
 
 Runs without a GPU or driver: ``cupy.cuda.nvrtc`` loads libnvrtc from the pip package
 (nvidia-cuda-nvrtc) and needs no device.  Options mirror CuPy's RawModule (it appends
 ``-ftz=true``; multiply-add contraction is NVRTC's default) plus warnings as errors, and
 ptxas reports (``-v``) show that the quantize kernels (OCP and block formats) and the
-tensor-core matmul spill no registers and the matmul keeps no stack frame (its
-accumulators stay in registers).
+tensor-core matmul spill no registers, the matmul keeps no stack frame (its
+accumulators stay in registers), and the two-pass fold kernels (mx_fold_bf16.cu) keep a
+whole block's codes and values in registers (no stack frame, no spill).
 NVRTC 13 takes ``--warning-as-error=all-warnings``; NVRTC 12 has no such option, so on
 every version the test also fails on any warning in the compile log.
 """
@@ -24,7 +25,7 @@ pytest.importorskip("cupy", reason="needs CuPy and NVRTC (pip install mxarray[cu
 from cupy.cuda import nvrtc  # noqa: E402  (an alias of cupy_backends' NVRTC binding)
 from support.backend_calls import dopts, matmul_codes, qopts
 
-ARCHS = ["sm_80", "sm_89", "sm_90"]
+ARCHS = ["sm_80", "sm_89", "sm_90", "sm_90a"]
 WERROR = ["--warning-as-error=all-warnings"] if nvrtc.getVersion() >= (13, 0) else []
 OPTIONS = ["-std=c++17", "-ftz=true", *WERROR, "--ptxas-options=-v",
            "--ptxas-options=--warn-on-spills", "--ptxas-options=--warning-as-error"]
@@ -66,6 +67,8 @@ def _cases() -> list:
             pairs = BLOCK_PAIRS if len(macros) == 2 else BLOCK_SINGLES
         else:
             pairs = FORMAT_PAIRS if len(macros) == 2 else [(f,) for f in FORMATS]
+        if source == "mx_fold_bf16.cu":  # every format: OCP bytes and block-format codes
+            pairs = pairs + BLOCK_SINGLES
         for formats in pairs:
             cases.append(pytest.param(source, formats, id=f"{source}-{'-'.join(formats)}"))
     return cases
@@ -87,6 +90,17 @@ def test_compiles_without_warnings(source, formats, arch):
         assert set(entries) == {f"{prefix}_f16", f"{prefix}_f32", f"{prefix}_f64"}
         spills = _SPILLS.findall(log)
         assert len(spills) == 3 and all(s == ("0", "0") for s in spills), log
+    whole_block = {  # one thread per block: the block stays in registers
+        "mx_fold_bf16.cu": {"mx_fold_bf16_packed", "mx_fold_bf16_codes", "mx_two_pass_epilogue"},
+        "mx_packed.cu": {"mx_quantize_packed_f16", "mx_quantize_packed_f32",
+                         "mx_dequantize_packed_f32", "mx_dequantize_packed_f64"},
+        "mx_block_packed.cu": {"mx_block_dequantize_packed_f32", "mx_block_dequantize_packed_f64",
+                               "mx_block_quantize_packed_f16", "mx_block_quantize_packed_f32",
+                               "mx_block_quantize_packed_f64"}}
+    if source in whole_block:
+        assert set(entries) == whole_block[source]
+        assert _SPILLS.findall(log) == [("0", "0")] * len(entries), log
+        assert _STACK.findall(log) == ["0"] * len(entries), log
     if source == "mx_matmul_mma.cu":
         assert entries == ["mx_matmul_mma"]
         assert _SPILLS.findall(log) == [("0", "0")], log
@@ -188,7 +202,23 @@ def test_backend_launches_match_the_kernel_parameters(monkeypatch):
     bc = np.zeros((1, 4, 2, 16), np.uint8)
     out = matmul_codes(gpu, ac, np.zeros((1, 2, 3), np.uint8), mx9, bc, np.zeros((1, 4, 2), np.uint8), nvfp4, b_tensor_scale=2.0)
     assert out.shape == (1, 2, 4) and out.dtype == np.float32
-    # (The core checks roundings, tensor scales and block_ids once, before any backend.)
+    # the fused packed quantize (float16/32) and dequantize of the OCP formats
+    for dtype in (np.float16, np.float32):
+        fp4_options = qopts(FORMATS["mxfp4_e2m1"], "stochastic", "floor", 1, block_ids=ids)
+        packed, scales = gpu.quantize(np.ones((3, 32), dtype), fp4_options)
+    for dtype in (np.float32, np.float64):
+        gpu.dequantize(packed, scales, dopts(FORMATS["mxfp4_e2m1"], dtype))
+        gpu.dequantize(np.zeros((3, 17), np.uint8), scales, dopts(mx9, dtype))
+    for dtype in (np.float16, np.float32, np.float64):
+        gpu.quantize(np.ones((3, 16), dtype), qopts(mx9, "stochastic", "floor", 1, block_ids=ids))
+        gpu.quantize(np.ones((3, 16), dtype), qopts(nvfp4, tensor_scale=0.5))
+    # the two-pass path: fold kernels for OCP bytes and block-format codes, the epilogue
+    monkeypatch.setattr(cupy_backend, "_gemm_bf16", lambda a, b, out, k, accumulate: None)
+    fp6 = FORMATS["mxfp6_e3m2"]
+    out = matmul_codes(gpu, np.zeros((1, 2, 1, 32), np.uint8), np.full((1, 2, 1), 127, np.uint8),
+                       fp6, ac, np.full((1, 2, 3), 127, np.uint8), mx9, path="two-pass")
+    assert out.shape == (1, 2, 2)
+    # options are checked once, by the core (backend contract): not here
 
     parameters = {}
     for key, name, args in launches:
@@ -201,4 +231,8 @@ def test_backend_launches_match_the_kernel_parameters(monkeypatch):
         "mx_block_quantize_f16", "mx_block_quantize_f64", "mx_block_dequantize_f32",
         "mx_block_dequantize_f64", "mx_block_pack", "mx_block_unpack", "mx_matmul_block",
         "mx_quantize_f16", "mx_quantize_f32", "mx_quantize_f64", "mx_dequantize_f32",
-        "mx_dequantize_f64"}
+        "mx_dequantize_f64", "mx_fold_bf16_packed", "mx_fold_bf16_codes", "mx_two_pass_epilogue",
+        "mx_quantize_packed_f16", "mx_quantize_packed_f32", "mx_dequantize_packed_f32",
+        "mx_dequantize_packed_f64", "mx_block_dequantize_packed_f32",
+        "mx_block_dequantize_packed_f64", "mx_block_quantize_packed_f16",
+        "mx_block_quantize_packed_f32", "mx_block_quantize_packed_f64"}

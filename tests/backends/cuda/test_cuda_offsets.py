@@ -37,8 +37,10 @@ INT64 = {"long long", "long long int", "size_t", "ptrdiff_t", "int64_t"}
 INT32 = {"int", "unsigned", "unsigned int", "short", "unsigned short", "mx_u32", "char",
          "unsigned char", "long", "unsigned long"}
 INTEGER = INT64 | INT32 | {"mx_u64", "unsigned long long", "uint64_t"}
-# 32-bit kernel parameters that are never a count, size or offset
-NOT_INDICES = {"rounding", "scale_mode", "tensor_scale", "a_tensor_scale", "b_tensor_scale"}
+# 32-bit kernel parameters that are never a count, size or offset (shift: a power-of-two
+# exponent below 600 in magnitude; min_byte: a scale byte)
+NOT_INDICES = {"rounding", "scale_mode", "tensor_scale", "a_tensor_scale", "b_tensor_scale",
+               "shift", "min_byte"}
 # Reviewed narrowings of index-derived values to int, with the reason each is small.
 REVIEWED = {
     ("mx_mma_tile_shift", "c"): "the bit length of n_kb - 1: at most 64",

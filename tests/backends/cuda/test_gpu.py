@@ -6,7 +6,10 @@ is validated) run everywhere.  The tensor-core matmul is checked against the sim
 kernel and the reference under the spec's error bound (not bitwise: the order and
 rounding of the additions inside an mma instruction are the hardware's).  The general
 block formats (MX9/6/4, NVFP4) are checked bitwise for quantize (with ``block_ids``),
-dequantize and pack, and their matmul kernel under [dot_block_formats].
+dequantize and pack, and their matmul kernel under [dot_block_formats].  The two-pass
+path (bf16 fold + cuBLAS) is checked under its own bound ([dot_paths.two_pass]), bitwise
+where every sum is exact, on data that tells a truncating accumulator from a rounding
+one, and for its fallbacks to the exact path.
 """
 
 from __future__ import annotations
@@ -355,3 +358,160 @@ def test_block_matmul_kernel(gpu, fa, fb):
         if integers:
             want = matmul_codes(REF, ac, as_, fa, bc, bs, fb, **scales)[0]
             np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+# --- the two-pass path (bf16 fold + cuBLAS GEMM): its own bound, spec [dot_paths.two_pass]
+
+TWO_PASS_PAIRS = [(f, f) for f in FORMATS] + BLOCK_MATMUL_PAIRS + [("mxfp4_e2m1", "mxfp8_e4m3")]
+
+
+def _on_device(op):
+    import cupy as cp
+
+    return cupy_backend.MatmulOperand(cp.asarray(op.packed), cp.asarray(op.scales), op.fmt,
+                                      op.tensor_scale)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("fa,fb", TWO_PASS_PAIRS)
+def test_two_pass_within_its_bound(monkeypatch, fa, fb):
+    """The self-check problem on the two-pass path, with K tiles forced (three GEMMs that
+    accumulate), within the two-pass bound; and the first-use self-check passes."""
+    import cupy as cp
+
+    gpu = cupy_backend.CupyBackend(matmul_kernel="two-pass")
+    a, b = cupy_backend.two_pass_check_problem(BLOCK_FORMATS[fa], BLOCK_FORMATS[fb])
+    monkeypatch.setattr(cupy_backend, "TWO_PASS_TILE_BYTES", 64 * 2 * (150 + 140))
+    got = _host(gpu.matmul(_on_device(a), _on_device(b), cupy_backend.MatmulOptions()))[0]
+    assert cupy_backend.matmul_violations(got, a, b, "two-pass") == []
+    assert cupy_backend._two_pass_verified(cp, a.fmt, b.fmt)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("fa,fb", [("mxfp8_e4m3", "mxfp8_e4m3"), ("nvfp4", "mx9")])
+def test_two_pass_is_exact_on_small_integers(fa, fb):
+    """Integer operands whose every partial sum is exact: bitwise the reference."""
+    fa, fb = BLOCK_FORMATS[fa], BLOCK_FORMATS[fb]
+    rng = np.random.default_rng(21)
+    ops = []
+    for fmt, rows in ((fa, 40), (fb, 24)):
+        kb = 96 // fmt.block_size
+        x = rng.integers(-3, 4, (rows * kb, fmt.block_size)).astype(np.float32)
+        kw = {"tensor_scale": 0.5} if fmt.tensor_scale != "none" else {}
+        ops.append(REF.quantize(x, qopts(fmt, **kw)) + (fmt, rows, kb, kw.get("tensor_scale")))
+    a, b = (cupy_backend.MatmulOperand(p.reshape(1, rows, -1), s.reshape(1, rows, kb), fmt,
+                                       None if t is None else np.float32(t))
+            for p, s, fmt, rows, kb, t in ops)
+    gpu = cupy_backend.CupyBackend(matmul_kernel="two-pass")
+    got = _host(gpu.matmul(_on_device(a), _on_device(b), cupy_backend.MatmulOptions()))
+    want = REF.matmul(a, b, cupy_backend.MatmulOptions())
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_two_pass_accumulation_model_holds_on_this_gpu():
+    """Data a truncating accumulator gets wrong by more than the [dot] bound: within the
+    two-pass bound here (the check of the accumulation model on this GPU)."""
+    from cuda_adversarial import truncation_adversary
+
+    fmt = FORMATS["mxfp8_e4m3"]
+    ops = []
+    for vals in truncation_adversary(np.random.default_rng(22), 32, 4096):
+        packed, scales = REF.quantize(vals.reshape(-1, 32), qopts(fmt))
+        ops.append(cupy_backend.MatmulOperand(packed.reshape(1, 32, -1),
+                                              scales.reshape(1, 32, -1), fmt, None))
+    gpu = cupy_backend.CupyBackend(matmul_kernel="two-pass")
+    got = _host(gpu.matmul(*map(_on_device, ops), cupy_backend.MatmulOptions()))[0]
+    assert cupy_backend.matmul_violations(got, *ops, "two-pass") == []
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_two_pass_falls_back_on_nan_scales_and_wide_scales():
+    """A NaN scale and scales no shift covers: the exact path's answer (within [dot])."""
+    gpu = cupy_backend.CupyBackend(matmul_kernel="two-pass")
+    a, b = cupy_backend.two_pass_check_problem(FORMATS["mxfp8_e5m2"], FORMATS["mxfp8_e5m2"])
+    for row, byte in ((3, 255), (4, 1)):
+        a.scales[0, row, 0] = byte
+    a.scales[0, 5, 1] = 254
+    got = _host(gpu.matmul(_on_device(a), _on_device(b), cupy_backend.MatmulOptions()))[0]
+    assert cupy_backend.matmul_violations(got, a, b, "simple") == []
+    assert np.all(np.isnan(got[3]))
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_core_matmul_paths_are_forceable():
+    import cupy as cp
+    import mxarray
+
+    x = cp.asarray(np.random.default_rng(23).standard_normal((64, 96)), dtype=cp.float32)
+    a = mxarray.quantize(x, "mxfp8_e4m3")
+    b = mxarray.quantize(x.T.copy(), "mxfp8_e4m3", axis=0)
+    results = {p: _host(mxarray.core.matmul(a, b, path=p))
+               for p in cupy_backend.CupyBackend.matmul_paths}
+    exact = _host(mxarray.core.matmul(a, b, path="simple"))
+    for path, got in results.items():
+        assert np.allclose(got, exact, rtol=1e-4, atol=1e-6), path
+    with pytest.raises(ValueError, match="no matmul path"):
+        mxarray.core.matmul(a, b, path="fast")
+
+
+@pytest.mark.gpu
+@needs_gpu
+@ALL_FORMATS
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_fused_packed_quantize_and_dequantize_bitwise(gpu, fmt, dtype):
+    """The one-thread-per-block kernels (mx_packed.cu) behind quantize/dequantize, every
+    mode, from a view one element off the 16-byte loads (copied first)."""
+    import cupy as cp
+
+    rng = np.random.default_rng(31)
+    with np.errstate(over="ignore"):
+        x = np.concatenate([adversarial_blocks(rng, 300, dtype, fmt),
+                            (rng.standard_normal((257, 32)) * 10).astype(dtype)])
+    flat = cp.empty(x.size + 1, dtype=dtype)
+    view = flat[1:].reshape(x.shape)
+    view[...] = cp.asarray(x)
+    for scale_mode in SCALE_MODES:
+        for rounding in ROUNDING_MODES:
+            seed = 99 if rounding == "stochastic" else None
+            want = REF.quantize(x, qopts(fmt, rounding, scale_mode, seed))
+            got = gpu.quantize(view, qopts(fmt, rounding, scale_mode, seed))
+            np.testing.assert_array_equal(_host(got[1]), want[1])
+            np.testing.assert_array_equal(_host(got[0]), want[0])
+    packed, scales = REF.quantize(x, qopts(fmt))
+    for out, bits in ((np.float32, np.uint32), (np.float64, np.uint64)):
+        want = REF.dequantize(packed, scales, dopts(fmt, out))
+        got = _host(gpu.dequantize(cp.asarray(packed), cp.asarray(scales), dopts(fmt, out)))
+        np.testing.assert_array_equal(got.view(bits), want.view(bits))
+
+
+@pytest.mark.gpu
+@needs_gpu
+@ALL_BLOCK_FORMATS
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_block_fused_packed_quantize_and_dequantize_bitwise(gpu, fmt, dtype):
+    """The one-thread-per-block kernels (mx_block_packed.cu) behind quantize/dequantize of
+    MX9/MX6/MX4/NVFP4, against the reference's packed bytes and values."""
+    import cupy as cp
+
+    rng = np.random.default_rng(32)
+    for ts in ((None,) if fmt.tensor_scale == "none" else (0.5, 2.0**-140)):
+        x = _block_data(rng, fmt, dtype, 400, ts)
+        roundings = [r for r in ROUNDING_MODES if ts is None or r != "stochastic"]
+        for rounding in roundings:
+            seed = 5 if rounding == "stochastic" else None
+            options = qopts(fmt, rounding, "floor", seed, tensor_scale=ts)
+            want = REF.quantize(x, options)
+            got = gpu.quantize(cp.asarray(x), options)
+            np.testing.assert_array_equal(_host(got[1]), want[1])
+            np.testing.assert_array_equal(_host(got[0]), want[0])
+        for out, bits in ((np.float32, np.uint32), (np.float64, np.uint64)):
+            d_opts = dopts(fmt, out, tensor_scale=ts)
+            want_v = REF.dequantize(*want, d_opts)
+            got_v = _host(gpu.dequantize(cp.asarray(want[0]), cp.asarray(want[1]), d_opts))
+            np.testing.assert_array_equal(got_v.view(bits), want_v.view(bits))
