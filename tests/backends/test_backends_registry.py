@@ -298,3 +298,26 @@ def test_import_never_fails_without_numba(tmp_path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     ).stdout.split()
     assert out == ["numpy", "True"]
+
+
+def test_core_and_registry_never_probe_a_backend() -> None:
+    """What a backend can do is declared (class data, ``supports``), never discovered:
+    no ``hasattr``, no ``getattr`` with a default, no ``inspect`` in the modules that pick
+    and call backends (issue 14)."""
+    import ast
+    import pathlib
+
+    import mxarray.backends
+    import mxarray.blockwise
+    import mxarray.core
+
+    for module in (mxarray.core, mxarray.backends, mxarray.blockwise):
+        tree = ast.parse(pathlib.Path(module.__file__).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert "inspect" not in names, f"{module.__name__} imports inspect"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id != "hasattr", f"hasattr in {module.__name__}:{node.lineno}"
+                if node.func.id == "getattr":
+                    assert len(node.args) < 3, f"getattr default in {module.__name__}:{node.lineno}"
