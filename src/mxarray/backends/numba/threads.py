@@ -75,6 +75,11 @@ class ParallelKernels:
         self._module = module
         self._wrapped: dict[str, Callable[..., Any]] = {}
 
+    @staticmethod
+    def launch(kernel: Callable[..., Any], *args: Any) -> Any:
+        """Run a parallel kernel made at run time (a per-format kernel) through the gate."""
+        return _GATE.run(kernel, *args)
+
     def __getattr__(self, name: str) -> Any:
         wrapped = self._wrapped.get(name)
         if wrapped is not None:
@@ -98,7 +103,7 @@ def guarded(module: ModuleType | ParallelKernels) -> ParallelKernels:
     Examples
     --------
     >>> import types
-    >>> from mxarray.backends._numba_threads import guarded
+    >>> from mxarray.backends.numba.threads import guarded
     >>> kernels = types.ModuleType("kernels")
     >>> kernels.CODES = {"even": 0}
     >>> guarded(kernels).CODES
