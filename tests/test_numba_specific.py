@@ -29,6 +29,13 @@ REF = NumpyBackend()
 FAST = NumbaBackend()
 
 
+def _decode(codes, scales, fmt) -> np.ndarray:
+    """Exact float64 values of ``(..., KB, block_size)`` codes, ``(..., KB * block_size)``."""
+    values = REF.dequantize_blocks(codes.reshape(-1, fmt.block_size), scales.reshape(-1),
+                                   dopts(fmt, np.float64))
+    return values.reshape(scales.shape[:-1] + (-1,))
+
+
 def _sample(rng: np.random.Generator, dtype, n_blocks: int = 64) -> np.ndarray:
     spread = np.exp2(rng.integers(-40, 40, (n_blocks, 1)))
     with np.errstate(over="ignore"):  # float16 overflows to inf: a non-finite block
@@ -124,7 +131,7 @@ def test_matmul_packed_within_bound(fa, fb, scale) -> None:
         assert not wide  # the float32 path
     elif fa.name == fb.name == "mxfp8_e5m2":
         assert wide  # products below 2**-149 or sums beyond 2**128 need float64 tiles
-    da, db = REF._decode_rows(ac, as_, fa, None), REF._decode_rows(bc, bs_, fb, None)
+    da, db = _decode(ac, as_, fa), _decode(bc, bs_, fb)
     exact = np.matmul(da, np.swapaxes(db, -1, -2))
     bound = (kb * 32 + 2) * 2.0**-24 * np.matmul(np.abs(da), np.swapaxes(np.abs(db), -1, -2))
     assert got.dtype == np.float32
@@ -142,7 +149,7 @@ def test_matmul_many_small_tiles(monkeypatch) -> None:
     monkeypatch.setattr(numba_matmul, "_tile_shape", lambda m, n, k, size: (7, 13))
     monkeypatch.setattr(numba_matmul, "sgemm_acc", None)  # the row-tile path
     got = matmul_codes(FAST, *args)
-    da, db = REF._decode_rows(*args[:3], None), REF._decode_rows(*args[3:], None)
+    da, db = _decode(*args[:3]), _decode(*args[3:])
     exact = da @ np.swapaxes(db, -1, -2)
     bound = (64 + 2) * 2.0**-24 * (np.abs(da) @ np.swapaxes(np.abs(db), -1, -2))
     assert np.all(np.abs(got - exact) <= bound)
@@ -215,7 +222,7 @@ def test_matmul_k_panels_within_bound(monkeypatch, panel_blocks) -> None:
     args = _mx_operands(np.random.default_rng(9), 2, 37, 23, 7, fa, fb)
     monkeypatch.setattr(numba_matmul, "_panel_blocks", lambda m, n, kb, bs: panel_blocks)
     got = matmul_codes(FAST, *args)
-    da, db = REF._decode_rows(*args[:3], None), REF._decode_rows(*args[3:], None)
+    da, db = _decode(*args[:3]), _decode(*args[3:])
     exact = da @ np.swapaxes(db, -1, -2)
     bound = (7 * 32 + 2) * 2.0**-24 * (np.abs(da) @ np.swapaxes(np.abs(db), -1, -2))
     assert got.dtype == np.float32 and got.shape == (2, 37, 23)

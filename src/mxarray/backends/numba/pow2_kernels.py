@@ -76,6 +76,73 @@ def _get_bits(src, i, bits, start):
     return (word >> np.uint32(sh)) & np.uint32((1 << bits) - 1)
 
 
+@nb.njit(cache=True, inline="always")
+def _store_elements(codes, bs, bits, dst):
+    """``bs`` element codes (uint8) as the block's LSB-first bit stream in ``dst``: loops
+    over whole bytes for 8-, 4- and 6-bit codes (``bs`` and ``bits`` are constants of the
+    calling kernel, so one branch remains and its loop vectorises)."""
+    if bits == 8:
+        for i in range(bs):
+            dst[i] = codes[i]
+    elif bits == 4:
+        for g in range(bs // 2):
+            dst[g] = np.uint8(codes[2 * g] | np.uint8(codes[2 * g + 1] << 4))
+    elif bits == 6 and bs % 4 == 0:
+        for g in range(bs // 4):
+            c1, c2 = codes[4 * g + 1], codes[4 * g + 2]
+            dst[3 * g] = np.uint8(codes[4 * g] | np.uint8(c1 << 6))
+            dst[3 * g + 1] = np.uint8(np.uint8(c1 >> 2) | np.uint8(c2 << 4))
+            dst[3 * g + 2] = np.uint8(np.uint8(c2 >> 4) | np.uint8(codes[4 * g + 3] << 2))
+    else:
+        _put_bits(codes, bs, bits, dst, 0)
+
+
+@nb.njit(cache=True, inline="always")
+def _microexponents(row, x, floor, scale_mode, sub, d_max, el, ds):
+    """Each sub-block's microexponent ``D = clamp(X - X_j, 0, d_max)`` into ``ds``:
+    branch-free from the exponent fields (scale mode floor, normal maxima), else exactly
+    (``el`` an :class:`~.params.ElementGrid`)."""
+    _, _, m, emax, _, _, _, _, rceil_emax, rceil_sig53 = el
+    exact = np.int32(not floor)
+    for j in range(ds.shape[0]):
+        sub_max = np.uint32(0)
+        for i in range(j * sub, (j + 1) * sub):
+            sub_max = max(sub_max, np.uint32(row[i] & _ABS))
+        ef = np.int32(sub_max >> np.uint32(_MANT))
+        live = np.int32(sub_max != 0)
+        exact |= live & np.int32(ef == 0)
+        d = min(max(np.int32(x) - (ef - np.int32(_BIAS + emax)), np.int32(0)), np.int32(d_max))
+        ds[j] = np.uint8(d * live)
+    if exact:
+        for j in range(ds.shape[0]):
+            sub_max = np.uint32(0)
+            for i in range(j * sub, (j + 1) * sub):
+                sub_max = max(sub_max, np.uint32(row[i] & _ABS))
+            d = np.int64(0)
+            if sub_max != 0:
+                xj = exponent_of(np.uint64(sub_max), _MANT, _BIAS, _MANT_MASK, _EXP_MASK,
+                                 scale_mode, m, emax, rceil_emax, rceil_sig53)
+                d = min(max(np.int64(x) - xj, 0), d_max)
+            ds[j] = np.uint8(d)
+
+
+@nb.njit(cache=True, inline="always")
+def _exact_codes(row, x, ds, sub, el, rounding, codes):
+    """Element codes one by one with the exact integer path (blocks whose grid reaches
+    below float32's normal range)."""
+    kind, _, m, emax, emin, max_code, sign_bit, code_mask, _, _ = el
+    for i in range(codes.shape[0]):
+        k = magnitude(np.uint64(row[i]), x - np.int64(ds[i // sub]), _MANT, _BIAS,
+                      _MANT_MASK, _EXP_MASK, np.uint64(_ABS), kind, m, emax, emin,
+                      max_code, rounding, np.uint64(0), np.uint64(0))
+        k = min(k, max_code)
+        negative = (row[i] >> np.uint32(31)) != 0
+        if kind == _INT:
+            codes[i] = np.uint8((-k if negative else k) & code_mask)
+        else:
+            codes[i] = np.uint8(k | (sign_bit if negative else 0))
+
+
 @functools.cache
 def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
                   ) -> Callable[..., None]:
@@ -102,10 +169,11 @@ def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
         n = bits.shape[0]
         even = np.uint32(rounding == EVEN)
         up_half = np.uint32(rounding != TOWARD_ZERO)
+        floor = scale_mode == FLOOR
         for c in prange((n + _CHUNK - 1) // _CHUNK):
-            codes = np.empty(bs, dtype=np.uint32)
+            codes = np.empty(bs, dtype=np.uint8)
             sh_base = np.empty(bs, dtype=np.int32)
-            ds = np.empty(n_sub, dtype=np.uint32)
+            ds = np.empty(n_sub, dtype=np.uint8)
             for b in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
                 row = bits[b]
                 dst = out[b]
@@ -120,44 +188,20 @@ def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
                 x = np.int64(min_x)
                 if amax != 0:
                     ef = np.int64(amax >> np.uint32(_MANT))
-                    if scale_mode == FLOOR and ef > 0:
+                    if floor and ef > 0:
                         x = ef - _BIAS - emax
                     else:
                         x = exponent_of(np.uint64(amax), _MANT, _BIAS, _MANT_MASK, _EXP_MASK,
                                         scale_mode, m, emax, rceil_emax, rceil_sig53)
                     x = min(max(x, min_x), max_x)
                 scales[b] = x + scale_bias
-                for j in range(n_sub):
-                    d = np.int64(0)
-                    if d_max:
-                        sub_max = np.uint32(0)
-                        for i in range(j * sub, (j + 1) * sub):
-                            sub_max = max(sub_max, np.uint32(row[i] & _ABS))
-                        if sub_max != 0:
-                            ef = np.int64(sub_max >> np.uint32(_MANT))
-                            if scale_mode == FLOOR and ef > 0:
-                                xj = ef - _BIAS - emax
-                            else:
-                                xj = exponent_of(np.uint64(sub_max), _MANT, _BIAS, _MANT_MASK,
-                                                 _EXP_MASK, scale_mode, m, emax, rceil_emax,
-                                                 rceil_sig53)
-                            d = min(max(x - xj, 0), d_max)
-                    ds[j] = d
+                if d_max:
+                    _microexponents(row, x, floor, scale_mode, sub, d_max, el, ds)
                 if x - d_max < lowest_x:
-                    for i in range(bs):
-                        xe = x - np.int64(ds[i // sub])
-                        k = magnitude(np.uint64(row[i]), xe, _MANT, _BIAS, _MANT_MASK, _EXP_MASK,
-                                      np.uint64(_ABS), kind, m, emax, emin, max_code, rounding,
-                                      np.uint64(0), np.uint64(0))
-                        k = min(k, max_code)
-                        negative = (row[i] >> np.uint32(31)) != 0
-                        if is_int:
-                            codes[i] = np.uint32((-k if negative else k) & code_mask)
-                        else:
-                            codes[i] = np.uint32(k | (sign_bit if negative else 0))
+                    _exact_codes(row, x, ds, sub, el, rounding, codes)
                 else:
                     for i in range(bs):
-                        sh_base[i] = np.int32(x - np.int64(ds[i // sub]) - m + lsb_bias)
+                        sh_base[i] = np.int32(x - m + lsb_bias) - np.int32(ds[i // sub])
                     for i in range(bs):
                         u = np.uint32(row[i])
                         a = np.uint32(u & _ABS)
@@ -188,11 +232,11 @@ def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
                             k = min(np.uint32(k + np.uint32(over * max_code)),
                                     np.uint32(max_code))
                         if is_int:
-                            codes[i] = np.uint32((k ^ np.uint32(0 - negative)) + negative) \
-                                & np.uint32(code_mask)
+                            codes[i] = np.uint8(np.uint32((k ^ np.uint32(0 - negative)) + negative)
+                                                & np.uint32(code_mask))
                         else:
-                            codes[i] = np.uint32(k | np.uint32(negative * sign_bit))
-                _put_bits(codes, bs, bits_, dst, 0)
+                            codes[i] = np.uint8(k | np.uint32(negative * sign_bit))
+                _store_elements(codes, bs, bits_, dst)
                 if d_max:
                     _put_bits(ds, n_sub, sub_bits, dst, element_bytes)
 
@@ -215,15 +259,16 @@ def quantize_ue4m3(el: ElementGrid, nan_code: int, bs: int, n_scale_bounds: int,
     """
     kind, bits_, _, _, _, max_code, sign_bit, code_mask, _, _ = el
     is_int = kind == _INT
+    steps = tuple(1 << e for e in range(max(n_scale_bounds, 1).bit_length(), -1, -1))
 
     @nb.njit(cache=True, parallel=True)
     def kernel(bits, grid, rounding, out, scales):
         scale_unit, tensor_scale, scale_grid, scale_mid, bounds = grid
         n = bits.shape[0]
-        toward_zero = rounding == TOWARD_ZERO
-        nearest = rounding == NEAREST
+        # a tie with bound j counts as above it: toward zero, nearest, or even for odd j
+        tie_up = np.uint32(rounding == TOWARD_ZERO or rounding == NEAREST)
         for c in prange((n + _CHUNK - 1) // _CHUNK):
-            codes = np.empty(bs, dtype=np.uint32)
+            codes = np.empty(bs, dtype=np.uint8)
             for b in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
                 row = bits[b]
                 dst = out[b]
@@ -236,13 +281,11 @@ def quantize_ue4m3(el: ElementGrid, nan_code: int, bs: int, n_scale_bounds: int,
                         dst[j] = 0
                     continue
                 a_max = np.float64(float32_from_bits(amax))
-                lo, hi = 0, n_scale_bounds
-                while lo < hi:  # the first midpoint at or above amax / scale_unit
-                    mid = (lo + hi) >> 1
-                    if a_max > scale_mid[mid] * scale_unit:
-                        lo = mid + 1
-                    else:
-                        hi = mid
+                lo = 0  # the number of midpoints below amax / scale_unit, branch-free
+                for step in steps:
+                    probe = min(lo + step, n_scale_bounds)
+                    lo += step * np.int64(lo + step <= n_scale_bounds
+                                          and a_max > scale_mid[probe - 1] * scale_unit)
                 if lo < n_scale_bounds and a_max == scale_mid[lo] * scale_unit and lo & 1:
                     lo += 1  # a tie goes to the even code
                 scales[b] = lo
@@ -254,18 +297,16 @@ def quantize_ue4m3(el: ElementGrid, nan_code: int, bs: int, n_scale_bounds: int,
                     k = np.uint32(0)
                     for j in range(n_bounds):
                         t = bounds[j] * divisor
-                        above = a > t
-                        at = a == t
-                        up = above or (at and (toward_zero or nearest or (j & 1) == 1))
-                        k += np.uint32(up)
+                        k += np.uint32(a > t) | (np.uint32(a == t)
+                                                 & (tie_up | np.uint32(j & 1)))
                     k = min(np.uint32(k * live), np.uint32(max_code))
                     negative = np.uint32(shr32(u, np.uint32(31)))
                     if is_int:
-                        codes[i] = np.uint32((k ^ np.uint32(0 - negative)) + negative) \
-                            & np.uint32(code_mask)
+                        codes[i] = np.uint8(np.uint32((k ^ np.uint32(0 - negative)) + negative)
+                                            & np.uint32(code_mask))
                     else:
-                        codes[i] = np.uint32(k | np.uint32(negative * sign_bit))
-                _put_bits(codes, bs, bits_, dst, 0)
+                        codes[i] = np.uint8(k | np.uint32(negative * sign_bit))
+                _store_elements(codes, bs, bits_, dst)
 
     return kernel
 
