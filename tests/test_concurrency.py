@@ -519,7 +519,7 @@ _WORKQUEUE_SCRIPT = """
 
     be = mxarray.get_backend("numba")
     if {apply_gate}:
-        be._k, be._bk = guarded(be._k), guarded(be._bk)
+        be._kernels = {{k: guarded(v) for k, v in be._kernels.items()}}
     rng = np.random.default_rng(3)
     x = rng.standard_normal((48, 4096)).astype(np.float32)
     b = rng.standard_normal((4096, 24)).astype(np.float32)

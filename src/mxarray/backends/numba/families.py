@@ -25,12 +25,15 @@ import numpy as np
 from ...formats import Format
 from ..base import DequantizeOptions, QuantizeOptions
 from . import params as P
+from .first_use import announce
 from .matmul import Decoder, PanelOperand
 from .threads import ParallelKernels
 
 __all__ = ["KernelFamily", "OcpFamily", "Pow2Family", "Ue4m3Family", "family_for"]
 
 _NO_IDS = np.empty(0, dtype=np.uint64)
+_PANELS = "matmul panels"
+_SERIAL_BELOW = 1 << 15  # elements (or bytes) of input below which a kernel runs serially
 _UINT_OF = {4: np.uint32, 8: np.uint64}
 
 
@@ -60,6 +63,18 @@ class KernelFamily:
     def __init__(self, fmt: Format, kernels: dict[str, ParallelKernels]) -> None:
         self.fmt = fmt
         self._ocp, self._blocks, self._fast = kernels["ocp"], kernels["blocks"], kernels["fast"]
+
+    def _launch(self, kernels: ParallelKernels, kernel: Any, op: str, kind: str, *args: Any
+                ) -> None:
+        """Run ``kernel`` (a dispatcher, or the name of one in ``kernels``) through the
+        launch gate, with the first-use notice of :mod:`.first_use` for ``op``; on the
+        calling thread alone for matmul panels and small arrays (the first argument's
+        size), where waking the worker threads costs more than it gains."""
+        if isinstance(kernel, str):
+            kernel = kernels.unwrapped(kernel)
+        announce(kernel, f"{self.fmt.name} {op}", kind)
+        serial = op == _PANELS or np.size(args[0]) < _SERIAL_BELOW
+        kernels.launch_kernel(kernel, *args, serial=serial)
 
     def _outputs(self, out: tuple[np.ndarray, np.ndarray] | None, n: int, packed: bool,
                  code_dtype: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -97,10 +112,12 @@ class KernelFamily:
         with np.errstate(over="ignore"):  # table values never used in float32 may overflow
             table = fmt.decode_table.astype(dtype)
             values = P.scale_values(fmt, None).astype(dtype)
-        lanes, bs, kernel = P.unpack_lanes(fmt), fmt.block_size, self._blocks.decode_panel_table
+        lanes, bs = P.unpack_lanes(fmt), fmt.block_size
 
         def decode(batch: int, row0: int, e0: int, out: np.ndarray) -> None:
-            kernel(op.packed[batch], op.scales[batch], row0, e0, bs, lanes, table, values, out)
+            self._launch(self._blocks, "decode_panel_table", _PANELS, "table",
+                         op.packed[batch], op.scales[batch], row0, e0, bs, lanes, table, values,
+                         out)
 
         return decode
 
@@ -129,11 +146,13 @@ class OcpFamily(KernelFamily):
                    np.empty(n, np.uint8))
         args = (bits, P.input_bits(blocks.dtype), self._el, self._sc, P.modes(options))
         if options.rounding == "stochastic":
-            k.quantize_rows(*args, _ids(options), layout, *out)
+            self._launch(k, "quantize_rows", "quantize (stochastic)", "ocp", *args,
+                         _ids(options), layout, *out)
         elif bits.dtype == np.uint32:
-            k.quantize_rows_f32(*args, layout, *out)
+            self._launch(k, "quantize_rows_f32", "quantize", "ocp", *args, layout, *out)
         else:
-            k.quantize_rows_nearest(*args, layout, *out)
+            self._launch(k, "quantize_rows_nearest", "quantize (float64)", "ocp", *args,
+                         layout, *out)
         return out
 
     def dequantize(self, data, scales, options, packed, out=None):
@@ -143,7 +162,8 @@ class OcpFamily(KernelFamily):
         layout = P.pack_layout(fmt, packed)
         rows = _rows(np.asarray(data, dtype=np.uint8),
                      fmt.block_size // layout.per_group * layout.group_bytes)
-        self._ocp.dequantize_rows(rows, scales, layout, self._dec, P.e8m0_values(out.dtype), out)
+        self._launch(self._ocp, "dequantize_rows", "dequantize", "ocp", rows, scales, layout,
+                     self._dec, P.e8m0_values(out.dtype), out)
         return out
 
     def pack(self, codes):
@@ -167,13 +187,13 @@ class OcpFamily(KernelFamily):
         """Windows on whole blocks take the bit-level decode; others the table's."""
         fmt, table_decode = self.fmt, super().decoder(op, dtype)
         pow2, bs = P.e8m0_values(dtype), fmt.block_size
-        layout, dec, kernel = P.pack_layout(fmt, True), self._dec, self._ocp.decode_panel
+        layout, dec = P.pack_layout(fmt, True), self._dec
 
         def decode(batch: int, row0: int, e0: int, out: np.ndarray) -> None:
             if e0 % bs or out.shape[1] % bs:
                 return table_decode(batch, row0, e0, out)
-            kernel(op.packed[batch], op.scales[batch], row0, e0 // bs, bs, layout, dec, pow2,
-                   out)
+            self._launch(self._ocp, "decode_panel", _PANELS, "ocp", op.packed[batch],
+                         op.scales[batch], row0, e0 // bs, bs, layout, dec, pow2, out)
 
         return decode
 
@@ -193,8 +213,8 @@ class _BlockFamily(KernelFamily):
         if packed:  # the per-format kernel
             kernel = self._fast.dequantize_table(fmt.block_size, fmt.bits, *self._subs[:2],
                                                  fmt.element_bytes)
-            self._fast.launch(kernel, _rows(data, fmt.bytes_per_block), scales,
-                              fmt.decode_table, values, out)
+            self._launch(self._fast, kernel, "dequantize", "table",
+                         _rows(data, fmt.bytes_per_block), scales, fmt.decode_table, values, out)
             return out
         width = fmt.block_size
         rows = _rows(np.asarray(data, dtype=np.uint16), width)
@@ -246,13 +266,14 @@ class Pow2Family(_BlockFamily):
             out = self._outputs(out, bits.shape[0], True, None)
             kernel = self._fast.quantize_pow2(self._el, self._sc, self._subs, fmt.block_size)
             mode = P.modes(options)
-            self._fast.launch(kernel, bits, mode.scale_mode, mode.rounding, *out)
+            self._launch(self._fast, kernel, "quantize", "pow2", bits, mode.scale_mode,
+                         mode.rounding, *out)
             return out
         v = np.ascontiguousarray(blocks, dtype=np.float64)
         out = self._outputs(out, v.shape[0], packed, np.uint16)
-        self._blocks.quantize_pow2_rows(
-            v.view(np.uint64), P.input_bits(np.dtype(np.float64)), self._el, self._sc,
-            self._subs, P.modes(options), _ids(options), packed, *out)
+        self._launch(self._blocks, "quantize_pow2_rows", "quantize (any input)", "generic",
+                     v.view(np.uint64), P.input_bits(np.dtype(np.float64)), self._el, self._sc,
+                     self._subs, P.modes(options), _ids(options), packed, *out)
         return self._finish(out, packed)
 
 
@@ -268,12 +289,14 @@ class Ue4m3Family(_BlockFamily):
             kernel = self._fast.quantize_ue4m3(self._el, fmt.scale.nan_code, fmt.block_size,
                                                grid.grid_mid.shape[0],
                                                grid.element_bounds.shape[0])
-            self._fast.launch(kernel, bits, grid, P.modes(options).rounding, *out)
+            self._launch(self._fast, kernel, "quantize", "ue4m3", bits, grid,
+                         P.modes(options).rounding, *out)
             return out
         v = np.ascontiguousarray(blocks, dtype=np.float64)
         out = self._outputs(out, v.shape[0], packed, np.uint16)
-        self._blocks.quantize_ue4m3_rows(v, grid, self._el, P.modes(options).rounding,
-                                         fmt.scale.nan_code, packed, fmt.element_bytes, *out)
+        self._launch(self._blocks, "quantize_ue4m3_rows", "quantize (any input)", "generic",
+                     v, grid, self._el, P.modes(options).rounding, fmt.scale.nan_code, packed,
+                     fmt.element_bytes, *out)
         return self._finish(out, packed)
 
 
