@@ -16,6 +16,7 @@ import math
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 
 import numpy as np
@@ -184,6 +185,24 @@ def test_power_of_two_blocks_match_the_reference(data, name, dtype, scale_mode, 
     packed, packed_scales = FAST.quantize(rows, qopts(*args))
     assert_bits(packed_scales, scales)
     assert_bits(packed, REF.pack(codes, fmt))
+
+
+def test_power_of_two_formats_without_sub_blocks_read_no_stale_memory() -> None:
+    """The per-format kernel's microexponents stay 0 without sub-blocks, whatever memory
+    the kernel's scratch buffers reuse (threads racing on the allocator included)."""
+    fmt = _fmt("nbt_int_exp5")
+    rows = np.random.default_rng(8).standard_normal((300, fmt.block_size)).astype(np.float32)
+    codes, scales = REF.quantize_blocks(rows, qopts(fmt))
+    want = REF.pack(codes, fmt)
+
+    def run(_: int) -> np.ndarray:
+        junk = [np.full(k, 0xFF, np.uint8) for k in range(1, 64)]  # freed: reused memory
+        del junk
+        return FAST.quantize(rows, qopts(fmt))[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        for got in pool.map(run, range(32)):
+            assert_bits(got, want)
 
 
 _E4M3 = [float(v) for v in get_format("nvfp4").scale.finite_grid]

@@ -4,7 +4,9 @@
 products: both operands are decoded, a few blocks of K at a time, into float32 panels
 of all their rows (by their kernel family's panel decoder), and NumPy's own BLAS adds
 each panel product into the result (:mod:`mxarray.backends._blas`), so every element is
-decoded once and BLAS sees large GEMMs.  Without an accumulating BLAS, or when a value,
+decoded once and BLAS sees large GEMMs.  The panels are decoded on the calling thread
+(the families launch them serially): OpenMP workers woken between GEMMs would spin and
+take the cores from BLAS.  Without an accumulating BLAS, or when a value,
 product or partial sum would not be exact or in range in float32
 (:func:`~mxarray.backends.numba.params.general_matmul_dtype`), it multiplies row tiles
 instead (float64 tiles where needed, exact for every registrable format).  Panels leave

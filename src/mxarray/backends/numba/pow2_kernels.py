@@ -173,7 +173,7 @@ def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
         for c in prange((n + _CHUNK - 1) // _CHUNK):
             codes = np.empty(bs, dtype=np.uint8)
             sh_base = np.empty(bs, dtype=np.int32)
-            ds = np.empty(n_sub, dtype=np.uint8)
+            ds = np.zeros(n_sub, dtype=np.uint8)  # stays 0 without sub-blocks
             for b in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
                 row = bits[b]
                 dst = out[b]
