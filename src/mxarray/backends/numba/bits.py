@@ -125,18 +125,18 @@ def split_bits(a, in_mant, in_bias, mant_mask, exp_shift_mask):
 
 @nb.njit(cache=True, inline="always")
 def shared_exponent(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mode,
-                     m, emax, rceil_emax, rceil_sig53, min_x, max_x):
+                    m, emax, rceil_emax, rceil_sig53, min_x, max_x):
     """Shared exponent X of a block from the bits of its largest magnitude (clamped)."""
     if amax == 0:
         return min_x
     x = exponent_of(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mode, m, emax,
-                     rceil_emax, rceil_sig53)
+                    rceil_emax, rceil_sig53)
     return min(max(x, min_x), max_x)
 
 
 @nb.njit(cache=True, inline="always")
 def exponent_of(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mode,
-                 m, emax, rceil_emax, rceil_sig53):
+                m, emax, rceil_emax, rceil_sig53):
     """Unclamped exponent of the scale mode for the bits of a positive magnitude."""
     sig, p, e = split_bits(amax, in_mant, in_bias, mant_mask, exp_shift_mask)
     # the significand normalised to 53 bits: 2**52 <= sig53 < 2**53

@@ -104,7 +104,7 @@ def _round(sig, sh, rounding, seed, index):
 
 @nb.njit(cache=True, inline="always")
 def magnitude(u, x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, kind, m, emax,
-               emin, max_code, rounding, seed, index):
+              emin, max_code, rounding, seed, index):
     """Magnitude code of the float64 bits ``u`` against exponent ``x``.
 
     Exact, in any rounding mode; a result above ``max_code`` means the rounded
@@ -177,7 +177,7 @@ def quantize_pow2_rows(bits, inp, el, sc, subs, mode, block_ids, packed, out, sc
             x = np.int64(min_x)
             if amax != 0:
                 x = min(max(exponent_of(amax, in_mant, in_bias, mant_mask, exp_shift_mask,
-                                         scale_mode, m, emax, rceil_emax, rceil_sig53),
+                                        scale_mode, m, emax, rceil_emax, rceil_sig53),
                             min_x), max_x)
             scales[b] = x + scale_bias
             first = block_number(block_ids, b) * np.uint64(bs)
@@ -189,14 +189,14 @@ def quantize_pow2_rows(bits, inp, el, sc, subs, mode, block_ids, packed, out, sc
                         sub_max = max(sub_max, row[i] & abs_mask)
                     if sub_max != 0:
                         xj = exponent_of(sub_max, in_mant, in_bias, mant_mask, exp_shift_mask,
-                                          scale_mode, m, emax, rceil_emax, rceil_sig53)
+                                         scale_mode, m, emax, rceil_emax, rceil_sig53)
                         d = min(max(x - xj, 0), d_max)
                 while True:
                     over = False
                     for i in range(j0, j0 + sub_size):
                         k = magnitude(row[i], x - d, in_mant, in_bias, mant_mask,
-                                       exp_shift_mask, abs_mask, kind, m, emax, emin, max_code,
-                                       rounding, seed, first + np.uint64(i))
+                                      exp_shift_mask, abs_mask, kind, m, emax, emin, max_code,
+                                      rounding, seed, first + np.uint64(i))
                         mags[i] = k
                         over = over or k > max_code
                     if not (promote and over and d > 0):

@@ -326,7 +326,7 @@ def quantize_rows(bits, inp, el, sc, mode, block_ids, layout, out, scales):
                     out[b, j] = 0
                 continue
             x = shared_exponent(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mode,
-                                 m, emax, rceil_emax, rceil_sig53, min_x, max_x)
+                                m, emax, rceil_emax, rceil_sig53, min_x, max_x)
             scales[b] = x + scale_bias
             _generic_codes(bits[b], x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask,
                            sign_shift, is_float, m, emax, emin, max_code, sign_bit, code_mask,
@@ -377,7 +377,7 @@ def quantize_rows_nearest(bits, inp, el, sc, mode, layout, out, scales):
                     out[b, j] = 0
                 continue
             x = shared_exponent(np.uint64(amax), in_mant, in_bias, mant_mask, exp_shift_mask,
-                                 scale_mode, m, emax, rceil_emax, rceil_sig53, min_x, max_x)
+                                scale_mode, m, emax, rceil_emax, rceil_sig53, min_x, max_x)
             scales[b] = x + scale_bias
             if is_float and x + emin < 1 - in_bias:
                 _generic_codes(bits[b], x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask,
@@ -508,8 +508,8 @@ def _quantize_f32_rows(
             x = min(max(np.int64(ef_max) - in_bias - emax, min_x), max_x)
         else:
             x = shared_exponent(np.uint64(amax), in_mant, in_bias, mant_mask,
-                                 exp_shift_mask, scale_mode, m, emax, rceil_emax,
-                                 rceil_sig53, min_x, max_x)
+                                exp_shift_mask, scale_mode, m, emax, rceil_emax,
+                                rceil_sig53, min_x, max_x)
         scales[b] = x + scale_bias
         if is_float and x + emin < 1 - in_bias:
             _generic_codes(row, x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask,
