@@ -5,10 +5,10 @@ the machine's load falls on all of them alike.  Cases at M = N = K = 2048 (``--s
 
 - ``sgemm``: ``numpy.matmul`` of float32 operands into a preallocated result (NumPy's
   BLAS), the baseline;
-- ``bf16 GEMM``: :func:`mxarray.backends._bf16_matmul.gemm_bf16` on operands already in
+- ``bf16 GEMM``: :func:`mxarray.backends.numba.bf16.gemm_bf16` on operands already in
   bfloat16 (its panel copy included), the ceiling of the MX path;
 - per format pair, the Numba backend's float32-panel MX matmul and the bfloat16 path
-  (:func:`~mxarray.backends._bf16_matmul.matmul_bf16`: decode + GEMM).
+  (:func:`~mxarray.backends.numba.bf16.matmul_bf16`: decode + GEMM).
 
 Prints medians of the wall time and of the process CPU time (less sensitive to other
 processes on a shared machine) and their ratios to ``sgemm`` and to ``bf16 GEMM``.
@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 import mxarray
-from mxarray.backends import _bf16_matmul as bf
+from mxarray.backends.numba import bf16 as bf
 from mxarray.backends.base import MatmulOperand, MatmulOptions
 
 PAIRS = [("mxfp8_e4m3", "mxfp8_e4m3"), ("mxfp8_e5m2", "mxfp8_e5m2"),

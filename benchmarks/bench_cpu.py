@@ -1,14 +1,16 @@
-"""CPU benchmark: quantize, dequantize and MX matmul against same-run baselines.
+"""CPU benchmark of the Numba backend against same-run baselines.
 
-Measures, in one run: ``np.copyto`` of a float32 array (the memory-bandwidth
-baseline), ml_dtypes' ``astype`` to float8_e4m3fn, torchao's MX quantize when torchao is
-importable, and for every backend and format the quantize and dequantize element rates
-(through the public API and, for backends that offer them, the fused packed kernels on
-canonical rows; dequantize both into a fresh array and, like ``np.copyto``, into an
-existing one with ``out=``); then float32 BLAS matmul against MX matmul per format with the peak
-extra memory (tracemalloc).  Writes ``benchmarks/results/cpu.json`` and ``cpu.md``.
+For every format (the six OCP formats, MX9/MX6/MX4, NVFP4): quantize, dequantize into an
+existing array (``out=``, like ``np.copyto``) and into a new one, the first call in a
+new process with a warm and (one format per kernel family) a cold Numba cache, and MX
+matmul 2048^3; against ``np.copyto`` of the same float32 array into a preallocated
+destination and float32 BLAS (``a @ b``) measured in the same run, each pair as medians
+of interleaved repetitions.  Writes ``benchmarks/results/cpu.json`` and ``cpu.md``
+(the table docs/benchmarks.md includes).
 
-Run ``python benchmarks/bench_cpu.py`` (``--quick`` for a smoke test with small sizes).
+Run ``python benchmarks/bench_cpu.py`` (about 5 minutes on 2 cores; ``--quick`` for a
+smoke test with small sizes).  Other rows (other matmul paths, element access) add a
+function to ``SECTIONS``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -25,23 +30,27 @@ from typing import Any, Callable
 import numpy as np
 
 import mxarray
-from mxarray.backends.base import (DequantizeOptions, MatmulOperand, MatmulOptions,
-                                   QuantizeOptions)
 from mxarray.formats import BLOCK_FORMATS
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TARGETS = {"quantize": 0.60, "dequantize": 1.20, "matmul_time": 1.10, "matmul_memory": 0.10}
+BACKEND = "numba"
+COLD_FORMATS = ("mxfp8_e4m3", "mx9", "nvfp4")  # one per kernel family
 
 
-def best_time(fn: Callable[[], Any], repeats: int) -> float:
-    """Shortest wall time of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
+def interleaved(base: Callable[[], Any], fn: Callable[[], Any], repeats: int
+                ) -> tuple[float, float]:
+    """Median wall times of ``base`` and ``fn``, run alternately ``repeats`` times each
+    after one warm-up call of both (so both see the same machine state)."""
+    base(), fn()
+    tb, tf = [], []
     for _ in range(repeats):
         t = time.perf_counter()
+        base()
+        tb.append(time.perf_counter() - t)
+        t = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        tf.append(time.perf_counter() - t)
+    return float(np.median(tb)), float(np.median(tf))
 
 
 def peak_extra_bytes(fn: Callable[[], Any], result_bytes: int) -> int:
@@ -68,164 +77,145 @@ def blas_info() -> list[dict[str, Any]]:
 
 
 def bench_elementwise(n: int, repeats: int) -> dict[str, Any]:
+    """Quantize and dequantize of an ``(n, n)`` float32 array, each against np.copyto."""
     x = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    dst = np.empty_like(x)
-    base = best_time(lambda: np.copyto(dst, x), repeats)
+    dst, out = np.empty_like(x), np.empty_like(x)
+    copy = lambda: np.copyto(dst, x)  # noqa: E731
     rows: list[dict[str, Any]] = []
-
-    def add(kind: str, backend: str, fmt: str, path: str, seconds: float) -> None:
-        rows.append({"op": kind, "backend": backend, "format": fmt, "path": path,
-                     "seconds": seconds, "gelem_per_s": x.size / seconds / 1e9,
-                     "ratio_vs_copyto": base / seconds})
-
-    try:
-        import ml_dtypes
-
-        add("baseline", "ml_dtypes", "float8_e4m3fn", "astype",
-            best_time(lambda: x.astype(ml_dtypes.float8_e4m3fn), repeats))
-    except ImportError:
-        print("ml_dtypes not installed: its astype baseline is skipped")
-    try:
-        from torchao.prototype.mx_formats.mx_tensor import to_mx  # type: ignore
-        import torch
-
-        t = torch.from_numpy(x)
-        add("quantize", "torchao", "mxfp8_e4m3", "to_mx",
-            best_time(lambda: to_mx(t, torch.float8_e4m3fn, 32), repeats))
-    except Exception as exc:  # noqa: BLE001 - any failure means "not measurable here"
-        print(f"torchao MX quantize not measured ({type(exc).__name__}: {exc})")
-
-    usable = [b.name for b in mxarray.list_backends() if b.available]
-    for name in usable:
-        be = mxarray.get_backend(name)
-        for fmt in BLOCK_FORMATS.values():  # the OCP formats, then MX9/MX6/MX4 and NVFP4
-            if not be.supports(fmt):
-                continue
-            reps = repeats if name != "numpy" else 1
-            add("quantize", name, fmt.name, "api",
-                best_time(lambda: mxarray.quantize(x, fmt, backend=name), reps))
-            a = mxarray.quantize(x, fmt, backend=name)
-            add("dequantize", name, fmt.name, "api",
-                best_time(lambda: mxarray.dequantize(a, backend=name), reps))
-            add("dequantize", name, fmt.name, "api out=",
-                best_time(lambda: mxarray.dequantize(a, out=dst, backend=name), reps))
-            if name != "numpy":  # the backend's own methods on canonical rows
-                blocks = x.reshape(-1, fmt.block_size)
-                q_opts = QuantizeOptions(fmt, "even", "floor", None, a.tensor_scale)
-                d_opts = DequantizeOptions(fmt, np.dtype(np.float32), a.tensor_scale)
-                add("quantize", name, fmt.name, "kernel",
-                    best_time(lambda: be.quantize(blocks, q_opts), repeats))
-                packed, scales = be.quantize(blocks, q_opts)
-                rows_out = dst.reshape(-1, fmt.block_size)
-                add("dequantize", name, fmt.name, "kernel out=",
-                    best_time(lambda: be.dequantize(packed, scales, d_opts, out=rows_out),
-                              repeats))
-    return {"shape": [n, n], "copyto_seconds": base,
-            "copyto_gb_per_s": x.nbytes / base / 1e9, "rows": rows}
+    for fmt in BLOCK_FORMATS.values():
+        a = mxarray.quantize(x, fmt, backend=BACKEND)
+        ops = {"quantize": lambda: mxarray.quantize(x, fmt, backend=BACKEND),
+               "dequantize out=": lambda: mxarray.dequantize(a, out=out, backend=BACKEND),
+               "dequantize (new array)": lambda: mxarray.dequantize(a, backend=BACKEND)}
+        for op, fn in ops.items():
+            base, seconds = interleaved(copy, fn, repeats)
+            rows.append({"op": op, "format": fmt.name, "seconds": seconds,
+                         "copyto_seconds": base, "gelem_per_s": x.size / seconds / 1e9,
+                         "ratio_vs_copyto": base / seconds})
+    return {"shape": [n, n], "rows": rows}
 
 
 def bench_matmul(n: int, repeats: int) -> dict[str, Any]:
+    """MX matmul ``(n, n) @ (n, n)`` per format against float32 BLAS (``a @ b``)."""
     rng = np.random.default_rng(1)
     a = rng.standard_normal((n, n)).astype(np.float32)
     b = rng.standard_normal((n, n)).astype(np.float32)
-    operands = a.nbytes + b.nbytes
-    result = n * n * 4
-    base = best_time(lambda: a @ b, repeats)
-    rows = [{"backend": "blas", "format": "float32", "path": "numpy.matmul", "seconds": base,
-             "ratio_vs_blas": 1.0,
-             "extra_fraction": peak_extra_bytes(lambda: a @ b, result) / operands}]
-    for name in [b_.name for b_ in mxarray.list_backends() if b_.available and b_.name != "numpy"]:
-        be = mxarray.get_backend(name)
-        for fmt in ("mxfp8_e4m3", "mxfp4_e2m1", "mxfp6_e2m3", "mxint8", "mx9", "mx6", "mx4",
-                    "nvfp4"):
-            if not be.supports(BLOCK_FORMATS[fmt]):
-                continue
-            qa = mxarray.quantize(a, fmt, backend=name)
-            qb = mxarray.quantize(b, fmt, axis=0, backend=name)
-            left = MatmulOperand(qa.packed[None], qa.scales[None], qa.format, qa.tensor_scale)
-            right = MatmulOperand(qb.packed[None], np.ascontiguousarray(qb.scales.T)[None],
-                                  qb.format, qb.tensor_scale)
-            calls = {"api": lambda: mxarray.matmul(qa, qb, backend=name),
-                     "kernel": lambda: be.matmul(left, right, MatmulOptions())}
-            for path, fn in calls.items():
-                seconds = best_time(fn, repeats)
-                rows.append({"backend": name, "format": fmt, "path": path, "seconds": seconds,
-                             "ratio_vs_blas": seconds / base,
-                             "extra_fraction": peak_extra_bytes(fn, result) / operands})
-    return {"shape": [n, n, n], "blas_seconds": base, "rows": rows}
+    operands, result = a.nbytes + b.nbytes, n * n * 4
+    blas = lambda: a @ b  # noqa: E731
+    rows = []
+    for fmt in BLOCK_FORMATS:
+        qa = mxarray.quantize(a, fmt, backend=BACKEND)
+        qb = mxarray.quantize(b, fmt, axis=0, backend=BACKEND)
+        fn = lambda: mxarray.matmul(qa, qb, backend=BACKEND)  # noqa: E731
+        base, seconds = interleaved(blas, fn, repeats)
+        rows.append({"format": fmt, "seconds": seconds, "blas_seconds": base,
+                     "ratio_vs_blas": seconds / base,
+                     "extra_fraction": peak_extra_bytes(fn, result) / operands})
+    return {"shape": [n, n, n], "rows": rows}
+
+
+_FIRST_CALL = """
+import time
+t = time.perf_counter()
+import numpy as np, mxarray
+x = np.linspace(-1, 1, 4096, dtype=np.float32).reshape(64, 64)
+mxarray.dequantize(mxarray.quantize(x, {fmt!r}, backend={backend!r}), backend={backend!r})
+print(time.perf_counter() - t)
+"""
+
+
+def first_call(fmt: str, cache_dir: str) -> float:
+    """Wall time of a new interpreter importing mxarray, quantizing and dequantizing once,
+    with Numba's disk cache in ``cache_dir``."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    code = _FIRST_CALL.format(fmt=fmt, backend=BACKEND)
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                          text=True, env=env)
+    return float(done.stdout)
+
+
+def bench_first_call(quick: bool) -> dict[str, Any]:
+    """First call in a new process: warm (the cache the run has filled) for every format,
+    cold (an empty cache directory) for one format of each kernel family."""
+    import numba
+
+    warm_dir = numba.config.CACHE_DIR or ""
+    rows = []
+    for fmt in BLOCK_FORMATS:
+        cold = None
+        if fmt in COLD_FORMATS and not quick:
+            with tempfile.TemporaryDirectory() as empty:
+                cold = first_call(fmt, empty)
+        first_call(fmt, warm_dir)  # make sure the warm cache holds this format
+        rows.append({"format": fmt, "warm_seconds": first_call(fmt, warm_dir),
+                     "cold_seconds": cold})
+    return {"rows": rows}
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "elementwise": lambda args: bench_elementwise(256 if args.quick else 4096, args.repeats),
+    "matmul": lambda args: bench_matmul(128 if args.quick else 2048, args.repeats),
+    "first_call": lambda args: bench_first_call(args.quick),
+}
+"""Each section of the report: a function of the parsed arguments, run in this order."""
 
 
 def markdown(report: dict[str, Any]) -> str:
-    ew, mm = report["elementwise"], report["matmul"]
-    lines = [
-        f"# CPU benchmark ({report['machine']['cpus']} CPUs, {report['machine']['processor']})",
-        "",
-        f"Elementwise input: float32 {ew['shape'][0]}x{ew['shape'][1]}; np.copyto baseline "
-        f"{ew['copyto_gb_per_s']:.1f} GB/s. Targets: quantize >= {TARGETS['quantize']}x, "
-        f"dequantize >= {TARGETS['dequantize']}x copyto's element rate (the `api out=` rows: "
-        "like np.copyto, they write into an existing array; `api` rows allocate a new one).",
-        "",
-        "| op | backend | format | path | Gelem/s | x copyto |",
-        "|---|---|---|---|---:|---:|",
-    ]
-    for r in ew["rows"]:
-        lines.append(f"| {r['op']} | {r['backend']} | {r['format']} | {r['path']} | "
-                     f"{r['gelem_per_s']:.3f} | {r['ratio_vs_copyto']:.2f} |")
-    lines += [
-        "",
-        f"Matmul {mm['shape'][0]}^3: float32 BLAS {mm['blas_seconds'] * 1e3:.1f} ms. Targets: "
-        f"time <= {TARGETS['matmul_time']}x BLAS, extra memory <= "
-        f"{TARGETS['matmul_memory']:.0%} of the float32 operands.",
-        "",
-        "| backend | format | path | ms | x BLAS time | extra memory / fp32 operands |",
-        "|---|---|---|---:|---:|---:|",
-    ]
-    for r in mm["rows"]:
-        lines.append(f"| {r['backend']} | {r['format']} | {r['path']} | {r['seconds'] * 1e3:.1f} "
-                     f"| {r['ratio_vs_blas']:.2f} | {r['extra_fraction']:.1%} |")
-    lines += ["", "BLAS (threadpoolctl):", ""]
-    for info in report["blas"]:
-        lines.append("- " + ", ".join(f"{k}={v}" for k, v in info.items() if k != "filepath"))
-    lines.append("")
-    for fmt, seconds in report["first_call_seconds"].items():
-        lines.append(f"First call in a new process (warm cache), {fmt}: {seconds:.2f} s")
-    lines.append("")
+    """The report as the Markdown tables docs/benchmarks.md includes."""
+    m = report["machine"]
+    lines = [f"Backend `{BACKEND}` on {m['cpus']} CPUs ({m['processor']}), numpy {m['numpy']}, "
+             f"numba {m['numba']}; medians of {report['repeats']} interleaved repetitions.", ""]
+    ew = report.get("elementwise")
+    if ew:
+        lines += [f"Quantize and dequantize of float32 {ew['shape'][0]}x{ew['shape'][1]}, as a "
+                  "ratio to np.copyto of the same array into a preallocated one (higher is "
+                  "faster):", "",
+                  "| format | op | Gelem/s | x np.copyto |", "|---|---|---:|---:|"]
+        lines += [f"| {r['format']} | {r['op']} | {r['gelem_per_s']:.2f} | "
+                  f"{r['ratio_vs_copyto']:.2f} |" for r in ew["rows"]]
+    mm = report.get("matmul")
+    if mm:
+        lines += ["", f"MX matmul {mm['shape'][0]}^3 (both operands in the format) against "
+                  "float32 BLAS `a @ b` (lower is faster):", "",
+                  "| format | ms | x BLAS time | extra memory / fp32 operands |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {r['format']} | {r['seconds'] * 1e3:.1f} | {r['ratio_vs_blas']:.2f} | "
+                  f"{r['extra_fraction']:.1%} |" for r in mm["rows"]]
+    fc = report.get("first_call")
+    if fc:
+        lines += ["", "First quantize + dequantize in a new process (import included), with a "
+                  "warm Numba cache and, for one format per kernel family, an empty one:", "",
+                  "| format | warm s | cold s |", "|---|---:|---:|"]
+        lines += [f"| {r['format']} | {r['warm_seconds']:.2f} | "
+                  + (f"{r['cold_seconds']:.1f}" if r["cold_seconds"] is not None else "-") + " |"
+                  for r in fc["rows"]]
+    lines += ["", "BLAS (threadpoolctl): " + "; ".join(
+        ", ".join(f"{k}={v}" for k, v in info.items() if k != "filepath")
+        for info in report["blas"]), ""]
     return "\n".join(lines)
-
-
-def first_call_seconds(fmt: str) -> float:
-    """Wall time of a fresh interpreter importing mxarray and quantizing once."""
-    import subprocess
-    import sys
-
-    code = ("import time; t = time.perf_counter(); import numpy as np, mxarray; "
-            f"mxarray.dequantize(mxarray.quantize(np.ones((4, 64), np.float32), {fmt!r})); "
-            "print(time.perf_counter() - t)")
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # warm cache
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    return float(out.stdout)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--repeats", type=int, default=9, help="repetitions per median")
     parser.add_argument("--out", type=Path, default=RESULTS, help="output directory")
     args = parser.parse_args()
-    n_ew, n_mm, repeats = (256, 128, 2) if args.quick else (4096, 2048, 5)
-    report = {
+    import numba
+
+    report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version(), "numpy": np.__version__,
+                    "numba": numba.__version__,
                     "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                                            "OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}},
-        "backends": [vars(b) for b in mxarray.list_backends()],
-        "blas": blas_info(),
-        "quick": args.quick,
-        "first_call_seconds": {f: first_call_seconds(f) for f in ("mxfp8_e4m3", "mx9")},
-        "elementwise": bench_elementwise(n_ew, repeats),
-        "matmul": bench_matmul(n_mm, repeats),
+                                                            "OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
+                                                            "OMP_WAIT_POLICY")}},
+        "blas": blas_info(), "quick": args.quick, "repeats": args.repeats,
     }
-    for info in report["blas"]:
-        print("BLAS:", info)
+    for name, section in SECTIONS.items():
+        t = time.perf_counter()
+        report[name] = section(args)
+        print(f"{name}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cpu.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)

@@ -14,13 +14,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ._kernel_codes import ELEMENT_KINDS, SCALE_KINDS
+
 __all__ = [
     "ELEMENT_KINDS", "SCALE_KINDS", "OVERFLOW_MODES", "TENSOR_SCALES", "normalize_entry",
     "check_byte_tiling", "check_tensor_scale_range",
 ]
 
-ELEMENT_KINDS = ("float", "int", "signmag")
-SCALE_KINDS = ("e8m0", "ue4m3", "exponent")
 OVERFLOW_MODES = ("saturate", "promote")
 TENSOR_SCALES = ("none", "amax")
 SUB_BLOCK_BITS = (1, 2, 4)  # microexponent widths that tile a byte exactly

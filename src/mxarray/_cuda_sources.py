@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _random
-from .formats import BLOCK_SIZE, FORMATS, ROUNDING_MODES, SCALE, SCALE_MODES, UE4M3, Format
+from ._kernel_codes import ELEMENT_KIND_CODES, ROUNDING_CODES, SCALE_KIND_CODES, SCALE_MODE_CODES
+from .formats import BLOCK_SIZE, FORMATS, SCALE, UE4M3, Format
 
 __all__ = [
     "KERNEL_SOURCES",
@@ -59,11 +60,6 @@ also gets ``M_BLOCK``, the format's block layout, from :func:`compile_definition
 BLOCK_SOURCES = frozenset({"mx_block_quantize.cu", "mx_block_dequantize.cu", "mx_block_pack.cu",
                            "mx_matmul_block.cu", "mx_block_packed.cu"})
 """The sources of the general block formats (the others serve the six OCP formats)."""
-
-ELEMENT_KINDS = ("float", "int", "signmag")
-"""Element kinds, numbered for ``MxFormat.kind`` (``MX_KIND_FLOAT`` ...)."""
-SCALE_KINDS = ("e8m0", "ue4m3")
-"""Block scale kinds, numbered for ``MxBlockFormat.scale_kind``."""
 
 _INCLUDE = re.compile(r'^#include "([^"]+)"[ \t]*$', re.MULTILINE)
 
@@ -123,15 +119,11 @@ def spec_definitions() -> dict[str, str]:
         "MX_RNG_MIX1": f"{int(_random._MIX1):#x}ull",
         "MX_RNG_MIX2": f"{int(_random._MIX2):#x}ull",
     }
-    for i, kind in enumerate(ELEMENT_KINDS):
-        defs[f"MX_KIND_{kind.upper()}"] = str(i)
-    for i, kind in enumerate(SCALE_KINDS):
-        defs[f"MX_SCALE_KIND_{kind.upper()}"] = str(i)
+    # the numbers of modes and kinds, shared with the Numba kernels (mxarray._kernel_codes)
+    for prefix, codes in (("MX_KIND_", ELEMENT_KIND_CODES), ("MX_SCALE_KIND_", SCALE_KIND_CODES),
+                          ("MX_SCALE_MODE_", SCALE_MODE_CODES), ("MX_ROUNDING_", ROUNDING_CODES)):
+        defs.update((prefix + name.upper(), str(i)) for name, i in codes.items())
     defs["MX_UE4M3"] = format_initializer(_ue4m3_element())
-    for i, mode in enumerate(SCALE_MODES):
-        defs[f"MX_SCALE_MODE_{mode.upper()}"] = str(i)
-    for i, mode in enumerate(ROUNDING_MODES):
-        defs[f"MX_ROUNDING_{mode.upper()}"] = str(i)
     return defs
 
 
@@ -161,7 +153,7 @@ def format_fields(fmt: Format) -> dict[str, int]:
         raise ValueError(f"{fmt.name}: an element value is not a float16 (the mma kernel's input)")
     mant, exp = math.frexp(fmt.max_normal)
     return {
-        "kind": ELEMENT_KINDS.index(fmt.kind),
+        "kind": ELEMENT_KIND_CODES[fmt.kind],
         "bits": fmt.bits,
         "mantissa_bits": fmt.mantissa_bits,
         "bias": fmt.bias,
@@ -220,7 +212,7 @@ def block_fields(fmt: Format) -> dict[str, int]:
         raise ValueError(f"{fmt.name}: the CUDA kernels implement only saturating sub-blocks")
     return {
         "block_size": fmt.block_size,
-        "scale_kind": SCALE_KINDS.index(scale_kind),
+        "scale_kind": SCALE_KIND_CODES[scale_kind],
         "scale_nan_code": fmt.scale.nan_code,
         "sub_block_size": fmt.sub_block_size,
         "sub_block_bits": fmt.sub_block_bits,

@@ -461,7 +461,7 @@ _RACE_SCRIPT = """
     want = (ref.packed.tobytes(), ref.scales.tobytes(),
             mxarray.dequantize(ref, backend="numpy").tobytes())
     be = results[0][0]
-    from mxarray.backends import _numba_kernels as kernels
+    from mxarray.backends.numba import ocp_kernels as kernels
     stats = {}
     for name in ("quantize_rows_f32", "dequantize_rows"):
         s = getattr(kernels, name).stats
@@ -515,11 +515,11 @@ _WORKQUEUE_SCRIPT = """
     import numba
     import mxarray
     from mxarray import core
-    from mxarray.backends._numba_threads import guarded, _GATE
+    from mxarray.backends.numba.threads import guarded, _GATE
 
     be = mxarray.get_backend("numba")
     if {apply_gate}:
-        be._k, be._bk = guarded(be._k), guarded(be._bk)
+        be._kernels = {{k: guarded(v) for k, v in be._kernels.items()}}
     rng = np.random.default_rng(3)
     x = rng.standard_normal((48, 4096)).astype(np.float32)
     b = rng.standard_normal((4096, 24)).astype(np.float32)
@@ -547,7 +547,7 @@ _WORKQUEUE_SCRIPT = """
 def test_workqueue_layer_serialises_launches(tmp_path: Path) -> None:
     """Under Numba's workqueue layer (not thread-safe), THREADS threads quantizing,
     dequantizing and multiplying at once finish with the serial bits: the gate of
-    mxarray.backends._numba_threads serialises the launches (without it, the process
+    mxarray.backends.numba.threads serialises the launches (without it, the process
     aborts: "Concurrent access has been detected")."""
     pytest.importorskip("numba", reason="the numba backend needs numba (mxarray[numba])")
     calls = 10 if is_long() else 3
@@ -607,7 +607,7 @@ def _fake_kernels(kernel) -> object:
 def test_gate_serialises_unsafe_layers(monkeypatch, unsafe) -> None:
     """Where the layer is not thread-safe (or not known yet), no two parallel launches
     overlap; results and the other attributes pass through unchanged."""
-    from mxarray.backends import _numba_threads as nt
+    from mxarray.backends.numba import threads as nt
 
     monkeypatch.setattr(nt, "_GATE", nt._LaunchGate())
     monkeypatch.setattr(nt, "_layer_is_unsafe", lambda: unsafe)
@@ -622,7 +622,7 @@ def test_gate_serialises_unsafe_layers(monkeypatch, unsafe) -> None:
 def test_gate_lets_thread_safe_layers_overlap(monkeypatch) -> None:
     """Once a thread-safe layer is known, launches from several threads run at once
     (each call below returns only when all four are inside the kernel together)."""
-    from mxarray.backends import _numba_threads as nt
+    from mxarray.backends.numba import threads as nt
 
     monkeypatch.setattr(nt, "_GATE", nt._LaunchGate())
     monkeypatch.setattr(nt, "_layer_is_unsafe", lambda: False)
@@ -637,10 +637,10 @@ def test_gate_lets_thread_safe_layers_overlap(monkeypatch) -> None:
 def test_numba_backend_guards_its_kernels() -> None:
     """The Numba backend itself routes its parallel kernels through the gate."""
     pytest.importorskip("numba", reason="the numba backend needs numba (mxarray[numba])")
-    from mxarray.backends._numba_threads import ParallelKernels
+    from mxarray.backends.numba.threads import ParallelKernels
 
     be = mxarray.get_backend("numba")
-    assert isinstance(be._k, ParallelKernels) and isinstance(be._bk, ParallelKernels)
+    assert all(isinstance(k, ParallelKernels) for k in be._kernels.values())
 
 
 _REGISTER_SCRIPT = """

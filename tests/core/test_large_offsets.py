@@ -28,7 +28,7 @@ from mxarray.backends.numpy_backend import NumpyBackend
 from mxarray.formats import get_format
 
 numba = pytest.importorskip("numba", reason="needs the optional numba package (numba extra)")
-from mxarray.backends.numba_backend import NumbaBackend
+from mxarray.backends.numba import NumbaBackend
 from support.backend_calls import dopts, matmul_bytes, matmul_codes, qopts
 
 REF = NumpyBackend()

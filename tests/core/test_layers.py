@@ -19,7 +19,7 @@ import pytest
 SOURCE = pathlib.Path(__file__).resolve().parents[2] / "src"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("mxarray._spec", "mxarray._block_spec"),
+    ("mxarray._spec", "mxarray._kernel_codes", "mxarray._block_spec"),
     ("mxarray.formats",),
     ("mxarray.layout", "mxarray._random", "mxarray._cuda_sources"),
     ("mxarray.backends",),

@@ -428,7 +428,7 @@ def test_matmul_does_not_copy_an_operand_per_batch_item(backend: str, shapes) ->
 
 def _numba_panel_bytes(n_values: int) -> int:
     """The Numba matmul's panel budget for operands of ``n_values`` elements in all."""
-    from mxarray.backends import numba_backend
+    from mxarray.backends.numba import matmul as numba_backend
 
     return max(int(numba_backend._TILE_FRACTION * 4 * n_values), numba_backend._MIN_TILE_BYTES)
 

@@ -296,7 +296,7 @@ def _builtin(module: str, cls: str) -> Callable[[], Any]:
 
 register_backend("numpy", _builtin("numpy_backend", "NumpyBackend"), priority=0)
 register_backend(
-    "numba", _builtin("numba_backend", "NumbaBackend"), priority=10, fallback_warning=True
+    "numba", _builtin("numba", "NumbaBackend"), priority=10, fallback_warning=True
 )
 
 # CuPy is never the default for host data; the core picks it for data that live on a GPU.

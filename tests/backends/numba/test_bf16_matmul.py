@@ -1,4 +1,4 @@
-"""The bfloat16 matmul path (:mod:`mxarray.backends._bf16_matmul`).
+"""The bfloat16 matmul path (:mod:`mxarray.backends.numba.bf16`).
 
 The window arithmetic runs everywhere; the kernels need a CPU with AVX512-BF16.  The
 hardware facts spec/mx.toml's [dot_bf16_path] states (order of the accumulation,
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import mxarray
-from mxarray.backends import _bf16_matmul as bf
+from mxarray.backends.numba import bf16 as bf
 from mxarray.backends.base import DequantizeOptions, MatmulOperand
 from mxarray.backends.cupy_backend import spec_bound_violations
 from mxarray.formats import BLOCK_FORMATS, FORMATS, get_format
@@ -242,8 +242,6 @@ NUMBA_PATHS = type(mxarray.get_backend("numba")).matmul_paths
 
 
 @needs_bf16
-@pytest.mark.skipif("bf16" not in NUMBA_PATHS,
-                    reason="waits for the Numba backend's 'bf16' matmul path to be wired in")
 def test_paths_are_named_and_forceable() -> None:
     assert NUMBA_PATHS == ("bf16", "float32-panels")  # the default on this CPU first
     rng = np.random.default_rng(4)

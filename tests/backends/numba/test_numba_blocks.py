@@ -16,6 +16,7 @@ import math
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 
 import numpy as np
@@ -26,16 +27,17 @@ from hypothesis import strategies as st
 
 import mxarray
 from mxarray.backends.numpy_backend import NumpyBackend
-from mxarray.core import matmul
+from mxarray.core import _quantize_with_ids, matmul
 from mxarray.formats import BLOCK_FORMATS, get_format, register
 
 pytest.importorskip("numba", reason="needs the optional numba package (numba extra)")
-from mxarray.backends import numba_backend  # noqa: E402
-from mxarray.backends._numba_block_params import general_matmul_dtype  # noqa: E402
+from mxarray.backends.numba import NumbaBackend  # noqa: E402
+from mxarray.backends.numba import matmul as numba_matmul  # noqa: E402
+from mxarray.backends.numba.params import general_matmul_dtype  # noqa: E402
 from support.backend_calls import dopts, qopts
 
 REF = NumpyBackend()
-FAST = numba_backend.NumbaBackend()
+FAST = NumbaBackend()
 SPEC_NAMES = ("mx9", "mx6", "mx4", "nvfp4")
 DTYPES = (np.float16, np.float32, np.float64)
 SCALE_MODES = ("floor", "ceil", "rceil", "even")
@@ -190,6 +192,24 @@ def test_power_of_two_blocks_match_the_reference(data, name, dtype, scale_mode, 
     assert_bits(packed, REF.pack(codes, fmt))
 
 
+def test_power_of_two_formats_without_sub_blocks_read_no_stale_memory() -> None:
+    """The per-format kernel's microexponents stay 0 without sub-blocks, whatever memory
+    the kernel's scratch buffers reuse (threads racing on the allocator included)."""
+    fmt = _fmt("nbt_int_exp5")
+    rows = np.random.default_rng(8).standard_normal((300, fmt.block_size)).astype(np.float32)
+    codes, scales = REF.quantize_blocks(rows, qopts(fmt))
+    want = REF.pack(codes, fmt)
+
+    def run(_: int) -> np.ndarray:
+        junk = [np.full(k, 0xFF, np.uint8) for k in range(1, 64)]  # freed: reused memory
+        del junk
+        return FAST.quantize(rows, qopts(fmt))[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        for got in pool.map(run, range(32)):
+            assert_bits(got, want)
+
+
 _E4M3 = [float(v) for v in get_format("nvfp4").scale.finite_grid]
 # block scales: UE4M3 values, ties between neighbours, values rounding to 0, beyond 448
 _BLOCK_SCALES = _E4M3 + [(a + b) / 2 for a, b in pairwise(_E4M3)] + [
@@ -314,6 +334,9 @@ def test_block_ids_are_ignored_without_stochastic_rounding() -> None:
     """(The core checks block_ids once: see tests of core._quantize_with_ids.)"""
     fmt = get_format("mx9")
     rows = np.random.default_rng(4).standard_normal((3, 16))
+    for bad in (np.zeros(2, np.uint64), np.zeros(3, np.float64)):  # the core checks them
+        with pytest.raises(ValueError, match="integers"):
+            _quantize_with_ids(rows, fmt, bad, rounding="stochastic", seed=1, backend="numba")
     ids = np.array([9, 8, 7], dtype=np.uint64)
     assert_bits(FAST.quantize_blocks(rows, qopts(fmt, "even", "floor", None, block_ids=ids))[0],
                 REF.quantize_blocks(rows, qopts(fmt, "even", "floor", None))[0])
@@ -466,13 +489,13 @@ def test_nvfp4_times_any_format_at_extreme_scales_is_within_the_bound(data, m, n
 @pytest.mark.parametrize("path", ["panels", "tiles"])
 def test_mixed_block_sizes_over_ragged_panels_and_tiles(monkeypatch, path) -> None:
     """MX9 (16) times MXFP4 (32) over K = 200: panels and tiles end inside blocks."""
-    if path == "panels" and numba_backend.sgemm_acc is None:
+    if path == "panels" and numba_matmul.sgemm_acc is None:
         pytest.skip("needs NumPy's bundled OpenBLAS with CBLAS sgemm")
     if path == "panels":
-        monkeypatch.setattr(numba_backend, "_panel_blocks", lambda m, n, kb, bs: 1)
+        monkeypatch.setattr(numba_matmul, "_panel_blocks", lambda m, n, kb, bs: 1)
     else:
-        monkeypatch.setattr(numba_backend, "sgemm_acc", None)
-        monkeypatch.setattr(numba_backend, "_tile_shape", lambda m, n, k, size: (3, 2))
+        monkeypatch.setattr(numba_matmul, "sgemm_acc", None)
+        monkeypatch.setattr(numba_matmul, "_tile_shape", lambda m, n, k, size: (3, 2))
     rng = np.random.default_rng(21)
     a = mxarray.quantize(rng.standard_normal((2, 7, 200)), "mx9", backend="numpy")
     b = mxarray.quantize(rng.standard_normal((200, 5)), "mxfp4_e2m1", axis=0, backend="numpy")
@@ -496,11 +519,12 @@ def test_matmul_nan_blocks_and_packed_windows() -> None:
     fmt = a.format
     codes = REF.unpack(a.packed, fmt).reshape(-1, 16)
     want = REF.dequantize_blocks(codes, a.scales.reshape(-1), dopts(fmt, np.float32)).reshape(4, -1)
-    operand = numba_backend._TableOperand(a.packed.reshape(1, 4, -1), a.scales.reshape(1, 4, -1),
-                                          fmt, np.dtype(np.float32), FAST._bk.decode_panel_table)
+    operand = numba_matmul.PanelOperand(a.packed.reshape(1, 4, -1), a.scales.reshape(1, 4, -1),
+                                        fmt, 1.0)
+    decode = FAST._family(fmt).decoder(operand, np.dtype(np.float32))
     for row0, rows, e0, width in [(0, 4, 0, 64), (1, 2, 5, 40), (3, 1, 17, 1), (0, 4, 31, 33)]:
         out = np.full((rows, width), 7.0, dtype=np.float32)
-        operand.decode(0, row0, e0, out)
+        decode(0, row0, e0, out)
         assert_bits(out, np.ascontiguousarray(want[row0 : row0 + rows, e0 : e0 + width]))
 
 
@@ -509,11 +533,15 @@ def test_block_kernels_load_from_disk_cache_in_fresh_process(tmp_path) -> None:
     script = textwrap.dedent(
         """
         import json, numpy as np, mxarray
-        from mxarray.backends import _numba_block_kernels as k
+        from mxarray.backends.numba import pow2_kernels as k
         x = np.linspace(-5, 5, 96, dtype=np.float32).reshape(3, 32)
         for name in ("mx9", "nvfp4"):
             mxarray.dequantize(mxarray.quantize(x, name, backend="numba"), backend="numba")
-        used = [k.quantize_pow2_rows, k.quantize_ue4m3_rows, k.dequantize_table_rows]
+        from mxarray.backends.numba import params as P
+        mx9, nv = mxarray.get_format("mx9"), mxarray.get_format("nvfp4")
+        used = [k.quantize_pow2(P.element_grid(mx9), P.scale_range(mx9), P.sub_blocks(mx9), 16),
+                k.dequantize_table(16, mx9.bits, 2, 1, mx9.element_bytes),
+                k.dequantize_table(16, nv.bits, 16, 0, nv.element_bytes)]
         print(json.dumps([[f.stats.cache_hits.total(), f.stats.cache_misses.total()]
                           for f in used]))
         """

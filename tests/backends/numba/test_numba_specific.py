@@ -19,12 +19,15 @@ from mxarray.backends.numpy_backend import NumpyBackend
 from mxarray.formats import FORMATS
 
 numba = pytest.importorskip("numba", reason="needs the optional numba package (numba extra)")
-from mxarray.backends import numba_backend  # noqa: E402  (after the importorskip)
+from mxarray.backends.numba import NumbaBackend  # noqa: E402  (after the importorskip)
+from mxarray.backends.numba import matmul as numba_matmul  # noqa: E402
+from mxarray.backends.numba import ocp_kernels  # noqa: E402
+from mxarray.backends.numba.params import general_matmul_dtype  # noqa: E402
 from support.backend_calls import decoded, dopts, matmul_bytes, matmul_codes, qopts
 
 import mxarray.backends as registry
 REF = NumpyBackend()
-FAST = numba_backend.NumbaBackend()
+FAST = NumbaBackend()
 
 
 def _sample(rng: np.random.Generator, dtype, n_blocks: int = 64) -> np.ndarray:
@@ -43,7 +46,7 @@ def test_kernels_load_from_disk_cache_in_fresh_process(tmp_path) -> None:
     script = textwrap.dedent(
         """
         import json, numpy as np, mxarray
-        from mxarray.backends import _numba_kernels as k
+        from mxarray.backends.numba import ocp_kernels as k
         x = np.linspace(-5, 5, 96, dtype=np.float32).reshape(3, 32)
         a = mxarray.quantize(x, "mxfp4_e2m1", backend="numba")
         mxarray.dequantize(a, backend="numba")
@@ -69,16 +72,16 @@ def test_compile_failure_falls_back_with_warning(monkeypatch) -> None:
     def fail(*args, **kwargs):
         raise numba.core.errors.TypingError("simulated compile failure")
 
-    monkeypatch.setattr(FAST._k, "quantize_rows_f32", fail)
+    monkeypatch.setattr(ocp_kernels, "quantize_rows_f32", fail)
     ok, why = FAST.available()
     assert not ok and "simulated compile failure" in why
 
     monkeypatch.setattr(registry, "_registry", dict(registry._registry))
     monkeypatch.setattr(registry, "_global_choice", None)
     registry.register_backend(
-        "numba", numba_backend.NumbaBackend, priority=10, fallback_warning=True
+        "numba", NumbaBackend, priority=10, fallback_warning=True
     )
-    monkeypatch.setattr(numba_backend.NumbaBackend, "available", lambda self: (False, why))
+    monkeypatch.setattr(NumbaBackend, "available", lambda self: (False, why))
     with pytest.warns(RuntimeWarning, match="simulated compile failure"):
         assert mxarray.get_backend().name == "numpy"
 
@@ -117,7 +120,7 @@ def test_matmul_packed_within_bound(fa, fb, scale) -> None:
     ac, bc = ac.reshape(batch, m, kb, 32), bc.reshape(batch, n, kb, 32)
     got = matmul_bytes(FAST, REF.pack(ac.reshape(batch, m, -1), fa), as_, fa, REF.pack(bc.reshape(batch, n, -1), fb), bs_, fb)
     np.testing.assert_array_equal(got, matmul_codes(FAST, ac, as_, fa, bc, bs_, fb))
-    wide = numba_backend._tile_dtype(as_, fa, bs_, fb, kb * 32) == np.float64
+    wide = general_matmul_dtype(fa, as_, fb, bs_, kb * 32) == np.float64
     if scale == 1.0:
         assert not wide  # the float32 path
     elif fa.name == fb.name == "mxfp8_e5m2":
@@ -137,8 +140,8 @@ def test_matmul_many_small_tiles(monkeypatch) -> None:
     bc, bs_ = REF.quantize_blocks(rng.standard_normal((70 * 2, 32)), qopts(fmt, "even", "floor", None))
     args = (ac.reshape(1, 300, 2, 32), as_.reshape(1, 300, 2), fmt,
             bc.reshape(1, 70, 2, 32), bs_.reshape(1, 70, 2), fmt)
-    monkeypatch.setattr(numba_backend, "_tile_shape", lambda m, n, k, size: (7, 13))
-    monkeypatch.setattr(numba_backend, "sgemm_acc", None)  # the row-tile path
+    monkeypatch.setattr(numba_matmul, "_tile_shape", lambda m, n, k, size: (7, 13))
+    monkeypatch.setattr(numba_matmul, "sgemm_acc", None)  # the row-tile path
     got = matmul_codes(FAST, *args)
     da, db = decoded(*args[:3]), decoded(*args[3:])
     exact = da @ np.swapaxes(db, -1, -2)
@@ -204,14 +207,14 @@ def _mx_operands(rng, batch, m, n, kb, fa, fb):
             bc.reshape(batch, n, kb, 32), bs_.reshape(batch, n, kb), fb)
 
 
-@pytest.mark.skipif(numba_backend.sgemm_acc is None,
+@pytest.mark.skipif(numba_matmul.sgemm_acc is None,
                     reason="needs NumPy's bundled OpenBLAS with CBLAS sgemm")
 @pytest.mark.parametrize("panel_blocks", [1, 3])
 def test_matmul_k_panels_within_bound(monkeypatch, panel_blocks) -> None:
     """K-panels (a ragged last one included) accumulate into the result within the bound."""
     fa, fb = FORMATS["mxfp6_e2m3"], FORMATS["mxfp4_e2m1"]
     args = _mx_operands(np.random.default_rng(9), 2, 37, 23, 7, fa, fb)
-    monkeypatch.setattr(numba_backend, "_panel_blocks", lambda m, n, kb, bs: panel_blocks)
+    monkeypatch.setattr(numba_matmul, "_panel_blocks", lambda m, n, kb, bs: panel_blocks)
     got = matmul_codes(FAST, *args)
     da, db = decoded(*args[:3]), decoded(*args[3:])
     exact = da @ np.swapaxes(db, -1, -2)
@@ -220,7 +223,7 @@ def test_matmul_k_panels_within_bound(monkeypatch, panel_blocks) -> None:
     assert np.all(np.abs(got - exact) <= bound)
 
 
-@pytest.mark.skipif(numba_backend.sgemm_acc is None,
+@pytest.mark.skipif(numba_matmul.sgemm_acc is None,
                     reason="needs NumPy's bundled OpenBLAS with CBLAS sgemm")
 def test_sgemm_acc_overwrites_then_accumulates() -> None:
     from mxarray.backends._blas import sgemm_acc
@@ -247,13 +250,13 @@ def test_decode_panel_windows_match_reference(fmt) -> None:
     codes = rng.integers(0, fmt.n_codes, (rows * kb, 32)).astype(np.uint8)
     scales = rng.integers(110, 140, rows * kb).astype(np.uint8)
     want = REF.dequantize_blocks(codes, scales, dopts(fmt, np.float32)).reshape(rows, kb * 32)
-    operand = numba_backend._Operand(
-        REF.pack(codes, fmt).reshape(1, rows, -1), scales.reshape(1, rows, kb), fmt,
-        np.dtype(np.float32), True, FAST._k.decode_panel)
+    operand = numba_matmul.PanelOperand(
+        REF.pack(codes, fmt).reshape(1, rows, -1), scales.reshape(1, rows, kb), fmt, 1.0)
+    decode = FAST._family(fmt).decoder(operand, np.dtype(np.float32))
     windows = [(0, rows, 0, kb), (5, 66, 2, 4), (70, 1, 8, 1), (33, 38, 0, 1)]
     for row0, n_rows, kb0, width in windows:
         out = np.full((n_rows, width * 32), np.nan, dtype=np.float32)
-        operand.decode(0, row0, kb0 * 32, out)
+        decode(0, row0, kb0 * 32, out)
         window = want[row0 : row0 + n_rows, kb0 * 32 : (kb0 + width) * 32]
         np.testing.assert_array_equal(out.view(np.uint32), window.view(np.uint32))  # bitwise
 

@@ -47,10 +47,10 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
-from ._numba_block_kernels import _unpack_row
-from ._numba_block_params import _value_span, tensor_factor, unpack_lanes
-from ._numba_threads import guarded
-from .base import MatmulOperand
+from ..base import MatmulOperand
+from .block_kernels import _unpack_row
+from .params import _value_span, tensor_value, unpack_lanes
+from .threads import guarded
 
 __all__ = ["bf16_cpu", "bf16_fits", "bf16_gemm_available", "gemm_bf16", "matmul_bf16"]
 
@@ -366,7 +366,7 @@ def bf16_fits(a: MatmulOperand, b: MatmulOperand) -> bool:
     --------
     >>> import numpy as np, mxarray
     >>> from mxarray.backends.base import MatmulOperand
-    >>> from mxarray.backends._bf16_matmul import bf16_fits
+    >>> from mxarray.backends.numba.bf16 import bf16_fits
     >>> def operand(x):
     ...     q = mxarray.quantize(x, "mxfp8_e4m3", backend="numpy")
     ...     return MatmulOperand(q.packed[None], q.scales[None], q.format, None)
@@ -452,7 +452,7 @@ def matmul_bf16(a: MatmulOperand, b: MatmulOperand) -> np.ndarray:
     da, db = _Decoder(a), _Decoder(b)
     for item in range(batch):
         _gemm(out[item], k, da.filler(item), db.filler(item))
-    factor = tensor_factor(a.fmt, a.tensor_scale) * tensor_factor(b.fmt, b.tensor_scale)
+    factor = tensor_value(a.tensor_scale) * tensor_value(b.tensor_scale)
     if factor != 1.0 and out.size:
         with np.errstate(over="ignore"):
             _K.scale_result(out.reshape(-1), factor)

@@ -1,18 +1,19 @@
-"""Numba kernels for the general block formats (MX9/MX6/MX4, NVFP4, registered ones).
+"""Kernels of the block formats in general (MX9/MX6/MX4, NVFP4, registered formats).
 
-The OCP formats keep the specialised kernels of :mod:`mxarray.backends._numba_kernels`;
-the kernels here are generic over everything :func:`mxarray.formats.register` allows:
-any element kind (float, two's-complement int, sign-magnitude), block and sub-block
-size, microexponent width, power-of-two (E8M0 or d-bit exponent) or UE4M3 block scale,
-"saturate" or "promote" overflow.  Every format fact arrives as an argument built by
-:mod:`mxarray.backends.numba_backend` from the :class:`~mxarray.formats.Format`.
+Generic over everything :func:`mxarray.formats.register` allows: any element kind
+(float, two's-complement int, sign-magnitude), block and sub-block size, microexponent
+width, power-of-two (E8M0 or d-bit exponent) or UE4M3 block scale, "saturate" or
+"promote" overflow; every format fact arrives as a record of
+:mod:`mxarray.backends.numba.params`.  These kernels cover every input and rounding
+(float64 values, stochastic rounding, "promote"); the per-format kernels of
+:mod:`mxarray.backends.numba.pow2_kernels` take the common cases faster.
 
-Power-of-two scales work on float64 bit patterns with the exact integer helpers of the
-OCP kernels (:func:`_split`, :func:`_round_shift`, :func:`_exponent_of`), so the shared
-exponent, each sub-block's microexponent and every rounding mode (stochastic with the
-SplitMix64 index included) follow the reference bit for bit.  UE4M3 scales (not powers
-of two) round by exact float64 comparisons with the scaled grid's bounds: a bound times
-a divisor has at most 8 + 28 significant bits and never leaves float64's range.
+Power-of-two scales work on float64 bit patterns with the exact integer helpers of
+:mod:`mxarray.backends.numba.bits`, so the shared exponent, each sub-block's
+microexponent and every rounding mode (stochastic with the SplitMix64 index included)
+follow the reference bit for bit.  UE4M3 scales (not powers of two) round by exact
+float64 comparisons with the scaled grid's bounds: a bound times a divisor has at most
+8 + 28 significant bits and never leaves float64's range.
 
 Codes are *unpacked codes* (element bits, the sub-block's microexponent above them) in
 uint16 rows, or packed rows in the spec's block layout: the elements' LSB-first bit
@@ -27,7 +28,9 @@ import numba as nb
 import numpy as np
 from numba import prange
 
-from ._numba_kernels import _WIDE, _exponent_of, _round_shift, _split, block_number
+from ..._kernel_codes import ELEMENT_KIND_CODES
+from .bits import (EVEN, NEAREST, STOCHASTIC, TOWARD_ZERO, WIDE, block_number, exponent_of,
+                   round_shift, split_bits)
 
 __all__ = [
     "quantize_pow2_rows",
@@ -36,8 +39,11 @@ __all__ = [
     "decode_panel_table",
     "pack_rows",
     "unpack_rows",
+    "magnitude",
+    "signed_code",
 ]
 
+_FLOAT, _INT = ELEMENT_KIND_CODES["float"], ELEMENT_KIND_CODES["int"]
 _CHUNK = 256  # blocks per parallel work item
 _ROW_CHUNK = 16  # operand rows per parallel work item of decode_panel_table
 _LINEAR = 16  # grids with at most this many bounds are counted, larger ones bisected
@@ -66,7 +72,7 @@ def _pack_row(codes, bits, sub_size, sub_bits, element_bytes, dst):
 def _unpack_row(src, lanes, codes):
     """Inverse of :func:`_pack_row`: one block's bytes ``src`` into unpacked ``codes``.
 
-    ``lanes`` (:func:`mxarray.backends._numba_block_params.unpack_lanes`) holds, per
+    ``lanes`` (:func:`mxarray.backends.numba.params.unpack_lanes`) holds, per
     element, where its bits lie: the element field is ``(src[lo] | (src[hi] & hi_mask)
     << 8) >> shift`` under ``element_mask``, the microexponent ``src[d_byte] >> d_shift``
     under ``d_mask``; every index lies inside the block, and the loop has no branch.
@@ -82,32 +88,32 @@ def _unpack_row(src, lanes, codes):
 
 @nb.njit(cache=True, inline="always")
 def _round(sig, sh, rounding, seed, index):
-    """:func:`_round_shift` with the deterministic modes branch-free: ``sig / 2**sh``
+    """:func:`round_shift` with the deterministic modes branch-free: ``sig / 2**sh``
     (``0 <= sig < 2**53``) plus half a step (less one, plus the kept lsb, for ties to
     even; nothing toward zero), shifted right.  Shifts are capped at 62, where
     nothing of ``sig`` or of half a step is left (no int64 overflow)."""
-    if rounding == 3:
-        return _round_shift(sig, sh, rounding, seed, index)
+    if rounding == STOCHASTIC:
+        return round_shift(sig, sh, rounding, seed, index)
     if sh <= 0:
         return sig << (-sh)  # exact: nothing is shifted out
     sh = min(sh, 62)
-    half = (np.int64(1) << (sh - 1)) if rounding != 2 else np.int64(0)
-    tie = ((sig >> sh) & 1) - 1 if rounding == 0 else np.int64(0)
+    half = (np.int64(1) << (sh - 1)) if rounding != TOWARD_ZERO else np.int64(0)
+    tie = ((sig >> sh) & 1) - 1 if rounding == EVEN else np.int64(0)
     return (sig + half + tie) >> sh
 
 
 @nb.njit(cache=True, inline="always")
-def _magnitude(u, x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, kind, m, emax,
-               emin, max_code, rounding, seed, index):
+def magnitude(u, x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, kind, m, emax,
+              emin, max_code, rounding, seed, index):
     """Magnitude code of the float64 bits ``u`` against exponent ``x``.
 
     Exact, in any rounding mode; a result above ``max_code`` means the rounded
     magnitude exceeds the largest one (the caller saturates or promotes).
     """
-    sig, p, e = _split(u & abs_mask, in_mant, in_bias, mant_mask, exp_shift_mask)
+    sig, p, e = split_bits(u & abs_mask, in_mant, in_bias, mant_mask, exp_shift_mask)
     if sig == 0:
         return np.int64(0)
-    if kind == 0:  # float: the element's binade sets the grid step
+    if kind == _FLOAT:  # float: the element's binade sets the grid step
         e_elem = e - x
         if e_elem > emax:
             return np.int64(max_code + 1)
@@ -115,28 +121,23 @@ def _magnitude(u, x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, kind
         k = _round(sig, x + e_elem - m - p, rounding, seed, index)
         return ((e_elem - emin) << m) + k
     step = x - m  # integers: one uniform grid
-    if e - step >= _WIDE:
+    if e - step >= WIDE:
         return np.int64(max_code + 1)
     return _round(sig, step - p, rounding, seed, index)
 
 
 @nb.njit(cache=True, inline="always")
-def _signed(k, negative, kind, max_code, sign_bit, code_mask):
+def signed_code(k, negative, kind, max_code, sign_bit, code_mask):
     """Saturated magnitude ``k`` with its sign: a sign bit (float, sign-magnitude; -0
     kept) or two's complement (int)."""
     k = min(k, np.int64(max_code))
-    if kind == 1:
+    if kind == _INT:
         return (-k if negative else k) & code_mask
     return k | (sign_bit if negative else 0)
 
 
 @nb.njit(cache=True, parallel=True)
-def quantize_pow2_rows(
-    bits, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, inf_bits,
-    kind, elem_bits, m, emax, emin, max_code, sign_bit, code_mask, rceil_emax, rceil_sig53,
-    min_x, max_x, scale_bias, nan_code, sub_size, sub_bits, promote,
-    scale_mode, rounding, seed, block_ids, packed, element_bytes, out, scales,
-):
+def quantize_pow2_rows(bits, inp, el, sc, subs, mode, block_ids, packed, out, scales):
     """Quantize ``(n, bs)`` float64 bit patterns with a power-of-two block scale.
 
     Per block: scale byte ``nan_code`` and zero codes if any element is NaN or Inf;
@@ -147,8 +148,16 @@ def quantize_pow2_rows(
     while the sub-block overflows.  Without sub-blocks pass ``sub_size = bs`` and
     ``sub_bits = 0``.  Writes unpacked codes ``element | D << elem_bits`` (``packed``
     False; ``out`` uint16 ``(n, bs)``) or packed block rows (``out`` uint8).
-    Stochastic draws use the index ``block_number(b) * bs + i``.
+    Stochastic draws use the index ``block_number(b) * bs + i``.  Records: ``inp``
+    :class:`~.params.InputBits` (float64), ``el`` :class:`~.params.ElementGrid`, ``sc``
+    :class:`~.params.ScaleRange`, ``subs`` :class:`~.params.SubBlocks`, ``mode``
+    :class:`~.params.Modes`.
     """
+    in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, inf_bits, _ = inp
+    kind, elem_bits, m, emax, emin, max_code, sign_bit, code_mask, rceil_emax, rceil_sig53 = el
+    min_x, max_x, scale_bias, nan_code = sc
+    sub_size, sub_bits, promote, element_bytes = subs
+    scale_mode, rounding, seed = mode
     n, bs = bits.shape
     d_max = (1 << sub_bits) - 1
     sign_shift = np.uint64(63)
@@ -167,8 +176,8 @@ def quantize_pow2_rows(
                 continue
             x = np.int64(min_x)
             if amax != 0:
-                x = min(max(_exponent_of(amax, in_mant, in_bias, mant_mask, exp_shift_mask,
-                                         scale_mode, m, emax, rceil_emax, rceil_sig53),
+                x = min(max(exponent_of(amax, in_mant, in_bias, mant_mask, exp_shift_mask,
+                                        scale_mode, m, emax, rceil_emax, rceil_sig53),
                             min_x), max_x)
             scales[b] = x + scale_bias
             first = block_number(block_ids, b) * np.uint64(bs)
@@ -179,15 +188,15 @@ def quantize_pow2_rows(
                     for i in range(j0, j0 + sub_size):
                         sub_max = max(sub_max, row[i] & abs_mask)
                     if sub_max != 0:
-                        xj = _exponent_of(sub_max, in_mant, in_bias, mant_mask, exp_shift_mask,
-                                          scale_mode, m, emax, rceil_emax, rceil_sig53)
+                        xj = exponent_of(sub_max, in_mant, in_bias, mant_mask, exp_shift_mask,
+                                         scale_mode, m, emax, rceil_emax, rceil_sig53)
                         d = min(max(x - xj, 0), d_max)
                 while True:
                     over = False
                     for i in range(j0, j0 + sub_size):
-                        k = _magnitude(row[i], x - d, in_mant, in_bias, mant_mask,
-                                       exp_shift_mask, abs_mask, kind, m, emax, emin, max_code,
-                                       rounding, seed, first + np.uint64(i))
+                        k = magnitude(row[i], x - d, in_mant, in_bias, mant_mask,
+                                      exp_shift_mask, abs_mask, kind, m, emax, emin, max_code,
+                                      rounding, seed, first + np.uint64(i))
                         mags[i] = k
                         over = over or k > max_code
                     if not (promote and over and d > 0):
@@ -195,7 +204,7 @@ def quantize_pow2_rows(
                     d -= 1  # a coarser exponent for the whole sub-block
                 for i in range(j0, j0 + sub_size):
                     negative = (row[i] >> sign_shift) != 0
-                    codes[i] = (_signed(mags[i], negative, kind, max_code, sign_bit, code_mask)
+                    codes[i] = (signed_code(mags[i], negative, kind, max_code, sign_bit, code_mask)
                                 | (d << elem_bits))
             _store_block(codes, packed, elem_bits, sub_size, sub_bits, element_bytes, out, b)
 
@@ -224,26 +233,23 @@ def _grid_index(a, d, bounds, rounding):
     if hi <= _LINEAR:  # small grids: a branch-free count
         for j in range(hi):
             t = bounds[j] * d
-            lo += np.int64(a > t) | np.int64(rounding == 2 and a == t)
+            lo += np.int64(a > t) | np.int64(rounding == TOWARD_ZERO and a == t)
         hi = lo
     while lo < hi:
         mid = (lo + hi) >> 1
         t = bounds[mid] * d
-        if a > t or (rounding == 2 and a == t):
+        if a > t or (rounding == TOWARD_ZERO and a == t):
             lo = mid + 1
         else:
             hi = mid
-    tie = rounding != 2 and lo < bounds.shape[0] and a == bounds[lo] * d
-    if tie and (rounding == 1 or (lo & 1) == 1):
+    tie = rounding != TOWARD_ZERO and lo < bounds.shape[0] and a == bounds[lo] * d
+    if tie and (rounding == NEAREST or (lo & 1) == 1):
         lo += 1
     return np.int64(lo)
 
 
 @nb.njit(cache=True, parallel=True)
-def quantize_ue4m3_rows(
-    v, scale_unit, tensor_scale, scale_grid, scale_bounds, element_bounds, rounding, kind,
-    elem_bits, max_code, sign_bit, code_mask, nan_code, packed, element_bytes, out, scales,
-):
+def quantize_ue4m3_rows(v, grid, el, rounding, nan_code, packed, element_bytes, out, scales):
     """Quantize ``(n, bs)`` float64 values with UE4M3 block scales (two-level, NVFP4).
 
     Per block: scale byte ``nan_code`` and zero codes if any element is NaN or Inf;
@@ -254,6 +260,8 @@ def quantize_ue4m3_rows(
     ``scale_grid[code] * tensor_scale``; a zero divisor keeps only the signs.  Output
     as in :func:`quantize_pow2_rows` (no sub-blocks).
     """
+    scale_unit, tensor_scale, scale_grid, scale_bounds, element_bounds = grid
+    kind, elem_bits, _, _, _, max_code, sign_bit, code_mask, _, _ = el
     n, bs = v.shape
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         codes = np.empty(bs, dtype=np.int64)
@@ -270,14 +278,14 @@ def quantize_ue4m3_rows(
                 for j in range(out.shape[1]):
                     out[b, j] = 0
                 continue
-            s = _grid_index(amax, scale_unit, scale_bounds, 0)
+            s = _grid_index(amax, scale_unit, scale_bounds, EVEN)
             scales[b] = s
             divisor = scale_grid[s] * tensor_scale  # exact
             for i in range(bs):
                 k = np.int64(0)
                 if divisor > 0:
                     k = _grid_index(abs(row[i]), divisor, element_bounds, rounding)
-                codes[i] = _signed(k, np.signbit(row[i]), kind, max_code, sign_bit, code_mask)
+                codes[i] = signed_code(k, np.signbit(row[i]), kind, max_code, sign_bit, code_mask)
             _store_block(codes, packed, elem_bits, bs, 0, element_bytes, out, b)
 
 

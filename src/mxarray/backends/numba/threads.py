@@ -12,11 +12,12 @@ thread-safe layer runs launches without the lock.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-__all__ = ["THREAD_SAFE_LAYERS", "ParallelKernels", "guarded"]
+__all__ = ["THREAD_SAFE_LAYERS", "ParallelKernels", "guarded", "one_thread"]
 
 THREAD_SAFE_LAYERS = frozenset({"tbb", "omp"})
 """Numba threading layers that accept parallel launches from several threads at once."""
@@ -75,6 +76,19 @@ class ParallelKernels:
         self._module = module
         self._wrapped: dict[str, Callable[..., Any]] = {}
 
+    def unwrapped(self, name: str) -> Any:
+        """The module's own attribute ``name`` (a kernel not wrapped by the gate)."""
+        return getattr(self._module, name)
+
+    @staticmethod
+    def launch_kernel(kernel: Callable[..., Any], *args: Any, serial: bool = False) -> Any:
+        """Run a parallel kernel through the gate; ``serial``: on the calling thread only
+        (see :func:`one_thread`)."""
+        if serial:
+            with one_thread():
+                return _GATE.run(kernel, *args)
+        return _GATE.run(kernel, *args)
+
     def __getattr__(self, name: str) -> Any:
         wrapped = self._wrapped.get(name)
         if wrapped is not None:
@@ -92,13 +106,33 @@ class ParallelKernels:
         return launch
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Parallel kernels launched inside run on the calling thread alone.
+
+    Numba's thread count is per Python thread (``numba.set_num_threads``), and a
+    parallel region of one thread wakes no worker.  Used for small calls, where waking
+    the pool costs more than the work, and for the matmul panels, which alternate with
+    BLAS: OpenMP workers woken by a kernel spin for a while after it (the default wait
+    policy) and take the cores from the BLAS threads that run next.
+    """
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
 def guarded(module: ModuleType | ParallelKernels) -> ParallelKernels:
     """``module`` with its parallel kernels launched safely from any number of threads.
 
     Examples
     --------
     >>> import types
-    >>> from mxarray.backends._numba_threads import guarded
+    >>> from mxarray.backends.numba.threads import guarded
     >>> kernels = types.ModuleType("kernels")
     >>> kernels.CODES = {"even": 0}
     >>> guarded(kernels).CODES

@@ -1,54 +1,30 @@
-"""Numba kernels of the Numba backend: exact integer arithmetic on float bit patterns.
+"""Kernels of the OCP formats (MXFP8/6/4, MXINT8): exact, fused, lane-parallel.
 
-Every kernel is generic over the format: the element format, the scale and the byte
-layout arrive as integer arguments built from :class:`mxarray.formats.Format` by
-:mod:`mxarray.backends.numba_backend`, so no numeric format fact is written here.
-
-Quantization never rounds in floating point.  An input value is split into its sign,
-an integer significand ``sig`` and a power of two (``|v| = sig * 2**p``) straight from
-its IEEE bits; a scaled element ``|v| / 2**step`` is then ``sig`` shifted right by
-``step - p`` bits, and every rounding mode is a decision on the bits shifted out.
-This reproduces the NumPy reference bit for bit, including subnormal inputs.
-
-Mode codes (small ints) are shared with the backend through :data:`SCALE_MODE_CODES`
-and :data:`ROUNDING_CODES`.
+Quantize is one pass per block (largest magnitude, shared exponent, every element
+rounded and packed) in the exact integer arithmetic of
+:mod:`mxarray.backends.numba.bits`; float32 inputs with a deterministic rounding take a
+kernel on 32-bit lanes.  Dequantize and the matmul panels build each element's value
+from its code's bits (no table lookups).  Every format fact arrives as a record of
+:mod:`mxarray.backends.numba.params` (:class:`~.params.InputBits`,
+:class:`~.params.ElementGrid`, :class:`~.params.ScaleRange`, :class:`~.params.Modes`,
+:class:`~.params.PackLayout`, :class:`~.params.ElementDecode`).
 """
 
 from __future__ import annotations
 
-import math
-
 import numba as nb
 import numpy as np
-from llvmlite import ir
-from numba import prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import prange
 
-from .._random import _MIX1, _MIX2, GAMMA
+from ..._kernel_codes import ELEMENT_KIND_CODES
+from .bits import (EVEN, FLOOR, TOWARD_ZERO, WIDE, block_number, float32_bits,
+                   float32_from_bits, prefetch, round_shift, shared_exponent, shl32, shr32,
+                   split_bits)
 
-__all__ = [
-    "SCALE_MODE_CODES",
-    "ROUNDING_CODES",
-    "quantize_rows",
-    "dequantize_rows",
-    "regroup_rows",
-    "decode_panel",
-    "block_number",
-]
+__all__ = ["quantize_rows", "quantize_rows_nearest", "quantize_rows_f32", "dequantize_rows",
+           "decode_panel", "regroup_rows"]
 
-SCALE_MODE_CODES = {"floor": 0, "ceil": 1, "rceil": 2, "even": 3}
-ROUNDING_CODES = {"even": 0, "nearest": 1, "toward_zero": 2, "stochastic": 3}
-
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
-_S32 = np.uint64(32)
-_ONE = np.uint64(1)
-
-# Shifts at or beyond this many bits leave nothing of a (<= 53-bit) significand and
-# would overflow int64 masks; they are handled as "everything shifted out".
-_WIDE = 60
+FLOAT_KIND = ELEMENT_KIND_CODES["float"]
 _CHUNK = 256  # blocks per parallel work item (one scratch buffer each)
 _ROW_CHUNK = 16  # operand rows per parallel work item of decode_panel
 _PACK_ROWS = 128  # blocks whose codes (a byte each) quantize_rows_f32 keeps in L1 to pack
@@ -56,141 +32,6 @@ _F32_ONE_EXP = np.uint32(1 << 23)  # one in float32's exponent field
 _F32_SIGN = np.uint32(1 << 31)  # float32's sign bit
 _F32_INF = np.uint32(0x7F800000)  # float32 bits of +Inf and of a quiet NaN
 _F32_NAN = np.uint32(0x7FC00000)
-
-
-@nb.njit(cache=True, inline="always")
-def _random_u32(seed, index):
-    """SplitMix64 draw of :mod:`mxarray._random`, upper 32 bits, as int64."""
-    z = seed + (np.uint64(index) + _ONE) * GAMMA
-    z = (z ^ (z >> _S30)) * _MIX1
-    z = (z ^ (z >> _S27)) * _MIX2
-    z = z ^ (z >> _S31)
-    return np.int64(z >> _S32)
-
-
-@nb.njit(cache=True, inline="always")
-def block_number(block_ids, b):
-    """The global block number (uint64) of row ``b``: ``block_ids[b]``, or ``b`` when
-    ``block_ids`` is empty (the default numbering)."""
-    return np.uint64(block_ids[b]) if block_ids.shape[0] else np.uint64(b)
-
-
-@nb.njit(cache=True, inline="always")
-def _round_shift(sig, sh, rounding, seed, index):
-    """Round ``sig / 2**sh`` (sig >= 0, < 2**53) to an integer in the given mode."""
-    if sh <= 0:
-        return sig << (-sh)  # exact: nothing is shifted out
-    if sh >= _WIDE:
-        whole = np.int64(0)
-        rem = sig
-    else:
-        whole = sig >> sh
-        rem = sig & ((np.int64(1) << sh) - 1)
-    if rounding == 0:  # ties to even
-        if sh >= _WIDE:
-            return whole
-        half = np.int64(1) << (sh - 1)
-        if rem > half or (rem == half and (whole & 1) == 1):
-            return whole + 1
-        return whole
-    if rounding == 1:  # ties away from zero
-        if sh >= _WIDE:
-            return whole
-        if rem >= (np.int64(1) << (sh - 1)):
-            return whole + 1
-        return whole
-    if rounding == 2:  # toward zero
-        return whole
-    # stochastic: up iff frac * 2**32 > R, frac = rem / 2**sh, compared exactly
-    r = _random_u32(seed, index)
-    if sh <= 32:
-        return whole + ((rem << (32 - sh)) > r)
-    d = sh - 32
-    if d >= _WIDE:
-        q = np.int64(0)
-        tail = rem != 0
-    else:
-        q = rem >> d
-        tail = (rem & ((np.int64(1) << d) - 1)) != 0
-    return whole + (q > r or (q == r and tail))
-
-
-@nb.njit(cache=True, inline="always")
-def _split(a, in_mant, in_bias, mant_mask, exp_shift_mask):
-    """Split non-negative finite float bits ``a`` into (sig, p, e).
-
-    ``|v| = sig * 2**p`` with ``sig`` an integer, and ``e = floor(log2 |v|)``;
-    ``sig == 0`` for zero.
-    """
-    ef = np.int64((a >> np.uint64(in_mant)) & exp_shift_mask)
-    mf = np.int64(a & mant_mask)
-    if ef == 0:
-        p = 1 - in_bias - in_mant
-        if mf == 0:
-            return mf, p, p
-        _, ex = math.frexp(float(mf))  # exact: mf < 2**53
-        return mf, p, p + ex - 1
-    return mf | (np.int64(1) << in_mant), ef - in_bias - in_mant, ef - in_bias
-
-
-@nb.njit(cache=True, inline="always")
-def _shared_exponent(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mode,
-                     m, emax, rceil_emax, rceil_sig53, min_x, max_x):
-    """Shared exponent X of a block from the bits of its largest magnitude (clamped)."""
-    if amax == 0:
-        return min_x
-    x = _exponent_of(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mode, m, emax,
-                     rceil_emax, rceil_sig53)
-    return min(max(x, min_x), max_x)
-
-
-@nb.njit(cache=True, inline="always")
-def _exponent_of(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mode,
-                 m, emax, rceil_emax, rceil_sig53):
-    """Unclamped exponent of the scale mode for the bits of a positive magnitude."""
-    sig, p, e = _split(amax, in_mant, in_bias, mant_mask, exp_shift_mask)
-    # the significand normalised to 53 bits: 2**52 <= sig53 < 2**53
-    sig53 = sig << (52 - (e - p))
-    if scale_mode == 0:
-        x = e - emax
-    elif scale_mode == 1:
-        x = e - emax + (sig53 != (np.int64(1) << 52))
-    elif scale_mode == 2:
-        x = e - rceil_emax + (sig53 > rceil_sig53)
-    else:
-        sh = 52 - m
-        whole = sig53 >> sh
-        rem = sig53 & ((np.int64(1) << sh) - 1)
-        half = np.int64(1) << (sh - 1)
-        if rem > half or (rem == half and (whole & 1) == 1):
-            whole += 1
-        x = e + (whole == (np.int64(1) << (m + 1))) - emax
-    return x
-
-
-@intrinsic
-def _float32_from_bits(typingctx, bits):
-    """Reinterpret the low 32 bits of an integer as a float32 (a bitcast, no conversion)."""
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        word = builder.trunc(args[0], ir.IntType(32)) if bits.bitwidth > 32 else args[0]
-        return builder.bitcast(word, ir.FloatType())
-
-    return types.float32(bits), codegen
-
-
-@intrinsic
-def _float32_bits(typingctx, value):
-    """The bits of a float32 as a uint32 (a bitcast, no conversion)."""
-    if value != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return types.uint32(value), codegen
 
 
 @nb.njit(cache=True, inline="always")
@@ -218,9 +59,9 @@ def _element_value(code, is_float, field_scale, sign_bit, n_codes, mag_mask, spe
         nan = mag >= special_min and mag != inf_mag
         special = _F32_NAN if nan else _F32_INF
         bits = special if mag >= special_min else bits
-        value = _float32_from_bits(bits) - (unit if subnormal else np.float32(0.0))
+        value = float32_from_bits(bits) - (unit if subnormal else np.float32(0.0))
         sign = _F32_SIGN if code >= sign_bit and not nan else np.uint32(0)
-        return _float32_from_bits(np.uint32(_float32_bits(value) | sign))
+        return float32_from_bits(np.uint32(float32_bits(value) | sign))
     k = np.int32(code)
     k = np.int32(k - n_codes) if code >= sign_bit else k
     return np.float32(k) * unit
@@ -300,16 +141,18 @@ def _dequantize_range(packed, scales, b0, b1, per_group, group_bytes, code_bits,
 
 
 @nb.njit(cache=True, parallel=True)
-def dequantize_rows(packed, scales, per_group, group_bytes, code_bits, is_float, field_scale,
-                    sign_bit, n_codes, mag_mask, special_min, inf_mag, normal_mag, exp_offset, unit,
-                    pow2, out):
+def dequantize_rows(packed, scales, layout, dec, pow2, out):
     """``out[b, i] = value(code) * pow2[scales[b]]`` from packed ``(n, row_bytes)`` codes.
 
     ``pow2`` holds the 256 scale values (NaN at the NaN byte) in the output dtype; the
     element values come from the codes' bits (see :func:`_decode_codes`).  Chunks of
     blocks run in parallel; packed chunks are first unpacked to one code per byte in a
-    small scratch buffer, so both loops vectorise.
+    small scratch buffer, so both loops vectorise.  ``layout`` is a
+    :class:`~.params.PackLayout`, ``dec`` an :class:`~.params.ElementDecode`.
     """
+    per_group, group_bytes, code_bits = layout
+    (is_float, field_scale, sign_bit, n_codes, mag_mask, special_min, inf_mag, normal_mag,
+     exp_offset, unit) = dec
     n, bs = out.shape
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         scratch = np.empty((_CHUNK, bs), dtype=np.uint8)
@@ -318,26 +161,6 @@ def dequantize_rows(packed, scales, per_group, group_bytes, code_bits, is_float,
                           code_bits, is_float, field_scale, sign_bit, n_codes, mag_mask,
                           special_min, inf_mag, normal_mag, exp_offset, unit, pow2, out, b0,
                           scratch)
-
-
-@intrinsic
-def _prefetch(typingctx, array, index):
-    """Hint the CPU to fetch the cache line of ``array.reshape(-1)[index]`` (no effect
-    on results; ``index`` must lie inside the C-contiguous ``array``)."""
-    if not (isinstance(array, types.Array) and isinstance(index, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        address = builder.gep(data, [args[1]])
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [address.type, i32, i32, i32])
-        prefetch = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # read access, keep in all cache levels, data cache
-        builder.call(prefetch, [address, i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return types.void(array, index), codegen
 
 
 @nb.njit(cache=True, inline="always")
@@ -349,14 +172,12 @@ def _prefetch_rows(src, src_scales, b_first, b_stride, n_rows, n_blocks):
     for j in range(n_rows):
         b0 = b_first + j * b_stride
         for byte in range(b0 * row_bytes, (b0 + n_blocks) * row_bytes, 64):
-            _prefetch(src, byte)
-        _prefetch(src_scales, b0)
+            prefetch(src, byte)
+        prefetch(src_scales, b0)
 
 
 @nb.njit(cache=True, parallel=True)
-def decode_panel(packed, scales, row0, kb0, bs, per_group, group_bytes, code_bits, is_float,
-                 field_scale, sign_bit, n_codes, mag_mask, special_min, inf_mag, normal_mag,
-                 exp_offset, unit, pow2, out):
+def decode_panel(packed, scales, row0, kb0, bs, layout, dec, pow2, out):
     """Decode blocks ``kb0 .. kb0 + out.shape[1] // bs`` of rows ``row0 ..`` into ``out``
     (``bs`` is the block size).
 
@@ -370,6 +191,9 @@ def decode_panel(packed, scales, row0, kb0, bs, per_group, group_bytes, code_bit
     item's together, so their memory latencies overlap (measured: decoding a 2048-row
     panel between GEMMs took 4x its time alone without this, 1.5x with it).
     """
+    per_group, group_bytes, code_bits = layout
+    (is_float, field_scale, sign_bit, n_codes, mag_mask, special_min, inf_mag, normal_mag,
+     exp_offset, unit) = dec
     rows, width = out.shape
     kb = scales.shape[1]
     n_blocks = width // bs
@@ -422,7 +246,7 @@ def _generic_codes(row, x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask
     for i in range(row.shape[0]):
         u = np.uint64(row[i])
         negative = (u >> sign_shift) != 0
-        sig, p, e = _split(u & abs_mask, in_mant, in_bias, mant_mask, exp_shift_mask)
+        sig, p, e = split_bits(u & abs_mask, in_mant, in_bias, mant_mask, exp_shift_mask)
         index = first_index + np.uint64(i)
         if is_float:
             if sig == 0:
@@ -433,7 +257,7 @@ def _generic_codes(row, x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask
                     code = np.int64(max_code)
                 else:
                     e_elem = max(e_elem, emin)
-                    k = _round_shift(sig, x + e_elem - m - p, rounding, seed, index)
+                    k = round_shift(sig, x + e_elem - m - p, rounding, seed, index)
                     code = min(((e_elem - emin) << m) + k, max_code)
             if negative:
                 code |= sign_bit
@@ -441,10 +265,10 @@ def _generic_codes(row, x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask
             step = x - m
             if sig == 0:
                 k = np.int64(0)
-            elif e - step >= _WIDE:
+            elif e - step >= WIDE:
                 k = np.int64(max_code)
             else:
-                k = min(_round_shift(sig, step - p, rounding, seed, index), max_code)
+                k = min(round_shift(sig, step - p, rounding, seed, index), max_code)
             code = (-k if negative else k) & code_mask
         codes[i] = code
 
@@ -471,22 +295,24 @@ def _pack_block(codes, per_group, group_bytes, code_bits, out, b):
 
 
 @nb.njit(cache=True, parallel=True)
-def quantize_rows(
-    bits, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, inf_bits, sign_shift,
-    is_float, m, emax, emin, max_code, sign_bit, code_mask,
-    rceil_emax, rceil_sig53, min_x, max_x, scale_bias, nan_code,
-    scale_mode, rounding, seed, block_ids,
-    per_group, group_bytes, code_bits,
-    out, scales,
-):
+def quantize_rows(bits, inp, el, sc, mode, block_ids, layout, out, scales):
     """Quantize ``(n, bs)`` float bit patterns into packed codes ``out`` and ``scales``.
 
     ``bits`` holds the raw IEEE bits (uint32 or uint64) of float32 or float64 inputs.
     ``out`` is ``(n, bs // per_group * group_bytes)`` uint8: ``per_group`` codes of ``code_bits``
     bits each are packed little-endian into ``group_bytes`` bytes (1, 1, 8 for one
     code per byte).  Every rounding mode, stochastic included: element ``(b, i)`` draws
-    with index ``block_number(b) * bs + i`` (:func:`block_number`).
+    with index ``block_number(b) * bs + i`` (:func:`block_number`).  The records:
+    ``inp`` :class:`~.params.InputBits`, ``el`` :class:`~.params.ElementGrid`, ``sc``
+    :class:`~.params.ScaleRange`, ``mode`` :class:`~.params.Modes`, ``layout``
+    :class:`~.params.PackLayout`.
     """
+    in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, inf_bits, sign_shift = inp
+    kind, _, m, emax, emin, max_code, sign_bit, code_mask, rceil_emax, rceil_sig53 = el
+    is_float = kind == FLOAT_KIND
+    min_x, max_x, scale_bias, nan_code = sc
+    scale_mode, rounding, seed = mode
+    per_group, group_bytes, code_bits = layout
     n, bs = bits.shape
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         codes = np.empty(bs, dtype=np.int64)
@@ -499,8 +325,8 @@ def quantize_rows(
                 for j in range(out.shape[1]):
                     out[b, j] = 0
                 continue
-            x = _shared_exponent(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mode,
-                                 m, emax, rceil_emax, rceil_sig53, min_x, max_x)
+            x = shared_exponent(amax, in_mant, in_bias, mant_mask, exp_shift_mask, scale_mode,
+                                m, emax, rceil_emax, rceil_sig53, min_x, max_x)
             scales[b] = x + scale_bias
             _generic_codes(bits[b], x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask,
                            sign_shift, is_float, m, emax, emin, max_code, sign_bit, code_mask,
@@ -509,12 +335,7 @@ def quantize_rows(
 
 
 @nb.njit(cache=True, parallel=True)
-def quantize_rows_nearest(
-    bits, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, inf_bits, sign_shift,
-    is_float, m, emax, emin, max_code, sign_bit, code_mask,
-    rceil_emax, rceil_sig53, min_x, max_x, scale_bias, nan_code,
-    scale_mode, rounding, per_group, group_bytes, code_bits, out, scales,
-):
+def quantize_rows_nearest(bits, inp, el, sc, mode, layout, out, scales):
     """Deterministic rounding modes (even, nearest, toward_zero), branch-free per element.
 
     Same contract as :func:`quantize_rows` (float32 or float64 bits).  With ``a`` the
@@ -528,13 +349,19 @@ def quantize_rows_nearest(
     such tiny blocks take the element-by-element path.  Shifts are capped where they
     leave nothing above half a step.
     """
+    in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, inf_bits, sign_shift = inp
+    kind, _, m, emax, emin, max_code, sign_bit, code_mask, rceil_emax, rceil_sig53 = el
+    is_float = kind == FLOAT_KIND
+    min_x, max_x, scale_bias, nan_code = sc
+    scale_mode, rounding, _ = mode
+    per_group, group_bytes, code_bits = layout
     n, bs = bits.shape
     lsb_bias = in_bias + in_mant  # lsb exponent of sig is max(ef, 1) - lsb_bias
     implicit = np.int64(1) << in_mant
     mant = np.int64(mant_mask)
     sh_cap = in_mant + 2
-    even = rounding == 0
-    up_half = rounding != 2  # even and nearest add half a step (even: less one, plus lsb)
+    even = rounding == EVEN
+    up_half = rounding != TOWARD_ZERO  # even and nearest add half a step (even: less one, plus lsb)
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         mags = np.empty(bs, dtype=np.int64)
         codes = np.empty(bs, dtype=np.int64)
@@ -549,8 +376,8 @@ def quantize_rows_nearest(
                 for j in range(out.shape[1]):
                     out[b, j] = 0
                 continue
-            x = _shared_exponent(np.uint64(amax), in_mant, in_bias, mant_mask, exp_shift_mask,
-                                 scale_mode, m, emax, rceil_emax, rceil_sig53, min_x, max_x)
+            x = shared_exponent(np.uint64(amax), in_mant, in_bias, mant_mask, exp_shift_mask,
+                                scale_mode, m, emax, rceil_emax, rceil_sig53, min_x, max_x)
             scales[b] = x + scale_bias
             if is_float and x + emin < 1 - in_bias:
                 _generic_codes(bits[b], x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask,
@@ -584,27 +411,6 @@ def quantize_rows_nearest(
             _pack_block(codes, per_group, group_bytes, code_bits, out, b)
 
 
-def _shift32(op_name):
-    """An intrinsic ``(a, s) -> a op s`` on uint32 lanes; callers keep ``s`` below 32."""
-
-    @intrinsic
-    def shift(typingctx, a, s):
-        if not (isinstance(a, types.Integer) and isinstance(s, types.Integer)):
-            return None
-
-        def codegen(context, builder, signature, args):
-            i32 = ir.IntType(32)
-            x, n = (builder.trunc(v, i32) if t.bitwidth > 32 else builder.zext(v, i32)
-                    if t.bitwidth < 32 else v for v, t in zip(args, (a, s)))
-            return getattr(builder, op_name)(x, n)
-
-        return types.uint32(a, s), codegen
-
-    return shift
-
-
-_shl32 = _shift32("shl")
-_shr32 = _shift32("lshr")
 
 
 @nb.njit(cache=True, inline="always")
@@ -636,22 +442,23 @@ def _pack_chunk8(codes, n_rows, per_group, group_bytes, code_bits, out):
 
 
 @nb.njit(cache=True, parallel=True)
-def quantize_rows_f32(
-    bits, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, inf_bits, sign_shift,
-    is_float, m, emax, emin, max_code, sign_bit, code_mask,
-    rceil_emax, rceil_sig53, min_x, max_x, scale_bias, nan_code,
-    scale_mode, rounding, per_group, group_bytes, code_bits, out, scales,
-):
+def quantize_rows_f32(bits, inp, el, sc, mode, layout, out, scales):
     """:func:`quantize_rows_nearest` for float32 bits, on 32-bit lanes.
 
     Same contract and arithmetic; for float32 inputs every intermediate (the 24-bit
     significand plus half a step, shifts below 26) fits 32 bits, so the per-element
-    loop keeps to uint32 values and 32-bit variable shifts (:func:`_shl32`,
-    :func:`_shr32`), which vectorise 16 lanes wide.  Blocks whose element grid reaches
+    loop keeps to uint32 values and 32-bit variable shifts (:func:`shl32`,
+    :func:`shr32`), which vectorise 16 lanes wide.  Blocks whose element grid reaches
     below float32's normal range take the element-by-element path.  Codes are packed
     every ``_PACK_ROWS`` blocks, from a small buffer of one code per byte, in one
     vectorised loop (one-byte codes are written straight into ``out``).
     """
+    in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask, inf_bits, sign_shift = inp
+    kind, _, m, emax, emin, max_code, sign_bit, code_mask, rceil_emax, rceil_sig53 = el
+    is_float = kind == FLOAT_KIND
+    min_x, max_x, scale_bias, nan_code = sc
+    scale_mode, rounding, _ = mode
+    per_group, group_bytes, code_bits = layout
     n, bs = bits.shape
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         chunk = np.empty((_PACK_ROWS, bs), dtype=np.uint8)
@@ -681,8 +488,8 @@ def _quantize_f32_rows(
     mant = np.uint32(mant_mask)
     implicit = np.uint32(1 << in_mant)
     sh_cap = in_mant + 2
-    even = np.uint32(rounding == 0)
-    up_half = np.uint32(rounding != 2)
+    even = np.uint32(rounding == EVEN)
+    up_half = np.uint32(rounding != TOWARD_ZERO)
     absm = np.uint32(abs_mask)
     m32 = np.uint32(m)
     for b in range(b0, b1):
@@ -696,13 +503,13 @@ def _quantize_f32_rows(
             for i in range(bs):
                 codes[i] = 0
             continue
-        ef_max = np.int32(_shr32(amax, in_mant))
-        if scale_mode == 0 and ef_max > 0:  # floor of a normal amax: its exponent field
+        ef_max = np.int32(shr32(amax, in_mant))
+        if scale_mode == FLOOR and ef_max > 0:  # floor of a normal amax: its exponent field
             x = min(max(np.int64(ef_max) - in_bias - emax, min_x), max_x)
         else:
-            x = _shared_exponent(np.uint64(amax), in_mant, in_bias, mant_mask,
-                                 exp_shift_mask, scale_mode, m, emax, rceil_emax,
-                                 rceil_sig53, min_x, max_x)
+            x = shared_exponent(np.uint64(amax), in_mant, in_bias, mant_mask,
+                                exp_shift_mask, scale_mode, m, emax, rceil_emax,
+                                rceil_sig53, min_x, max_x)
         scales[b] = x + scale_bias
         if is_float and x + emin < 1 - in_bias:
             _generic_codes(row, x, in_mant, in_bias, mant_mask, exp_shift_mask, abs_mask,
@@ -718,7 +525,7 @@ def _quantize_f32_rows(
             for i in range(bs):
                 u = np.uint32(row[i])
                 a = np.uint32(u & absm)
-                ef = np.int32(_shr32(a, in_mant))
+                ef = np.int32(shr32(a, in_mant))
                 efe = max(ef, np.int32(1))
                 sig = np.uint32(np.uint32(a & mant) | (implicit if ef > 0 else np.uint32(0)))
                 if is_float:
@@ -730,12 +537,12 @@ def _quantize_f32_rows(
                     sh = np.int32(sh_base - efe)
                     over = np.uint32(sh < 1)
                     sh = min(max(sh, np.int32(1)), np.int32(sh_cap))
-                half = np.uint32(_shl32(np.uint32(1), sh - 1) * up_half)
-                odd = np.uint32(_shr32(sig, sh) & np.uint32(1))
-                k = _shr32(np.uint32(np.uint32(sig + half) - even + np.uint32(odd * even)), sh)
-                negative = np.uint32(_shr32(u, np.uint32(31)))
+                half = np.uint32(shl32(np.uint32(1), sh - 1) * up_half)
+                odd = np.uint32(shr32(sig, sh) & np.uint32(1))
+                k = shr32(np.uint32(np.uint32(sig + half) - even + np.uint32(odd * even)), sh)
+                negative = np.uint32(shr32(u, np.uint32(31)))
                 if is_float:
-                    grid = _shl32(np.uint32(e_elem - emin), m32)
+                    grid = shl32(np.uint32(e_elem - emin), m32)
                     code = min(np.uint32(grid + k), np.uint32(max_code))
                     codes[i] = np.uint8(code | np.uint32(negative * sign_bit))
                 else:

@@ -1,0 +1,115 @@
+"""The Numba backend: fused, parallel, exact kernels on NumPy arrays.
+
+Every format belongs to a kernel family (:mod:`mxarray.backends.numba.families`: the
+OCP formats, power-of-two scales with sub-blocks, UE4M3 scales with a tensor scale);
+this class routes each operation of the contract (:mod:`mxarray.backends.base`) to the
+family of its format, and MX matmul to the panel driver of
+:mod:`mxarray.backends.numba.matmul`.  Every result is the NumPy reference's, bit for
+bit (quantize, dequantize, pack) or within the spec's bound (matmul).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ...formats import BLOCK_SIZE, FORMATS, Format
+from ..base import Backend, DequantizeOptions, MatmulOperand, MatmulOptions, QuantizeOptions
+from . import matmul as _matmul
+from .bf16 import bf16_cpu, bf16_fits, bf16_gemm_available, matmul_bf16
+from .families import KernelFamily, family_for
+from .params import tensor_value
+from .threads import guarded
+
+__all__ = ["NumbaBackend"]
+
+
+class NumbaBackend(Backend):
+    """Exact parallel CPU kernels compiled by Numba (cached on disk)."""
+
+    name = "numba"
+    xp = np
+    all_formats = True
+    # "bf16" (spec/mx.toml [dot_bf16_path]) is the default where the CPU has AVX512-BF16;
+    # operands outside that path's exact window take "float32-panels" ([dot]).
+    matmul_paths = (("bf16", "float32-panels") if bf16_cpu()[0]
+                    else ("float32-panels", "bf16"))
+
+    def __init__(self) -> None:
+        from . import block_kernels, ocp_kernels, pow2_kernels
+
+        self._kernels = {"ocp": guarded(ocp_kernels), "blocks": guarded(block_kernels),
+                         "fast": guarded(pow2_kernels)}
+        self._families: dict[Format, KernelFamily] = {}
+        self._lock = threading.Lock()
+
+    def _family(self, fmt: Format) -> KernelFamily:
+        family = self._families.get(fmt)
+        if family is None:
+            with self._lock:
+                family = self._families.setdefault(fmt, family_for(fmt, self._kernels))
+        return family
+
+    def available(self) -> tuple[bool, str]:
+        """Usable when the kernels compile (or load from the cache) and run."""
+        try:
+            probe = np.linspace(-3.0, 3.0, BLOCK_SIZE, dtype=np.float32)[None]
+            self.quantize_blocks(probe, QuantizeOptions(next(iter(FORMATS.values())), "even",
+                                                        "floor", None, None))
+        except Exception as exc:  # a compile failure must not break the package
+            return False, f"Numba kernels failed to compile: {type(exc).__name__}: {exc}"
+        import numba
+
+        return True, f"numba {numba.__version__}, {numba.get_num_threads()} threads"
+
+    def quantize_blocks(self, blocks: np.ndarray, options: QuantizeOptions
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Quantize ``(n, block_size)`` floats; return ``(codes, scale_bytes)``."""
+        return self._family(options.fmt).quantize(blocks, options, False)
+
+    def quantize(self, blocks: np.ndarray, options: QuantizeOptions,
+                 out: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`quantize_blocks` with the codes packed in the kernels, written into
+        ``out`` when given."""
+        return self._family(options.fmt).quantize(blocks, options, True, out)
+
+    def dequantize_blocks(self, codes: np.ndarray, scales: np.ndarray,
+                          options: DequantizeOptions) -> np.ndarray:
+        """``decode(codes) * scale value (* tensor scale)``, rounded once to
+        ``options.dtype``."""
+        return self._family(options.fmt).dequantize(codes, scales, options, False)
+
+    def dequantize(self, packed: np.ndarray, scales: np.ndarray, options: DequantizeOptions,
+                   out: np.ndarray | None = None) -> np.ndarray:
+        """As :meth:`dequantize_blocks`, reading packed bytes, into ``out`` when given."""
+        return self._family(options.fmt).dequantize(packed, scales, options, True, out)
+
+    def pack(self, codes: np.ndarray, fmt: Format) -> np.ndarray:
+        """Pack codes along the last axis into the format's byte layout."""
+        return self._family(fmt).pack(codes)
+
+    def unpack(self, packed: np.ndarray, fmt: Format) -> np.ndarray:
+        """Inverse of :meth:`pack`: one code (``fmt.code_dtype``) per element."""
+        return self._family(fmt).unpack(packed)
+
+    def matmul(self, a: MatmulOperand, b: MatmulOperand, options: MatmulOptions) -> np.ndarray:
+        """MX matmul of packed operands of any formats.
+
+        Path ``"bf16"`` (:mod:`.bf16`) runs operands inside its exact window on the CPU's
+        AVX512-BF16 instruction and the others on float32 panels; named on a CPU that
+        cannot run it, it raises RuntimeError.  Path ``"float32-panels"`` decodes K-panels
+        to float32 (float64 for extreme scales) and adds their BLAS products
+        (:mod:`.matmul`).
+        """
+        if (options.path or self.matmul_paths[0]) == "bf16":
+            ok, why = bf16_gemm_available()
+            if not ok and options.path == "bf16":
+                raise RuntimeError(f"matmul path 'bf16' cannot run here: {why}")
+            if ok and bf16_fits(a, b):
+                return matmul_bf16(a, b)
+        ops = [_matmul.PanelOperand(x.packed, x.scales, x.fmt, tensor_value(x.tensor_scale))
+               for x in (a, b)]
+        decoders = [(lambda dt, op=op: self._family(op.fmt).decoder(op, dt)) for op in ops]
+        return _matmul.matmul(ops[0], decoders[0], ops[1], decoders[1])

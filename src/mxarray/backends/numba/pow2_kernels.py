@@ -1,0 +1,341 @@
+"""Kernels generated per format for the general block formats (MX9/MX6/MX4, NVFP4, ...).
+
+Each factory below takes a format's records (:mod:`mxarray.backends.numba.params`) and
+returns a kernel in which every format fact (block and sub-block size, element width
+and kind, microexponent width, byte layout, grid sizes) is a compile-time constant: the
+facts are bound as closure variables, which Numba folds like literals, so the element
+loops have constant trip counts and shifts, unroll, and run on vector lanes with no
+branch per element.  Numba's disk cache keys a closure's compiled code on the values
+of its closure variables, so each format compiles once per machine, on first use.
+
+* :func:`quantize_pow2` -- float32 bits, deterministic rounding, power-of-two scales,
+  sub-block microexponents, "saturate": the arithmetic of the OCP float32 kernel per
+  lane, each lane at its sub-block's exponent ``X - D``, packed in the kernel.
+* :func:`quantize_ue4m3` -- float32 values, UE4M3 block scales and a tensor scale:
+  exact float64 comparisons with the scaled grid's bounds, counted branch-free.
+* :func:`dequantize_table` -- packed blocks of any general format: unpacking with
+  constant shifts and the exact decode table times the block's scale value.
+
+Anything else (float64 inputs, stochastic rounding, "promote", unpacked codes) takes
+the generic kernels of :mod:`mxarray.backends.numba.block_kernels`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import numba as nb
+import numpy as np
+from numba import prange
+
+from ..._kernel_codes import ELEMENT_KIND_CODES
+from .bits import EVEN, FLOOR, NEAREST, TOWARD_ZERO, exponent_of, float32_from_bits, shl32, shr32
+from .block_kernels import magnitude
+from .params import ElementGrid, ScaleRange, SubBlocks
+
+__all__ = ["quantize_pow2", "quantize_ue4m3", "dequantize_table"]
+
+_FLOAT, _INT = ELEMENT_KIND_CODES["float"], ELEMENT_KIND_CODES["int"]
+_CHUNK = 256  # blocks per parallel work item
+# float32's fields, as the kernels read the input bits
+_MANT, _BIAS = 23, 127
+_MANT_MASK, _EXP_MASK = np.uint64((1 << 23) - 1), np.uint64(0xFF)
+_ABS, _INF = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
+
+
+@nb.njit(cache=True, inline="always")
+def _put_bits(codes, n, bits, dst, start):
+    """``codes[:n]`` (``bits`` wide each) as an LSB-first bit stream into ``dst`` from byte
+    ``start``; a last partial byte is zero-filled.  ``n`` and ``bits`` are constants of the
+    calling kernel, so the loop unrolls into fixed shifts."""
+    acc = np.uint64(0)
+    filled = 0
+    pos = start
+    for i in range(n):
+        acc |= np.uint64(codes[i]) << np.uint64(filled)
+        filled += bits
+        while filled >= 8:
+            dst[pos] = np.uint8(acc & np.uint64(0xFF))
+            acc >>= np.uint64(8)
+            filled -= 8
+            pos += 1
+    if filled > 0:
+        dst[pos] = np.uint8(acc & np.uint64(0xFF))
+
+
+@nb.njit(cache=True, inline="always")
+def _get_bits(src, i, bits, start):
+    """Field ``i`` (``bits`` wide) of the LSB-first bit stream in ``src`` from byte ``start``."""
+    pos = i * bits
+    byte = start + (pos >> 3)
+    sh = pos & 7
+    word = np.uint32(src[byte])
+    if sh + bits > 8:
+        word |= np.uint32(src[byte + 1]) << np.uint32(8)
+    return (word >> np.uint32(sh)) & np.uint32((1 << bits) - 1)
+
+
+@nb.njit(cache=True, inline="always")
+def _store_elements(codes, bs, bits, dst):
+    """``bs`` element codes (uint8) as the block's LSB-first bit stream in ``dst``: loops
+    over whole bytes for 8-, 4- and 6-bit codes (``bs`` and ``bits`` are constants of the
+    calling kernel, so one branch remains and its loop vectorises)."""
+    if bits == 8:
+        for i in range(bs):
+            dst[i] = codes[i]
+    elif bits == 4:
+        for g in range(bs // 2):
+            dst[g] = np.uint8(codes[2 * g] | np.uint8(codes[2 * g + 1] << 4))
+    elif bits == 6 and bs % 4 == 0:
+        for g in range(bs // 4):
+            c1, c2 = codes[4 * g + 1], codes[4 * g + 2]
+            dst[3 * g] = np.uint8(codes[4 * g] | np.uint8(c1 << 6))
+            dst[3 * g + 1] = np.uint8(np.uint8(c1 >> 2) | np.uint8(c2 << 4))
+            dst[3 * g + 2] = np.uint8(np.uint8(c2 >> 4) | np.uint8(codes[4 * g + 3] << 2))
+    else:
+        _put_bits(codes, bs, bits, dst, 0)
+
+
+@nb.njit(cache=True, inline="always")
+def _microexponents(row, x, floor, scale_mode, sub, d_max, el, ds):
+    """Each sub-block's microexponent ``D = clamp(X - X_j, 0, d_max)`` into ``ds``:
+    branch-free from the exponent fields (scale mode floor, normal maxima), else exactly
+    (``el`` an :class:`~.params.ElementGrid`)."""
+    _, _, m, emax, _, _, _, _, rceil_emax, rceil_sig53 = el
+    exact = np.int32(not floor)
+    for j in range(ds.shape[0]):
+        sub_max = np.uint32(0)
+        for i in range(j * sub, (j + 1) * sub):
+            sub_max = max(sub_max, np.uint32(row[i] & _ABS))
+        ef = np.int32(sub_max >> np.uint32(_MANT))
+        live = np.int32(sub_max != 0)
+        exact |= live & np.int32(ef == 0)
+        d = min(max(np.int32(x) - (ef - np.int32(_BIAS + emax)), np.int32(0)), np.int32(d_max))
+        ds[j] = np.uint8(d * live)
+    if exact:
+        for j in range(ds.shape[0]):
+            sub_max = np.uint32(0)
+            for i in range(j * sub, (j + 1) * sub):
+                sub_max = max(sub_max, np.uint32(row[i] & _ABS))
+            d = np.int64(0)
+            if sub_max != 0:
+                xj = exponent_of(np.uint64(sub_max), _MANT, _BIAS, _MANT_MASK, _EXP_MASK,
+                                 scale_mode, m, emax, rceil_emax, rceil_sig53)
+                d = min(max(np.int64(x) - xj, 0), d_max)
+            ds[j] = np.uint8(d)
+
+
+@nb.njit(cache=True, inline="always")
+def _exact_codes(row, x, ds, sub, el, rounding, codes):
+    """Element codes one by one with the exact integer path (blocks whose grid reaches
+    below float32's normal range)."""
+    kind, _, m, emax, emin, max_code, sign_bit, code_mask, _, _ = el
+    for i in range(codes.shape[0]):
+        k = magnitude(np.uint64(row[i]), x - np.int64(ds[i // sub]), _MANT, _BIAS,
+                      _MANT_MASK, _EXP_MASK, np.uint64(_ABS), kind, m, emax, emin,
+                      max_code, rounding, np.uint64(0), np.uint64(0))
+        k = min(k, max_code)
+        negative = (row[i] >> np.uint32(31)) != 0
+        if kind == _INT:
+            codes[i] = np.uint8((-k if negative else k) & code_mask)
+        else:
+            codes[i] = np.uint8(k | (sign_bit if negative else 0))
+
+
+@functools.cache
+def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
+                  ) -> Callable[..., None]:
+    """``kernel(bits, scale_mode, rounding, out, scales)``: ``(n, bs)`` float32 bits into
+    packed rows ``out`` and scale bytes, rounding even, nearest or toward zero.
+
+    Per block as :func:`~mxarray.backends.numba.block_kernels.quantize_pow2_rows`
+    ("saturate" only): shared exponent X, each sub-block's microexponent D, and each
+    element rounded at ``X - D`` with the per-lane arithmetic of the OCP float32 kernel.
+    Blocks whose grid reaches below float32's normal range (all elements tiny) take the
+    exact element-by-element path.
+    """
+    kind, bits_, m, emax, emin, max_code, sign_bit, code_mask, rceil_emax, rceil_sig53 = el
+    min_x, max_x, scale_bias, nan_code = sc
+    sub, sub_bits, _, element_bytes = subs
+    n_sub, d_max = bs // sub, (1 << sub_bits) - 1
+    is_float, is_int = kind == _FLOAT, kind == _INT
+    lsb_bias, sh_cap = _BIAS + _MANT, _MANT + 2
+    # below this effective exponent a lane may meet a subnormal input's own binade
+    lowest_x = (-126 - emin) if is_float else (m - 148)
+
+    @nb.njit(cache=True, parallel=True)
+    def kernel(bits, scale_mode, rounding, out, scales):
+        n = bits.shape[0]
+        even = np.uint32(rounding == EVEN)
+        up_half = np.uint32(rounding != TOWARD_ZERO)
+        floor = scale_mode == FLOOR
+        for c in prange((n + _CHUNK - 1) // _CHUNK):
+            codes = np.empty(bs, dtype=np.uint8)
+            sh_base = np.empty(bs, dtype=np.int32)
+            ds = np.zeros(n_sub, dtype=np.uint8)  # stays 0 without sub-blocks
+            for b in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+                row = bits[b]
+                dst = out[b]
+                amax = np.uint32(0)
+                for i in range(bs):
+                    amax = max(amax, np.uint32(row[i] & _ABS))
+                if amax >= _INF:
+                    scales[b] = nan_code
+                    for j in range(dst.shape[0]):
+                        dst[j] = 0
+                    continue
+                x = np.int64(min_x)
+                if amax != 0:
+                    ef = np.int64(amax >> np.uint32(_MANT))
+                    if floor and ef > 0:
+                        x = ef - _BIAS - emax
+                    else:
+                        x = exponent_of(np.uint64(amax), _MANT, _BIAS, _MANT_MASK, _EXP_MASK,
+                                        scale_mode, m, emax, rceil_emax, rceil_sig53)
+                    x = min(max(x, min_x), max_x)
+                scales[b] = x + scale_bias
+                if d_max:
+                    _microexponents(row, x, floor, scale_mode, sub, d_max, el, ds)
+                if x - d_max < lowest_x:
+                    _exact_codes(row, x, ds, sub, el, rounding, codes)
+                else:
+                    for i in range(bs):
+                        sh_base[i] = np.int32(x - m + lsb_bias) - np.int32(ds[i // sub])
+                    for i in range(bs):
+                        u = np.uint32(row[i])
+                        a = np.uint32(u & _ABS)
+                        ef = np.int32(shr32(a, _MANT))
+                        efe = max(ef, np.int32(1))
+                        sig = np.uint32(np.uint32(a & np.uint32(_MANT_MASK))
+                                        | (np.uint32(1 << _MANT) if ef > 0 else np.uint32(0)))
+                        if is_float:
+                            top = np.int32(sh_base[i] - lsb_bias + m + _BIAS)  # BIAS + X - D
+                            e_elem = max(np.int32(ef - top), np.int32(emin))
+                            sh = min(np.int32(np.int32(sh_base[i] + e_elem) - efe),
+                                     np.int32(sh_cap))
+                            over = np.uint32(0)
+                        else:
+                            e_elem = np.int32(emin)
+                            sh = np.int32(sh_base[i] - efe)
+                            over = np.uint32(sh < 1)
+                            sh = min(max(sh, np.int32(1)), np.int32(sh_cap))
+                        half = np.uint32(shl32(np.uint32(1), sh - 1) * up_half)
+                        odd = np.uint32(shr32(sig, sh) & np.uint32(1))
+                        k = shr32(np.uint32(np.uint32(sig + half) - even + np.uint32(odd * even)),
+                                  sh)
+                        negative = np.uint32(shr32(u, np.uint32(31)))
+                        if is_float:
+                            grid = shl32(np.uint32(e_elem - emin), np.uint32(m))
+                            k = min(np.uint32(grid + k), np.uint32(max_code))
+                        else:
+                            k = min(np.uint32(k + np.uint32(over * max_code)),
+                                    np.uint32(max_code))
+                        if is_int:
+                            codes[i] = np.uint8(np.uint32((k ^ np.uint32(0 - negative)) + negative)
+                                                & np.uint32(code_mask))
+                        else:
+                            codes[i] = np.uint8(k | np.uint32(negative * sign_bit))
+                _store_elements(codes, bs, bits_, dst)
+                if d_max:
+                    _put_bits(ds, n_sub, sub_bits, dst, element_bytes)
+
+    return kernel
+
+
+@functools.cache
+def quantize_ue4m3(el: ElementGrid, nan_code: int, bs: int, n_scale_bounds: int,
+                   n_bounds: int) -> Callable[..., None]:
+    """``kernel(bits, grid, rounding, out, scales)``: ``(n, bs)`` float32 bits into packed
+    rows and UE4M3 scale bytes (``grid`` a :class:`~.params.Ue4m3Grid` whose element
+    bounds number ``n_bounds``).
+
+    As :func:`~mxarray.backends.numba.block_kernels.quantize_ue4m3_rows`: the scale code
+    is ``amax / scale_unit`` rounded to nearest-even on the grid (bisected, once per
+    block), each magnitude's index is the number of bounds below ``|v| / divisor``
+    (at or below toward zero), counted over all bounds, and a tie with a midpoint goes
+    up (nearest) or to the even index (even).  Every ``bound * divisor`` is exact in
+    float64, so the comparisons are exact.
+    """
+    kind, bits_, _, _, _, max_code, sign_bit, code_mask, _, _ = el
+    is_int = kind == _INT
+    steps = tuple(1 << e for e in range(max(n_scale_bounds, 1).bit_length(), -1, -1))
+
+    @nb.njit(cache=True, parallel=True)
+    def kernel(bits, grid, rounding, out, scales):
+        scale_unit, tensor_scale, scale_grid, scale_mid, bounds = grid
+        n = bits.shape[0]
+        # a tie with bound j counts as above it: toward zero, nearest, or even for odd j
+        tie_up = np.uint32(rounding == TOWARD_ZERO or rounding == NEAREST)
+        for c in prange((n + _CHUNK - 1) // _CHUNK):
+            codes = np.empty(bs, dtype=np.uint8)
+            for b in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+                row = bits[b]
+                dst = out[b]
+                amax = np.uint32(0)
+                for i in range(bs):
+                    amax = max(amax, np.uint32(row[i] & _ABS))
+                if amax >= _INF:
+                    scales[b] = nan_code
+                    for j in range(dst.shape[0]):
+                        dst[j] = 0
+                    continue
+                a_max = np.float64(float32_from_bits(amax))
+                lo = 0  # the number of midpoints below amax / scale_unit, branch-free
+                for step in steps:
+                    probe = min(lo + step, n_scale_bounds)
+                    lo += step * np.int64(lo + step <= n_scale_bounds
+                                          and a_max > scale_mid[probe - 1] * scale_unit)
+                if lo < n_scale_bounds and a_max == scale_mid[lo] * scale_unit and lo & 1:
+                    lo += 1  # a tie goes to the even code
+                scales[b] = lo
+                divisor = scale_grid[lo] * tensor_scale
+                live = np.uint32(divisor > 0)
+                for i in range(bs):
+                    u = np.uint32(row[i])
+                    a = np.float64(float32_from_bits(np.uint32(u & _ABS)))
+                    k = np.uint32(0)
+                    for j in range(n_bounds):
+                        t = bounds[j] * divisor
+                        k += np.uint32(a > t) | (np.uint32(a == t)
+                                                 & (tie_up | np.uint32(j & 1)))
+                    k = min(np.uint32(k * live), np.uint32(max_code))
+                    negative = np.uint32(shr32(u, np.uint32(31)))
+                    if is_int:
+                        codes[i] = np.uint8(np.uint32((k ^ np.uint32(0 - negative)) + negative)
+                                            & np.uint32(code_mask))
+                    else:
+                        codes[i] = np.uint8(k | np.uint32(negative * sign_bit))
+                _store_elements(codes, bs, bits_, dst)
+
+    return kernel
+
+
+@functools.cache
+def dequantize_table(bs: int, bits: int, sub: int, sub_bits: int, element_bytes: int
+                     ) -> Callable[..., None]:
+    """``kernel(packed, scales, table, scale_values, out)``: ``out[b, i] =
+    table[code] * scale_values[scales[b]]`` from packed ``(n, bytes_per_block)`` rows.
+
+    ``table`` (float64) holds the exact value of every unpacked code (element bits, the
+    sub-block's microexponent above them) and ``scale_values`` (float64) that of every
+    scale byte, tensor scale included; their product is exact and the store into
+    ``out`` (float32 or float64) rounds it once, as the reference does.
+    """
+
+    @nb.njit(cache=True, parallel=True)
+    def kernel(packed, scales, table, scale_values, out):
+        n = out.shape[0]
+        for c in prange((n + _CHUNK - 1) // _CHUNK):
+            for b in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+                s = scale_values[scales[b]]
+                src = packed[b]
+                dst = out[b]
+                for i in range(bs):
+                    code = _get_bits(src, i, bits, 0)
+                    if sub_bits:
+                        code |= _get_bits(src, i // sub, sub_bits, element_bytes) \
+                            << np.uint32(bits)
+                    dst[i] = table[code] * s
+
+    return kernel
