@@ -71,3 +71,32 @@ def _formats_registered_here_stay_here():
     with formats._REGISTER_LOCK:
         for name in set(formats.BLOCK_FORMATS) - before:
             del formats._REGISTRY[name]
+
+
+def _path_params() -> list:
+    """(backend, matmul path) for every registered backend and each of its paths."""
+    params = []
+    for info in mxarray.list_backends():
+        if not info.available:
+            params.append(pytest.param((info.name, None), id=f"{info.name}-default", marks=[
+                pytest.mark.skip(reason=f"backend {info.name!r} unusable here: {info.reason}")]))
+            continue
+        for path in type(mxarray.get_backend(info.name)).matmul_paths:
+            marks = []
+            if path == "two-pass":
+                marks.append(pytest.mark.skip(reason="its bound is [dot_paths.two_pass], not "
+                                              "[dot]: tested in tests/backends/cuda (needs a GPU)"))
+            if path == "bf16":
+                from mxarray.backends.numba.bf16 import bf16_cpu
+
+                ok, why = bf16_cpu()
+                if not ok:
+                    marks.append(pytest.mark.skip(reason=f"needs a CPU with AVX512-BF16: {why}"))
+            params.append(pytest.param((info.name, path), id=f"{info.name}-{path}", marks=marks))
+    return params
+
+
+@pytest.fixture(params=_path_params())
+def backend_path(request: pytest.FixtureRequest) -> tuple[str, str | None]:
+    """A usable backend and one of its matmul paths (each path is checked on its own)."""
+    return request.param

@@ -176,22 +176,24 @@ def test_pack_and_unpack(backend, name, data) -> None:
 @fixture_ok
 @given(data=st.data(), fa=st.sampled_from(NAMES), fb=st.sampled_from(NAMES),
        m=st.integers(1, 3), n=st.integers(1, 3), k=st.integers(1, 130))
-def test_matmul_within_the_bound(backend, data, fa, fb, m, n, k) -> None:
+def test_matmul_within_the_bound(backend_path, data, fa, fb, m, n, k) -> None:
+    backend, path = backend_path
     a = mxarray.quantize(data.draw(mxst.arrays(fa, (m, k))), fa, backend="numpy")
     b = mxarray.quantize(data.draw(mxst.arrays(fb, (k, n))), fb, axis=0, backend="numpy")
-    c = host(matmul(a, b, backend=backend))
+    c = host(matmul(a, b, backend=backend, path=path))
     oracle.check_dot_bound(c, mxarray.dequantize(a, np.float64),
                            mxarray.dequantize(b, np.float64), exact=False)
 
 
-def test_matmul_batched_and_nan_blocks(backend) -> None:
+def test_matmul_batched_and_nan_blocks(backend_path) -> None:
+    backend, path = backend_path
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 1, 3, 70))
     x[1, 0, 2, 33] = np.nan
     a = mxarray.quantize(x, "mxfp8_e4m3", backend="numpy")
     b = mxarray.quantize(rng.standard_normal((4, 70, 2)), "mxfp4_e2m1", axis=-2,
                          backend="numpy")
-    c = host(matmul(a, b, backend=backend))
+    c = host(matmul(a, b, backend=backend, path=path))
     ref = matmul(a, b, backend="numpy")
     assert c.shape == ref.shape == (2, 4, 3, 2) and c.dtype == np.float32
     assert np.array_equal(np.isnan(c), np.isnan(ref)) and np.isnan(c[1, :, 2]).all()
@@ -273,12 +275,13 @@ def test_block_format_dequantize_pack_and_unpack(backend, name, data, n_blocks) 
 @fixture_ok
 @given(data=st.data(), fa=st.sampled_from(BLOCK_NAMES), fb=st.sampled_from(BLOCK_NAMES + NAMES),
        m=st.integers(1, 3), n=st.integers(1, 3), k=st.integers(1, 70))
-def test_block_format_matmul_within_the_bound(backend, data, fa, fb, m, n, k) -> None:
+def test_block_format_matmul_within_the_bound(backend_path, data, fa, fb, m, n, k) -> None:
+    backend, path = backend_path
     needs_kernel(backend, fa)
     needs_kernel(backend, fb)
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     a = mxarray.quantize(rng.standard_normal((m, k)), fa, backend="numpy")
     b = mxarray.quantize(rng.standard_normal((k, n)), fb, axis=0, backend="numpy")
-    c = host(matmul(a, b, backend=backend))
+    c = host(matmul(a, b, backend=backend, path=path))
     oracle.check_dot_bound(c, mxarray.dequantize(a, np.float64),
                            mxarray.dequantize(b, np.float64), exact=False)
