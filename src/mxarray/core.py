@@ -249,7 +249,8 @@ def _quantize_with_ids(
             options, tensor_scale=fmt.tensor_scale_for(_finite_amax(arr, be)))
     packed = scales = None
     for index, first, count in blocks.pieces(moved.shape, fmt.block_size, _budget(be)):
-        rows = blocks.to_blocks(_kernel_input(moved[index]), -1, fmt.block_size, be.xp)
+        rows = blocks.to_blocks(_kernel_input(be.gather(moved[index])), -1, fmt.block_size,
+                                be.xp)
         if stochastic and (ids is not None or count < n_total):
             options = options.with_block_ids(
                 ids[first:first + count] if ids is not None else
@@ -467,7 +468,7 @@ def dequantize(
         if result is None:  # the whole array in one piece: its values become the result
             return blocks.from_blocks(values, a.shape, ax, xp)
         target = xp.moveaxis(result, ax, -1)[index]
-        target[...] = values.reshape(target.shape[:-1] + (-1,))[..., : target.shape[-1]]
+        be.scatter(values.reshape(target.shape[:-1] + (-1,))[..., : target.shape[-1]], target)
         del values  # before the next piece's values exist
     return result if result is not None else xp.empty(a.shape, dtype=dt)
 

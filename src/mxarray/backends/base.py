@@ -216,6 +216,18 @@ class Backend(abc.ABC):
     def unpack(self, packed: Any, fmt: Format) -> Any:
         """Inverse of :meth:`pack`: one unpacked code (``fmt.code_dtype``) per element."""
 
+    # -- layout copies (what the core calls around quantize and dequantize) ------------
+
+    def gather(self, view: Any) -> Any:
+        """A C-contiguous copy of ``view`` (a piece of the input with the block axis moved
+        last, often a strided view), or ``view`` itself when it is one already."""
+        return self.xp.ascontiguousarray(view)
+
+    def scatter(self, values: Any, view: Any) -> None:
+        """``view[...] = values``: write C-contiguous values into a (strided) view of the
+        result, the inverse of :meth:`gather`."""
+        view[...] = values
+
     # -- fused operations (what the core calls) ----------------------------------------
 
     def quantize(self, blocks: Any, options: QuantizeOptions,

@@ -37,10 +37,10 @@ class NumbaBackend(Backend):
                     else ("float32-panels", "bf16"))
 
     def __init__(self) -> None:
-        from . import block_kernels, ocp_kernels, pow2_kernels
+        from . import block_kernels, ocp_kernels, pow2_kernels, transpose
 
         self._kernels = {"ocp": guarded(ocp_kernels), "blocks": guarded(block_kernels),
-                         "fast": guarded(pow2_kernels)}
+                         "fast": guarded(pow2_kernels), "transpose": guarded(transpose)}
         self._families: dict[Format, KernelFamily] = {}
         self._lock = threading.Lock()
 
@@ -62,6 +62,28 @@ class NumbaBackend(Backend):
         import numba
 
         return True, f"numba {numba.__version__}, {numba.get_num_threads()} threads"
+
+    def gather(self, view: np.ndarray) -> np.ndarray:
+        """A C-contiguous copy of ``view``; a view whose last axis is strided (the block
+        axis was not the input's last) is copied in tiles (:mod:`.transpose`)."""
+        if _transposed(view):
+            out = np.empty(view.shape, dtype=view.dtype)
+            bits = np.dtype(f"u{view.itemsize}")  # copy the bits (float16 and bfloat16 too)
+            for index in np.ndindex(view.shape[:-2]):
+                self._kernels["transpose"].copy_tiles(view[index].view(bits),
+                                                      out[index].view(bits))
+            return out
+        return np.ascontiguousarray(view)
+
+    def scatter(self, values: np.ndarray, view: np.ndarray) -> None:
+        """``view[...] = values``, in tiles when ``view``'s last axis is strided."""
+        if _transposed(view) and values.shape == view.shape and values.dtype == view.dtype:
+            bits = np.dtype(f"u{view.itemsize}")
+            for index in np.ndindex(view.shape[:-2]):
+                self._kernels["transpose"].copy_tiles(values[index].view(bits),
+                                                      view[index].view(bits))
+        else:
+            view[...] = values
 
     def quantize_blocks(self, blocks: np.ndarray, options: QuantizeOptions
                         ) -> tuple[np.ndarray, np.ndarray]:
@@ -113,3 +135,14 @@ class NumbaBackend(Backend):
                for x in (a, b)]
         decoders = [(lambda dt, op=op: self._family(op.fmt).decoder(op, dt)) for op in ops]
         return _matmul.matmul(ops[0], decoders[0], ops[1], decoders[1])
+
+
+# Views smaller than this are copied by NumPy (a kernel launch costs more than the copy).
+_TILED_MIN_ELEMENTS = 1 << 14
+
+
+def _transposed(view: np.ndarray) -> bool:
+    """Whether ``view`` is a large 2-D-or-more view whose last axis is not contiguous
+    (a transpose to copy in tiles, as unsigned integers of the element's size)."""
+    return (view.ndim >= 2 and view.size >= _TILED_MIN_ELEMENTS
+            and view.strides[-1] != view.itemsize and view.itemsize in (2, 4, 8))
