@@ -8,9 +8,12 @@ destination and float32 BLAS (``a @ b``) measured in the same run, each pair as 
 of interleaved repetitions.  Writes ``benchmarks/results/cpu.json`` and ``cpu.md``
 (the table docs/benchmarks.md includes).
 
-Run ``python benchmarks/bench_cpu.py`` (about 5 minutes on 2 cores; ``--quick`` for a
-smoke test with small sizes).  Other rows (other matmul paths, element access) add a
-function to ``SECTIONS``.
+Also: quantize and dequantize with the block axis first (``axis=0``), MX matmul once per
+matmul path of the backend, one-element reads and writes on a small and a large array,
+and an MLP forward pass through the array API namespace with MX weights against NumPy.
+
+Run ``python benchmarks/bench_cpu.py`` (about 6 minutes on 2 cores; ``--quick`` for a
+smoke test with small sizes).  Other rows add a function to ``SECTIONS``.
 """
 
 from __future__ import annotations
@@ -84,9 +87,13 @@ def bench_elementwise(n: int, repeats: int) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for fmt in BLOCK_FORMATS.values():
         a = mxarray.quantize(x, fmt, backend=BACKEND)
+        a0 = mxarray.quantize(x, fmt, axis=0, backend=BACKEND)
         ops = {"quantize": lambda: mxarray.quantize(x, fmt, backend=BACKEND),
                "dequantize out=": lambda: mxarray.dequantize(a, out=out, backend=BACKEND),
-               "dequantize (new array)": lambda: mxarray.dequantize(a, backend=BACKEND)}
+               "dequantize (new array)": lambda: mxarray.dequantize(a, backend=BACKEND),
+               "quantize axis=0": lambda: mxarray.quantize(x, fmt, axis=0, backend=BACKEND),
+               "dequantize out= axis=0": lambda: mxarray.dequantize(a0, out=out,
+                                                                    backend=BACKEND)}
         for op, fn in ops.items():
             base, seconds = interleaved(copy, fn, repeats)
             rows.append({"op": op, "format": fmt.name, "seconds": seconds,
@@ -103,15 +110,67 @@ def bench_matmul(n: int, repeats: int) -> dict[str, Any]:
     operands, result = a.nbytes + b.nbytes, n * n * 4
     blas = lambda: a @ b  # noqa: E731
     rows = []
+    paths = type(mxarray.get_backend(BACKEND)).matmul_paths
     for fmt in BLOCK_FORMATS:
         qa = mxarray.quantize(a, fmt, backend=BACKEND)
         qb = mxarray.quantize(b, fmt, axis=0, backend=BACKEND)
-        fn = lambda: mxarray.matmul(qa, qb, backend=BACKEND)  # noqa: E731
-        base, seconds = interleaved(blas, fn, repeats)
-        rows.append({"format": fmt, "seconds": seconds, "blas_seconds": base,
-                     "ratio_vs_blas": seconds / base,
-                     "extra_fraction": peak_extra_bytes(fn, result) / operands})
+        for path in paths:
+            fn = lambda: mxarray.core.matmul(qa, qb, backend=BACKEND, path=path)  # noqa: E731
+            base, seconds = interleaved(blas, fn, repeats)
+            rows.append({"format": fmt, "path": path, "seconds": seconds, "blas_seconds": base,
+                         "ratio_vs_blas": seconds / base,
+                         "extra_fraction": peak_extra_bytes(fn, result) / operands})
     return {"shape": [n, n, n], "rows": rows}
+
+
+def bench_element_access(repeats: int) -> dict[str, Any]:
+    """``q[5, 7]`` and ``r[5, 7] = 1.0`` on 256x256 and 4096x4096 arrays, per format."""
+    rows = []
+    for fmt in BLOCK_FORMATS:
+        for n in (256, 4096):
+            x = np.random.default_rng(2).standard_normal((n, n)).astype(np.float32)
+            q = mxarray.quantize(x, fmt, backend=BACKEND)
+            read = lambda: q[5, 7]  # noqa: E731
+
+            def write() -> None:
+                q[5, 7] = 1.0
+
+            with mxarray.use_backend(BACKEND):
+                t_read = float(np.median([_seconds(read) for _ in range(repeats * 10)]))
+                t_write = float(np.median([_seconds(write) for _ in range(repeats * 10)]))
+            rows.append({"format": fmt, "n": n, "read_us": t_read * 1e6,
+                         "write_us": t_write * 1e6})
+    return {"rows": rows}
+
+
+def _seconds(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def bench_mlp(repeats: int) -> dict[str, Any]:
+    """A 2-layer MLP forward pass (batch 256, 1024 -> 1024 -> 1024, relu) written against
+    the array API namespace, with MX weights blocked along K (axis 0), against the same
+    code on NumPy float32."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((256, 1024)).astype(np.float32)
+    w1, w2 = (rng.standard_normal((1024, 1024)).astype(np.float32) / 32 for _ in range(2))
+
+    def forward(xp: Any, h: Any, v1: Any, v2: Any) -> Any:
+        return xp.matmul(xp.maximum(xp.matmul(h, v1), 0.0), v2)
+
+    baseline = lambda: forward(np, x, w1, w2)  # noqa: E731
+    rows = []
+    with mxarray.use_backend(BACKEND):
+        xd = mxarray.asarray(x)
+        for fmt in ("mxfp8_e4m3", "mxfp4_e2m1", "mx6"):
+            v1, v2 = (mxarray.asarray(w, dtype=fmt, block_axis=0) for w in (w1, w2))
+            fn = lambda: forward(mxarray, xd, v1, v2)  # noqa: E731
+            base, seconds = interleaved(baseline, fn, repeats)
+            rows.append({"format": fmt, "ms": seconds * 1e3, "numpy_ms": base * 1e3,
+                         "ratio_vs_numpy": seconds / base})
+    return {"rows": rows}
 
 
 _FIRST_CALL = """
@@ -155,6 +214,8 @@ def bench_first_call(quick: bool) -> dict[str, Any]:
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "elementwise": lambda args: bench_elementwise(256 if args.quick else 4096, args.repeats),
     "matmul": lambda args: bench_matmul(128 if args.quick else 2048, args.repeats),
+    "element_access": lambda args: bench_element_access(args.repeats),
+    "mlp": lambda args: bench_mlp(args.repeats),
     "first_call": lambda args: bench_first_call(args.quick),
 }
 """Each section of the report: a function of the parsed arguments, run in this order."""
@@ -177,10 +238,23 @@ def markdown(report: dict[str, Any]) -> str:
     if mm:
         lines += ["", f"MX matmul {mm['shape'][0]}^3 (both operands in the format) against "
                   "float32 BLAS `a @ b` (lower is faster):", "",
-                  "| format | ms | x BLAS time | extra memory / fp32 operands |",
-                  "|---|---:|---:|---:|"]
-        lines += [f"| {r['format']} | {r['seconds'] * 1e3:.1f} | {r['ratio_vs_blas']:.2f} | "
-                  f"{r['extra_fraction']:.1%} |" for r in mm["rows"]]
+                  "| format | path | ms | x BLAS time | extra memory / fp32 operands |",
+                  "|---|---|---:|---:|---:|"]
+        lines += [f"| {r['format']} | {r['path']} | {r['seconds'] * 1e3:.1f} | "
+                  f"{r['ratio_vs_blas']:.2f} | {r['extra_fraction']:.1%} |" for r in mm["rows"]]
+    ea = report.get("element_access")
+    if ea:
+        lines += ["", "One element: `q[5, 7]` and `r[5, 7] = 1.0` (microseconds, medians):", "",
+                  "| format | n x n | read us | write us |", "|---|---:|---:|---:|"]
+        lines += [f"| {r['format']} | {r['n']} | {r['read_us']:.0f} | {r['write_us']:.0f} |"
+                  for r in ea["rows"]]
+    mlp = report.get("mlp")
+    if mlp:
+        lines += ["", "MLP forward pass through the namespace (batch 256, 1024 -> 1024 -> 1024, "
+                  "relu), MX weights blocked along K, against the same code on NumPy float32:",
+                  "", "| weights | ms | NumPy ms | x NumPy time |", "|---|---:|---:|---:|"]
+        lines += [f"| {r['format']} | {r['ms']:.1f} | {r['numpy_ms']:.1f} | "
+                  f"{r['ratio_vs_numpy']:.2f} |" for r in mlp["rows"]]
     fc = report.get("first_call")
     if fc:
         lines += ["", "First quantize + dequantize in a new process (import included), with a "
