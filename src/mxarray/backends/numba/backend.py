@@ -17,7 +17,7 @@ import numpy as np
 from ...formats import BLOCK_SIZE, FORMATS, Format
 from ..base import Backend, DequantizeOptions, MatmulOperand, MatmulOptions, QuantizeOptions
 from . import matmul as _matmul
-from .bf16 import bf16_cpu, bf16_fits, bf16_gemm_available, matmul_bf16
+from .bf16 import bf16_fits, bf16_gemm_available, matmul_bf16
 from .families import KernelFamily, family_for
 from .params import tensor_value
 from .threads import guarded
@@ -31,10 +31,11 @@ class NumbaBackend(Backend):
     name = "numba"
     xp = np
     all_formats = True
-    # "bf16" (spec/mx.toml [dot_bf16_path]) is the default where the CPU has AVX512-BF16;
-    # operands outside that path's exact window take "float32-panels" ([dot]).
-    matmul_paths = (("bf16", "float32-panels") if bf16_cpu()[0]
-                    else ("float32-panels", "bf16"))
+    # "float32-panels" ([dot]) is the default.  "bf16" (spec/mx.toml [dot_bf16_path]) runs
+    # on CPUs with AVX512-BF16 when named; its operands outside the exact window take
+    # "float32-panels".  It is not the default: interleaved with NumPy's own BLAS calls it
+    # measured slower than the panels for the OCP formats (docs/benchmarks.md).
+    matmul_paths = ("float32-panels", "bf16")
 
     def __init__(self) -> None:
         from . import block_kernels, ocp_kernels, pow2_kernels, transpose
