@@ -1,7 +1,9 @@
 """Linear algebra: ``matmul``, ``vecdot``, ``tensordot``, and the ``linalg`` extension.
 
 MX operands blocked along the contracted axis go through :func:`mxarray.core.matmul`
-(the active backend's exact MX dot product, float32 result).  Every other MX operand
+(the active backend's exact MX dot product, float32 result).  In ``matmul``, a dense
+array times a 2-D MX matrix blocked along the contracted axis decodes the MX matrix a
+tile at a time (:mod:`._mixed_product`).  Every other MX operand
 is dequantized to float32 and the dense function runs (documented fallback); two MX
 operands that miss the MX dot product because of their block axes say so with a
 :class:`~mxarray.BlockAxisWarning`.  The
@@ -23,6 +25,7 @@ from . import _dtypes as dt
 from . import _manipulation as manip
 from ._array import Array
 from ._device import linalg_module, quiet, same_device
+from ._mixed_product import mixed_matmul
 from ._operands import check_category, dense, wrap
 from ._warnings import BlockAxisWarning, warn_outside
 
@@ -78,6 +81,9 @@ def matmul(x1: Any, x2: Any, /, *, backend: str | None = None) -> Array:
                             f"{k2}; make weights with mx.asarray(W, dtype=fmt, "
                             f"block_axis={k2}))")
         _warn_dense_path("matmul", problems)
+    mixed = mixed_matmul(x1, x2)
+    if mixed is not None:
+        return mixed
     a, b, target = _pair(x1, x2, "numeric", "matmul")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul does not accept 0-d arrays")
