@@ -10,7 +10,9 @@ of interleaved repetitions.  Writes ``benchmarks/results/cpu.json`` and ``cpu.md
 
 Also: quantize and dequantize with the block axis first (``axis=0``), MX matmul once per
 matmul path of the backend, one-element reads and writes on a small and a large array,
-and an MLP forward pass through the array API namespace with MX weights against NumPy.
+an MLP forward pass through the array API namespace with MX weights against NumPy,
+throughput from 2^22 to 2^28 elements, and torchao's CPU MX cast (``to_mx``) beside
+mxarray's quantize when torchao is importable.
 
 Run ``python benchmarks/bench_cpu.py`` (about 6 minutes on 2 cores; ``--quick`` for a
 smoke test with small sizes).  Other rows add a function to ``SECTIONS``.
@@ -123,6 +125,62 @@ def bench_matmul(n: int, repeats: int) -> dict[str, Any]:
     return {"shape": [n, n, n], "rows": rows}
 
 
+def bench_sizes(exponents: range, repeats: int) -> dict[str, Any]:
+    """Quantize and dequantize ``out=`` of ``2**e`` float32 elements (rows of 4096) for
+    each ``e``, against np.copyto of the same array: throughput across sizes."""
+    rows = []
+    for e in exponents:
+        x = np.random.default_rng(e).standard_normal((2 ** e // 4096, 4096)).astype(np.float32)
+        dst = np.empty_like(x)
+        copy = lambda: np.copyto(dst, x)  # noqa: E731
+        for fmt in ("mxfp8_e4m3", "mx6"):
+            a = mxarray.quantize(x, fmt, backend=BACKEND)
+            ops = {"quantize": lambda: mxarray.quantize(x, fmt, backend=BACKEND),
+                   "dequantize out=": lambda: mxarray.dequantize(a, out=dst, backend=BACKEND)}
+            for op, fn in ops.items():
+                base, seconds = interleaved(copy, fn, repeats)
+                rows.append({"elements_log2": e, "format": fmt, "op": op,
+                             "gelem_per_s": x.size / seconds / 1e9,
+                             "ratio_vs_copyto": base / seconds})
+            del a
+        del x, dst
+    return {"rows": rows}
+
+
+def bench_torchao(n: int, repeats: int) -> dict[str, Any]:
+    """torchao's CPU MX cast (``to_mx``, FLOOR scales) of float32 ``(n, n)`` against
+    mxarray's quantize of the same array, both against np.copyto, in one run; whether the
+    two give the same element codes and scales.  Empty when torchao is not importable."""
+    try:
+        import torch
+        import torchao
+        from torchao.prototype.mx_formats.mx_tensor import to_mx
+    except Exception as exc:  # an optional peer: the row says why it is missing
+        return {"rows": [], "missing": f"{type(exc).__name__}: {exc}"}
+    x = np.random.default_rng(5).standard_normal((n, n)).astype(np.float32)
+    xt, dst = torch.from_numpy(x), np.empty_like(x)
+    copy = lambda: np.copyto(dst, x)  # noqa: E731
+    rows = []
+    for fmt, elem in (("mxfp8_e4m3", torch.float8_e4m3fn), ("mxfp4_e2m1", torch.float4_e2m1fn_x2)):
+        ours = lambda: mxarray.quantize(x, fmt, backend=BACKEND)  # noqa: E731
+        theirs = lambda: to_mx(xt, elem, 32)  # noqa: E731
+        base, ours_s = interleaved(copy, ours, repeats)
+        base_t, theirs_s = interleaved(copy, theirs, repeats)
+        scale, data = theirs()
+        q = ours()
+        same = (np.array_equal(scale.view(torch.uint8).numpy().reshape(-1),
+                               np.asarray(q.scales).reshape(-1))
+                and np.array_equal(data.view(torch.uint8).numpy().reshape(-1),
+                                   np.asarray(q.packed).reshape(-1)))
+        rows.append({"format": fmt, "torchao": torchao.__version__, "torch": torch.__version__,
+                     "torchao_gelem_per_s": x.size / theirs_s / 1e9,
+                     "torchao_ratio_vs_copyto": base_t / theirs_s,
+                     "mxarray_gelem_per_s": x.size / ours_s / 1e9,
+                     "mxarray_ratio_vs_copyto": base / ours_s,
+                     "speedup": theirs_s / ours_s, "same_bits": bool(same)})
+    return {"shape": [n, n], "rows": rows}
+
+
 def bench_element_access(repeats: int) -> dict[str, Any]:
     """``q[5, 7]`` and ``r[5, 7] = 1.0`` on 256x256 and 4096x4096 arrays, per format."""
     rows = []
@@ -217,6 +275,9 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "element_access": lambda args: bench_element_access(args.repeats),
     "mlp": lambda args: bench_mlp(args.repeats),
     "first_call": lambda args: bench_first_call(args.quick),
+    "sizes": lambda args: bench_sizes(range(16, 21, 2) if args.quick else range(22, 29, 2),
+                                      args.repeats),
+    "torchao": lambda args: bench_torchao(256 if args.quick else 4096, args.repeats),
 }
 """Each section of the report: a function of the parsed arguments, run in this order."""
 
@@ -263,6 +324,27 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"| {r['format']} | {r['warm_seconds']:.2f} | "
                   + (f"{r['cold_seconds']:.1f}" if r["cold_seconds"] is not None else "-") + " |"
                   for r in fc["rows"]]
+    sz = report.get("sizes")
+    if sz:
+        lines += ["", "Throughput across sizes (float32 rows of 4096), against np.copyto of the "
+                  "same array in the same run:", "",
+                  "| elements | format | op | Gelem/s | x np.copyto |", "|---:|---|---|---:|---:|"]
+        lines += [f"| 2^{r['elements_log2']} | {r['format']} | {r['op']} | "
+                  f"{r['gelem_per_s']:.2f} | {r['ratio_vs_copyto']:.2f} |" for r in sz["rows"]]
+    ta = report.get("torchao")
+    if ta and ta["rows"]:
+        r0 = ta["rows"][0]
+        lines += ["", f"torchao {r0['torchao']} (torch {r0['torch']}) CPU MX cast `to_mx` (FLOOR "
+                  f"scales) of float32 {ta['shape'][0]}x{ta['shape'][1]} against mxarray's "
+                  "quantize, same run:", "",
+                  "| format | torchao Gelem/s | x np.copyto | mxarray Gelem/s | x np.copyto | "
+                  "mxarray speedup | same codes and scales |", "|---|---:|---:|---:|---:|---:|---|"]
+        lines += [f"| {r['format']} | {r['torchao_gelem_per_s']:.3f} | "
+                  f"{r['torchao_ratio_vs_copyto']:.2f} | {r['mxarray_gelem_per_s']:.2f} | "
+                  f"{r['mxarray_ratio_vs_copyto']:.2f} | {r['speedup']:.0f}x | "
+                  f"{'yes' if r['same_bits'] else 'no'} |" for r in ta["rows"]]
+    elif ta:
+        lines += ["", f"torchao: not measured ({ta['missing']})."]
     lines += ["", "BLAS (threadpoolctl): " + "; ".join(
         ", ".join(f"{k}={v}" for k, v in info.items() if k != "filepath")
         for info in report["blas"]), ""]
