@@ -119,3 +119,33 @@ def test_weights_blocked_along_n_take_the_dense_path(monkeypatch):
     x = _values(rng, (3, 32))
     got = np.asarray(mx.matmul(mx.asarray(x), w))
     _assert_gemm_close(got, x, w.dequantize())
+
+
+@SETTINGS
+@given(fmt=st.sampled_from(FORMATS), k=st.sampled_from([1, 40, 64]), seed=st.integers(0, 2**32 - 1),
+       dense_axis=st.integers(0, 2), mx_first=st.booleans())
+def test_tensordot_with_one_mx_matrix_is_the_dense_product(tile_bytes, fmt, k, seed, dense_axis,
+                                                           mx_first):
+    """tensordot over the MX matrix's block axis takes the tile path (no whole decode) and
+    gives the dense tensordot of the dequantized values."""
+    rng = np.random.default_rng(seed)
+    shape = [2, 3, 4]
+    shape[dense_axis] = k
+    y = _values(rng, tuple(shape))
+    if mx_first:
+        a = mx.asarray(_values(rng, (5, k)), dtype=fmt)
+        got = np.asarray(mx.tensordot(a, mx.asarray(y), axes=([1], [dense_axis])))
+        want = np.tensordot(a.dequantize(), y, axes=([1], [dense_axis]))
+    else:
+        a = mx.asarray(_values(rng, (k, 5)), dtype=fmt, block_axis=0)
+        got = np.asarray(mx.tensordot(mx.asarray(y), a, axes=([dense_axis], [0])))
+        want = np.tensordot(y, a.dequantize(), axes=([dense_axis], [0]))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max(initial=1))
+
+
+def test_tensordot_takes_the_tile_path(monkeypatch):
+    monkeypatch.setattr(mx.MXArray, "dequantize", None)  # the whole-array decode would fail
+    a = mx.asarray(np.ones((64, 3), np.float32), dtype="mx6", block_axis=0)
+    got = np.asarray(mx.tensordot(mx.asarray(np.ones((2, 64), np.float32)), a, axes=1))
+    np.testing.assert_array_equal(got, np.full((2, 3), 64.0, np.float32))

@@ -1,9 +1,9 @@
 """Linear algebra: ``matmul``, ``vecdot``, ``tensordot``, and the ``linalg`` extension.
 
 MX operands blocked along the contracted axis go through :func:`mxarray.core.matmul`
-(the active backend's exact MX dot product, float32 result).  In ``matmul``, a dense
-array times a 2-D MX matrix blocked along the contracted axis decodes the MX matrix a
-tile at a time (:mod:`._mixed_product`).  Every other MX operand
+(the active backend's exact MX dot product, float32 result).  In ``matmul`` and
+``tensordot``, a dense array times a 2-D MX matrix blocked along the contracted axis
+decodes the MX matrix a tile at a time (:mod:`._mixed_product`).  Every other MX operand
 is dequantized to float32 and the dense function runs (documented fallback); two MX
 operands that miss the MX dot product because of their block axes say so with a
 :class:`~mxarray.BlockAxisWarning`.  The
@@ -25,7 +25,7 @@ from . import _dtypes as dt
 from . import _manipulation as manip
 from ._array import Array
 from ._device import linalg_module, quiet, same_device
-from ._mixed_product import mixed_matmul
+from ._mixed_product import mixed_matmul, mixed_tensordot
 from ._operands import check_category, dense, wrap
 from ._warnings import BlockAxisWarning, warn_outside
 
@@ -174,6 +174,10 @@ def tensordot(x1: Any, x2: Any, /, *, axes: int | tuple[Any, Any] = 2) -> Array:
             _warn_dense_path("tensordot", [
                 f"they are blocked along axes {x1.block_axis} and {x2.block_axis} while the "
                 f"contracted axes are {c1} and {c2} (the MX path contracts one pair)"])
+    if {type(x1), type(x2)} == {Array, MXArray}:
+        mixed = mixed_tensordot(x1, x2, *_tensordot_axes(axes, x1.ndim, x2.ndim))
+        if mixed is not None:
+            return mixed
     a, b, target = _pair(x1, x2, "numeric", "tensordot")
     c1, c2 = _tensordot_axes(axes, a.ndim, b.ndim)
     if any(a.shape[i] != b.shape[j] for i, j in zip(c1, c2)):

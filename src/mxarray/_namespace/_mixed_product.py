@@ -22,10 +22,11 @@ from typing import Any
 from .. import core
 from ..array import MXArray
 from . import _dtypes as dt
+from . import _manipulation as manip
 from ._array import Array
 from ._device import CPU, quiet
 
-__all__ = ["mixed_matmul", "TILE_BYTES"]
+__all__ = ["mixed_matmul", "mixed_tensordot", "TILE_BYTES"]
 
 TILE_BYTES = 1 << 20
 """Largest decoded tile of the MX operand, in bytes (at least one row is decoded)."""
@@ -57,6 +58,24 @@ def mixed_matmul(x1: Any, x2: Any) -> Array | None:
         with quiet(x2._xp):
             return Array._new(_mx_times_dense(x1, x2._x.astype(target, copy=False), target,
                                               x2._xp))
+    return None
+
+
+def mixed_tensordot(x1: Any, x2: Any, c1: list[int], c2: list[int]) -> Array | None:
+    """``tensordot`` over one pair of axes ``c1``, ``c2`` (non-negative) as
+    :func:`mixed_matmul` when one operand is a 2-D host MXArray contracted over its block
+    axis; None otherwise."""
+    if len(c1) != 1:
+        return None
+    if isinstance(x1, Array) and _is_tiled_operand(x2, c2[0]) and c2[0] == 0:
+        moved = manip.moveaxis(x1, c1[0], -1)
+        return mixed_matmul(moved, x2)
+    if isinstance(x2, Array) and _is_tiled_operand(x1, c1[0]) and c1[0] == 1:
+        if x2.ndim == 0 or x2.shape[c2[0]] != x1.shape[1]:
+            return None
+        moved = manip.moveaxis(x2, c2[0], 0)
+        flat = mixed_matmul(x1, manip.reshape(moved, (moved.shape[0], -1)))
+        return None if flat is None else manip.reshape(flat, (x1.shape[0],) + moved.shape[1:])
     return None
 
 
