@@ -22,6 +22,11 @@ NaN (:func:`to_gpt_oss`, :func:`to_gguf_mxfp4` and :func:`from_gpt_oss` warn wit
 :class:`LayoutWarning` when a block has it), and GGUF rows hold whole blocks, so the
 blocked axis must be a multiple of 32.
 
+These layouts and readings were checked against the code of ggml 0.21.0 (``block_mxfp4``
+in ``ggml-common.h``, ``dequantize_row_mxfp4`` and ``ggml_e8m0_to_fp32``, which forms the
+float32 bits ``s << 23``) and gpt-oss 0.0.9 (``gpt_oss/torch/weights.py``, which applies
+``ldexp`` with ``s - 127``).
+
 The innermost axis of the stored tensors is the blocked one.  gpt-oss blocks its MoE
 weights along the contraction axis and transposes after decoding; pass that axis as
 ``axis`` to :func:`from_gpt_oss` to get the logical (transposed) tensor with the same
