@@ -2,13 +2,16 @@
 
 Moving the block axis last is a transpose when the block axis is not the input's last
 axis: NumPy's copy of such a view walks one side with a large stride and is about twenty
-times slower than a plain copy.  :func:`copy_tiles` copies 64 x 64 tiles in 8 x 8 blocks,
-so each block reads eight short contiguous runs and writes eight (64 x 64 and 8 x 8
-measured fastest on a Zen 4 core for 2-, 4- and 8-byte items, against 32 and 128 wide
-tiles and 4 and 16 wide blocks).  Every array reaches
-the kernel as a flat run of its memory (unsigned integers of its item size, so float16
-and bfloat16 copy as bits) with element steps: Numba then sees plain integer offsets,
-not a strided array, and the unit steps cost no more than constants.
+times slower than a plain copy.  :func:`copy_tiles` copies 64 x 64 tiles in 8 x 8 blocks:
+each block reads eight short contiguous runs and writes eight.  Every array reaches the
+kernel as a flat run of its memory (unsigned integers of its item size, so float16 and
+bfloat16 copy as bits) with element steps, so one compiled kernel per item size serves
+every layout: batch dimensions, reversed axes, zero and non-unit strides.
+
+Measured on a Zen 4 core (float32, 4096 x 4096): unit steps passed as arguments run as
+fast as steps fixed at compile time; 16- to 256-wide tiles and 4- to 16-wide blocks are
+no faster; an explicit SIMD shuffle of each block gained little, as the copy is bound
+by memory traffic (about 2.5x a plain copy on one core, 13 ms against 5 ms).
 """
 
 from __future__ import annotations
