@@ -101,6 +101,15 @@ def test_flat_view_locates_every_element() -> None:
     assert not memory.flags.writeable  # a broadcast view is read-only, and so is its memory
 
 
+def test_any_stride_on_a_length_one_axis() -> None:
+    """A length-one axis may carry any stride (NumPy never steps along it): the view is
+    still copied by the kernel, exactly."""
+    x = _bits((20000, 3), "float32", seed=5)
+    view = np.lib.stride_tricks.as_strided(x, shape=(1, 3, 20000), strides=(3, 4, 12))
+    assert transpose.tileable(view)
+    assert _same_bits(FAST.gather(view), view)
+
+
 def test_views_the_kernel_cannot_take_are_copied_by_numpy() -> None:
     """Strides that are not whole elements (a field of a structured array) and 1-byte
     items take NumPy's copy, still exact."""
