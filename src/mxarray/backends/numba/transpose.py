@@ -8,16 +8,22 @@ kernel as a flat run of its memory (unsigned integers of its item size, so float
 bfloat16 copy as bits) with element steps, so one compiled kernel per item size serves
 every layout: batch dimensions, reversed axes, zero and non-unit strides.
 
-Measured on a Zen 4 core (float32, 4096 x 4096): unit steps passed as arguments run as
-fast as steps fixed at compile time; 16- to 256-wide tiles and 4- to 16-wide blocks are
-no faster; an explicit SIMD shuffle of each block gained little, as the copy is bound
-by memory traffic (about 2.5x a plain copy on one core, 13 ms against 5 ms).
+Where both sides step by one item (the source along its rows, the destination along its
+columns: the block axis moved last, or back), a block moves as eight vector loads, one
+shuffle and eight vector stores.  Measured on one Zen 4 core, 4096 x 4096: that is 1.6x
+faster than item by item for 2-byte items and 1.1x for 8-byte ones; 4-byte items gain
+nothing, their copy is bound by memory traffic (12 ms against 5 ms for a plain copy).
+Unit steps passed as arguments run as fast as steps fixed at compile time, and 16- to
+256-wide tiles or 4- to 16-wide blocks are no faster.
 """
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 from numpy.lib.stride_tricks import as_strided
 
 __all__ = ["copy_tiles", "flat_view", "tileable"]
@@ -25,6 +31,40 @@ __all__ = ["copy_tiles", "flat_view", "tileable"]
 _TILE = 64
 _BLOCK = 8  # divides _TILE
 _U = np.uint64
+
+
+@intrinsic
+def _swap_block(typingctx, src, s0, s_row, dst, d0, d_col):
+    """``dst[d0 + i + j*d_col] = src[s0 + i*s_row + j]`` for ``i, j < 8`` (LLVM IR): eight
+    vector loads, one 8 x 8 shuffle, eight vector stores."""
+    sig = types.void(src, types.uint64, types.uint64, dst, types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        src_v, s0, s_row, dst_v, d0, d_col = args
+        width = signature.args[0].dtype.bitwidth
+        vec = ir.VectorType(ir.IntType(width), _BLOCK)
+        base = [context.make_array(signature.args[k])(context, builder, v).data
+                for k, v in ((0, src_v), (3, dst_v))]
+
+        def at(ptr, first, step, k):
+            offset = builder.add(first, builder.mul(step, ir.Constant(step.type, k)))
+            return builder.bitcast(builder.gep(ptr, [offset]), vec.as_pointer())
+
+        def join(a, b):
+            n = a.type.count
+            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 2 * n),
+                                                            list(range(2 * n))))
+
+        parts = [builder.load(at(base[0], s0, s_row, i), align=width // 8) for i in range(_BLOCK)]
+        while len(parts) > 1:  # all 64 items in one vector, row after row
+            parts = [join(parts[k], parts[k + 1]) for k in range(0, len(parts), 2)]
+        for j in range(_BLOCK):
+            column = builder.shuffle_vector(parts[0], parts[0], ir.Constant(
+                ir.VectorType(ir.IntType(32), _BLOCK), [_BLOCK * i + j for i in range(_BLOCK)]))
+            builder.store(column, at(base[1], d0, d_col, j), align=width // 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
@@ -40,6 +80,7 @@ def copy_tiles(src, s_off, s_row, s_col, dst, d_off, d_row, d_col,
     tiles_c = (cols + _TILE - 1) // _TILE
     per_batch = tiles_c * ((rows + _TILE - 1) // _TILE)
     sr, sc, dr, dc = _U(s_row), _U(s_col), _U(d_row), _U(d_col)
+    shuffle = s_col == 1 and d_row == 1  # the transpose of the block axis: vector blocks
     for t in nb.prange(s_off.shape[0] * per_batch):
         b = t // per_batch
         r = t % per_batch
@@ -54,6 +95,9 @@ def copy_tiles(src, s_off, s_row, s_col, dst, d_off, d_row, d_col,
                 for ib in range(i0, i1, _BLOCK):
                     s0 = so + _U(ib) * sr + _U(jb) * sc
                     d0 = do + _U(ib) * dr + _U(jb) * dc
+                    if shuffle:
+                        _swap_block(src, s0, sr, dst, d0, dc)
+                        continue
                     for j in range(_BLOCK):
                         for i in range(_BLOCK):
                             dst[d0 + _U(i) * dr + _U(j) * dc] = src[s0 + _U(i) * sr + _U(j) * sc]
