@@ -113,15 +113,19 @@ def test_any_stride_on_a_length_one_axis() -> None:
 
 
 def test_views_the_kernel_cannot_take_are_copied_by_numpy() -> None:
-    """Strides that are not whole elements (a field of a structured array) and 1-byte
-    items take NumPy's copy, still exact."""
+    """Strides that are not whole elements (a field of a structured array), 1-byte items
+    and misaligned data take NumPy's copy, still exact."""
     def field_view() -> np.ndarray:
         return np.zeros((200, 300), dtype=[("a", "u1"), ("b", "<f4")])["b"].T
 
     def byte_view() -> np.ndarray:
         return np.zeros((300, 200), np.uint8).T
 
-    for make in (field_view, byte_view):
+    def misaligned_view() -> np.ndarray:
+        raw = np.zeros(300 * 200 * 4 + 1, np.uint8)
+        return raw[1:].view(np.float32).reshape(300, 200).T
+
+    for make in (field_view, byte_view, misaligned_view):
         view = make()
         view[...] = _bits(view.shape, view.dtype.name)
         assert not transpose.tileable(view)

@@ -108,9 +108,9 @@ def copy_tiles(src, s_off, s_row, s_col, dst, d_off, d_row, d_col,
 
 
 def tileable(a: np.ndarray) -> bool:
-    """Whether :func:`flat_view` can describe ``a``: 2-D or more, an item size of 2, 4 or
-    8 bytes and strides that are whole elements (on axes longer than one)."""
-    return a.ndim >= 2 and a.itemsize in (2, 4, 8) and all(
+    """Whether :func:`flat_view` can describe ``a``: 2-D or more, aligned, an item size of
+    2, 4 or 8 bytes and strides that are whole elements (on axes longer than one)."""
+    return a.ndim >= 2 and a.itemsize in (2, 4, 8) and a.flags.aligned and all(
         s % a.itemsize == 0 for n, s in zip(a.shape, a.strides) if n > 1)
 
 
