@@ -17,6 +17,7 @@ import numpy as np
 from ...formats import BLOCK_SIZE, FORMATS, Format
 from ..base import Backend, DequantizeOptions, MatmulOperand, MatmulOptions, QuantizeOptions
 from . import matmul as _matmul
+from . import transpose
 from .bf16 import bf16_fits, bf16_gemm_available, matmul_bf16
 from .families import KernelFamily, family_for
 from .params import tensor_value
@@ -38,7 +39,7 @@ class NumbaBackend(Backend):
     matmul_paths = ("float32-panels", "bf16")
 
     def __init__(self) -> None:
-        from . import block_kernels, ocp_kernels, pow2_kernels, transpose
+        from . import block_kernels, ocp_kernels, pow2_kernels
 
         self._kernels = {"ocp": guarded(ocp_kernels), "blocks": guarded(block_kernels),
                          "fast": guarded(pow2_kernels), "transpose": guarded(transpose)}
@@ -69,22 +70,24 @@ class NumbaBackend(Backend):
         axis was not the input's last) is copied in tiles (:mod:`.transpose`)."""
         if _transposed(view):
             out = np.empty(view.shape, dtype=view.dtype)
-            bits = np.dtype(f"u{view.itemsize}")  # copy the bits (float16 and bfloat16 too)
-            for index in np.ndindex(view.shape[:-2]):
-                self._kernels["transpose"].copy_tiles(view[index].view(bits),
-                                                      out[index].view(bits))
+            self._copy_tiles(np.swapaxes(view, -1, -2), np.swapaxes(out, -1, -2))
             return out
         return np.ascontiguousarray(view)
 
     def scatter(self, values: np.ndarray, view: np.ndarray) -> None:
         """``view[...] = values``, in tiles when ``view``'s last axis is strided."""
-        if _transposed(view) and values.shape == view.shape and values.dtype == view.dtype:
-            bits = np.dtype(f"u{view.itemsize}")
-            for index in np.ndindex(view.shape[:-2]):
-                self._kernels["transpose"].copy_tiles(values[index].view(bits),
-                                                      view[index].view(bits))
+        if (_transposed(view) and values.shape == view.shape and values.dtype == view.dtype
+                and transpose.tileable(values)):
+            self._copy_tiles(values, view)
         else:
             view[...] = values
+
+    def _copy_tiles(self, src: np.ndarray, dst: np.ndarray) -> None:
+        """``dst[...] = src`` (one shape and item size) by :func:`.transpose.copy_tiles`,
+        fast when ``src``'s rows and ``dst``'s columns are contiguous."""
+        s = transpose.flat_view(src)
+        d = transpose.flat_view(dst)
+        self._kernels["transpose"].copy_tiles(*s, *d, *src.shape[-2:])
 
     def quantize_blocks(self, blocks: np.ndarray, options: QuantizeOptions
                         ) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +146,7 @@ _TILED_MIN_ELEMENTS = 1 << 14
 
 
 def _transposed(view: np.ndarray) -> bool:
-    """Whether ``view`` is a large 2-D-or-more view whose last axis is not contiguous
-    (a transpose to copy in tiles, as unsigned integers of the element's size)."""
-    return (view.ndim >= 2 and view.size >= _TILED_MIN_ELEMENTS
-            and view.strides[-1] != view.itemsize and view.itemsize in (2, 4, 8))
+    """Whether ``view`` is a large view whose last axis is not contiguous (a transpose to
+    copy in tiles, as unsigned integers of the element's size)."""
+    return (view.size >= _TILED_MIN_ELEMENTS and view.ndim >= 2
+            and view.strides[-1] != view.itemsize and transpose.tileable(view))
