@@ -295,21 +295,3 @@ def test_matmul_packed_with_an_empty_dimension(fmt, batch, m, n) -> None:
     extra = {} if f.tensor_scale == "none" else {"a_tensor_scale": 1.0, "b_tensor_scale": 1.0}
     c = matmul_bytes(FAST, np.zeros((batch, m, kb * f.bytes_per_block), np.uint8), np.zeros((batch, m, kb), np.uint8), f, np.zeros((batch, n, kb * f.bytes_per_block), np.uint8), np.zeros((batch, n, kb), np.uint8), f, **extra)
     assert c.shape == (batch, m, n) and c.dtype == np.float32
-
-
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-def test_tiled_gather_and_scatter_copy_strided_views_exactly(dtype) -> None:
-    """The tiled transpose the core uses when the block axis is not last: every bit of a
-    strided view (2-D and 3-D, odd sizes, NaN payloads) is copied, both ways."""
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal((3, 131, 257)).astype(dtype)
-    x[1, 5, 7] = np.nan
-    for view in (np.moveaxis(x, 1, -1), x[0].T, x[:, ::2, :].swapaxes(1, 2)):
-        got = FAST.gather(view)
-        assert got.flags.c_contiguous and got.dtype == view.dtype
-        assert np.array_equal(got.view(np.uint8), np.ascontiguousarray(view).view(np.uint8))
-        target = np.zeros(view.shape[::-1], dtype).T  # a strided destination of that shape
-        FAST.scatter(got, target)
-        assert np.array_equal(target.view(np.uint8) if target.flags.c_contiguous
-                              else np.ascontiguousarray(target).view(np.uint8),
-                              np.ascontiguousarray(view).view(np.uint8))
