@@ -41,7 +41,7 @@ def _resolve_backend(name: str | None, *arrays: Any) -> Backend:
     a GPU picks ``"cupy"`` unless ``name`` says otherwise; a host-only backend asked to
     work on GPU data is refused rather than silently copying across the bus.
     """
-    on_device = [a for a in arrays if is_device_array(a)]
+    on_device = [a for a in arrays if type(a) is not np.ndarray and is_device_array(a)]
     if not on_device:
         return get_backend(name)
     be = get_backend(name if name is not None else "cupy")
@@ -114,7 +114,7 @@ def _input_dtype(dtype: Any) -> np.dtype:
 
 def _kernel_input(piece: Any) -> Any:
     """A piece of the input as the backends take it: bfloat16 becomes float32 (exact)."""
-    return piece.astype(np.float32) if piece.dtype.name == _BFLOAT16 else piece
+    return piece if piece.dtype in _INPUT_DTYPES else piece.astype(np.float32)
 
 
 def _output_dtype(dtype: Any) -> np.dtype:
@@ -239,7 +239,7 @@ def _quantize_with_ids(
     ax = blocks.normalize_axis(axis, arr.ndim)
     if arr.shape[ax] == 0:
         raise ValueError(f"the block axis ({ax}) of x with shape {arr.shape} is empty")
-    moved = be.xp.moveaxis(arr, ax, -1)  # a view: the canonical order, unpadded
+    moved = arr if ax == arr.ndim - 1 else be.xp.moveaxis(arr, ax, -1)  # canonical order
     n_total = math.prod(moved.shape[:-1]) * blocks.n_blocks(arr.shape[ax], fmt.block_size)
     stochastic = options.rounding == "stochastic"
     ids = _check_block_ids(block_ids, n_total, be.xp) if block_ids is not None and stochastic \
@@ -248,7 +248,16 @@ def _quantize_with_ids(
         options = dataclasses.replace(
             options, tensor_scale=fmt.tensor_scale_for(_finite_amax(arr, be)))
     packed = scales = None
-    for index, first, count in blocks.pieces(moved.shape, fmt.block_size, _budget(be)):
+    if ax == arr.ndim - 1 and 0 < n_total * fmt.block_size <= _budget(be):
+        # The usual case, the block axis last and the whole array in one piece: no view
+        # to cut out, and the backend's arrays are kept.
+        if ids is not None:
+            options = options.with_block_ids(ids)
+        rows = blocks.to_blocks(_kernel_input(be.gather(arr)), -1, fmt.block_size, be.xp)
+        packed, scales = be.quantize(rows, options)
+    pieces = () if packed is not None else blocks.pieces(moved.shape, fmt.block_size,
+                                                             _budget(be))
+    for index, first, count in pieces:
         rows = blocks.to_blocks(_kernel_input(be.gather(moved[index])), -1, fmt.block_size,
                                 be.xp)
         if stochastic and (ids is not None or count < n_total):
@@ -303,6 +312,13 @@ def quantize_options(
     ('mxfp4_e2m1', 'stochastic', 7)
     """
     fmt = get_format(fmt)
+    common = seed is None and tensor_scale is None and type(rounding) is str \
+        and type(scale_mode) is str
+    key = (fmt, rounding, scale_mode)
+    if common:
+        cached = _OPTIONS.get(key)
+        if cached is not None:
+            return cached
     check_rounding(rounding)
     check_scale_mode(scale_mode)
     if seed is not None:
@@ -316,7 +332,15 @@ def quantize_options(
         if fmt.tensor_scale == "none":
             raise ValueError(f"{fmt.name} has no per-tensor scale; drop tensor_scale")
         tensor_scale = check_tensor_scale(tensor_scale)
-    return QuantizeOptions(fmt, rounding, scale_mode, seed, tensor_scale)
+    options = QuantizeOptions(fmt, rounding, scale_mode, seed, tensor_scale)
+    if common and rounding != "stochastic":  # checked: the same record serves every call
+        _OPTIONS[key] = options
+    return options
+
+
+# Checked options of calls without a seed or tensor scale, by (format, rounding, scale
+# mode); at most formats x roundings x scale modes records (options are immutable).
+_OPTIONS: dict[tuple[Format, str, str], QuantizeOptions] = {}
 
 
 # Quantize and dequantize on the host walk the canonical layout in pieces of at most this
