@@ -470,7 +470,7 @@ def dequantize(
         dtype = _check_out(out, a.shape, be)
     dt = _output_dtype(dtype)
     fmt, xp = a.format, be.xp
-    options = DequantizeOptions(fmt, dt, a.tensor_scale)
+    options = _dequantize_options(fmt, dt, a.tensor_scale)
     scales = xp.asarray(a.canonical_scales).reshape(-1)
     packed = xp.asarray(a.packed).reshape(scales.shape[0], fmt.bytes_per_block)
     ax, n_total = a.block_axis, scales.shape[0]
@@ -478,6 +478,10 @@ def dequantize(
     # the blocks: the backend writes straight into them.
     direct = (ax == a.ndim - 1 and a.shape[-1] % fmt.block_size == 0
               and (out is None or out.flags.c_contiguous))
+    if direct and 0 < n_total * fmt.block_size <= _budget(be):  # the usual case: one piece
+        result = xp.empty(a.shape, dtype=dt) if out is None else out
+        be.dequantize(packed, scales, options, out=result.reshape(-1, fmt.block_size))
+        return result
     result = out
     canonical = blocks.lead_shape(a.shape, ax) + (a.shape[ax],)
     for index, first, count in blocks.pieces(canonical, fmt.block_size, _budget(be)):
@@ -495,6 +499,22 @@ def dequantize(
         be.scatter(values.reshape(target.shape[:-1] + (-1,))[..., : target.shape[-1]], target)
         del values  # before the next piece's values exist
     return result if result is not None else xp.empty(a.shape, dtype=dt)
+
+
+def _dequantize_options(fmt: Format, dtype: np.dtype, tensor_scale: np.float32 | None
+                        ) -> DequantizeOptions:
+    """The options record of a dequantize; one per format and dtype without a tensor
+    scale (records are immutable)."""
+    if tensor_scale is not None:
+        return DequantizeOptions(fmt, dtype, tensor_scale)
+    key = (fmt, dtype)
+    options = _DEQUANTIZE_OPTIONS.get(key)
+    if options is None:
+        options = _DEQUANTIZE_OPTIONS.setdefault(key, DequantizeOptions(fmt, dtype, None))
+    return options
+
+
+_DEQUANTIZE_OPTIONS: dict[tuple[Format, np.dtype], DequantizeOptions] = {}
 
 
 def dequantize_rows(a: MXArray, first: int, count: int, dtype: Any = np.float32, *,
@@ -532,7 +552,7 @@ def dequantize_rows(a: MXArray, first: int, count: int, dtype: Any = np.float32,
     scales = xp.asarray(a.canonical_scales).reshape(-1)[first:first + count]
     packed = xp.asarray(a.packed).reshape(n_total, fmt.bytes_per_block)[first:first + count]
     return be.dequantize(xp.ascontiguousarray(packed), xp.ascontiguousarray(scales),
-                         DequantizeOptions(fmt, dt, a.tensor_scale))
+                         _dequantize_options(fmt, dt, a.tensor_scale))
 
 
 def _merges_without_copy(arr: Any, k: int) -> bool:

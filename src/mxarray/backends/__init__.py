@@ -25,7 +25,6 @@ import dataclasses
 import importlib
 import threading
 import warnings
-from importlib import metadata
 from typing import Any, Callable, Iterator
 
 from .base import Backend
@@ -117,10 +116,22 @@ def _load_entry_points() -> None:
     with _entry_points_lock:
         if _entry_points_loaded:
             return
+        from importlib import metadata  # imported here: about 15 ms, needed once
+
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name not in _registry:
                 register_backend(ep.name, ep.load, priority=-1)
         _entry_points_loaded = True
+
+
+def __getattr__(name: str) -> Any:
+    """``metadata``: :mod:`importlib.metadata`, imported on first use (as the registry
+    itself does), so that importing mxarray does not pay for it."""
+    if name == "metadata":
+        from importlib import metadata
+
+        return metadata
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _entries() -> list[_Entry]:
