@@ -350,9 +350,9 @@ _OPTIONS: dict[tuple[Format, str, str], QuantizeOptions] = {}
 _PIECE_ELEMENTS = 1 << 22
 
 
-def _budget(be: Backend, whole: bool = False) -> int:
-    """Elements per piece for backend ``be``; unbounded when ``whole`` or on a GPU."""
-    if whole or be.xp is not np:
+def _budget(be: Backend) -> int:
+    """Elements per piece for backend ``be``; unbounded on a GPU."""
+    if be.xp is not np:
         return 1 << 62
     return _PIECE_ELEMENTS
 
@@ -406,7 +406,10 @@ def _finite_amax(arr: Any, be: Backend) -> float:
     xp = be.xp
     uint, mask, nonfinite = _MAGNITUDE_BITS.get(arr.dtype, _BFLOAT16_BITS)
     top = 0
-    for index, _, _ in blocks.pieces(arr.shape, 1, _budget(be, False)):
+    budget = _budget(be)
+    # One piece (the whole array) when it fits the budget: no pieces to cut.
+    for index, _, _ in (blocks.pieces(arr.shape, 1, budget) if arr.size > budget
+                        else [((), 0, arr.size)] if arr.size else []):
         bits = xp.ascontiguousarray(arr[index]).view(uint) & uint(mask)  # a new array
         bits[bits >= uint(nonfinite)] = 0
         top = max(top, int(bits.max()))
