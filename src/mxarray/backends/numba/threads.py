@@ -16,12 +16,11 @@ skip the public functions' lock (:func:`_thread_count`).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-__all__ = ["THREAD_SAFE_LAYERS", "ParallelKernels", "guarded", "one_thread"]
+__all__ = ["THREAD_SAFE_LAYERS", "ParallelKernels", "guarded"]
 
 THREAD_SAFE_LAYERS = frozenset({"tbb", "omp"})
 """Numba threading layers that accept parallel launches from several threads at once."""
@@ -41,7 +40,7 @@ class _LaunchGate:
 
     def run(self, kernel: Callable[..., Any], *args: Any, serial: bool = False) -> Any:
         """Call ``kernel(*args)``, holding the lock unless the layer is thread-safe;
-        ``serial``: on the calling thread alone (see :func:`one_thread`)."""
+        ``serial``: on the calling thread alone (see :func:`_call`)."""
         if self._serialise is False:
             return _call(kernel, args, serial)
         with self._lock:
@@ -88,7 +87,7 @@ class ParallelKernels:
     @staticmethod
     def launch_kernel(kernel: Callable[..., Any], *args: Any, serial: bool = False) -> Any:
         """Run a parallel kernel through the gate; ``serial``: on the calling thread only
-        (see :func:`one_thread`)."""
+        (see :func:`_call`)."""
         return _GATE.run(kernel, *args, serial=serial)
 
     def __getattr__(self, name: str) -> Any:
@@ -108,9 +107,9 @@ class ParallelKernels:
         return launch
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Parallel kernels launched inside run on the calling thread alone.
+def _call(call: Callable[..., Any], args: tuple[Any, ...], serial: bool) -> Any:
+    """``call(*args)``; when ``serial``, its parallel regions run on the calling thread
+    alone.
 
     Numba's thread count is per Python thread (``numba.set_num_threads``), and a
     parallel region of one thread wakes no worker.  Used for small calls, where waking
@@ -118,17 +117,6 @@ def one_thread() -> Iterator[None]:
     BLAS: OpenMP workers woken by a kernel spin for a while after it (the default wait
     policy) and take the cores from the BLAS threads that run next.
     """
-    get, put = _thread_count()
-    before = get()
-    put(1)
-    try:
-        yield
-    finally:
-        put(before)
-
-
-def _call(call: Callable[..., Any], args: tuple[Any, ...], serial: bool) -> Any:
-    """``call(*args)``, on the calling thread alone when ``serial`` (as :func:`one_thread`)."""
     if not serial:
         return call(*args)
     get, put = _thread_count()
