@@ -240,7 +240,8 @@ def _quantize_with_ids(
     if arr.shape[ax] == 0:
         raise ValueError(f"the block axis ({ax}) of x with shape {arr.shape} is empty")
     moved = arr if ax == arr.ndim - 1 else be.xp.moveaxis(arr, ax, -1)  # canonical order
-    n_total = math.prod(moved.shape[:-1]) * blocks.n_blocks(arr.shape[ax], fmt.block_size)
+    lead, per_row = moved.shape[:-1], blocks.n_blocks(arr.shape[ax], fmt.block_size)
+    n_total = math.prod(lead) * per_row
     stochastic = options.rounding == "stochastic"
     ids = _check_block_ids(block_ids, n_total, be.xp) if block_ids is not None and stochastic \
         else None
@@ -276,11 +277,9 @@ def _quantize_with_ids(
     if packed is None:  # no blocks at all (an empty dimension besides the block axis)
         packed = be.xp.empty((0, fmt.bytes_per_block), dtype=np.uint8)
         scales = be.xp.empty(0, dtype=np.uint8)
-    lead = blocks.lead_shape(arr.shape, ax)
     return MXArray._wrap(
-        packed.reshape(blocks.packed_shape(arr.shape, ax, fmt)),
-        scales.reshape(lead + (blocks.n_blocks(arr.shape[ax], fmt.block_size),)), fmt,
-        arr.shape, ax, options.rounding, options.scale_mode, options.seed,
+        packed.reshape(lead + (per_row * fmt.bytes_per_block,)), scales.reshape(lead + (per_row,)),
+        fmt, arr.shape, ax, options.rounding, options.scale_mode, options.seed,
         options.tensor_scale,
     )
 
