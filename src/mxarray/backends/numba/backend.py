@@ -56,7 +56,7 @@ class NumbaBackend(Backend):
         """Usable when Numba compiles (or loads from its cache) and runs a kernel.
 
         The probe is the smallest kernel, the tiled copy of :mod:`.transpose` (about a
-        second to compile, against 10 s for a quantize kernel), so that a process
+        second to compile, against 10 s for a quantize kernel): besides it, a process
         compiles or loads only the kernels of the formats it uses.
         """
         try:
