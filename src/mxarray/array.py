@@ -49,7 +49,7 @@ def check_tensor_scale(value: Any) -> np.float32:
 
 def _read_only(a: Any) -> Any:
     """Freeze host storage; device (CuPy) storage has no read-only flag and is kept as is."""
-    if is_device_array(a):
+    if type(a) is not np.ndarray and is_device_array(a):
         return a
     a = np.ascontiguousarray(a)
     if a.flags.writeable:

@@ -41,7 +41,7 @@ def _resolve_backend(name: str | None, *arrays: Any) -> Backend:
     a GPU picks ``"cupy"`` unless ``name`` says otherwise; a host-only backend asked to
     work on GPU data is refused rather than silently copying across the bus.
     """
-    on_device = [a for a in arrays if is_device_array(a)]
+    on_device = [a for a in arrays if type(a) is not np.ndarray and is_device_array(a)]
     if not on_device:
         return get_backend(name)
     be = get_backend(name if name is not None else "cupy")
@@ -114,7 +114,7 @@ def _input_dtype(dtype: Any) -> np.dtype:
 
 def _kernel_input(piece: Any) -> Any:
     """A piece of the input as the backends take it: bfloat16 becomes float32 (exact)."""
-    return piece.astype(np.float32) if piece.dtype.name == _BFLOAT16 else piece
+    return piece if piece.dtype in _INPUT_DTYPES else piece.astype(np.float32)
 
 
 def _output_dtype(dtype: Any) -> np.dtype:
@@ -239,8 +239,9 @@ def _quantize_with_ids(
     ax = blocks.normalize_axis(axis, arr.ndim)
     if arr.shape[ax] == 0:
         raise ValueError(f"the block axis ({ax}) of x with shape {arr.shape} is empty")
-    moved = be.xp.moveaxis(arr, ax, -1)  # a view: the canonical order, unpadded
-    n_total = math.prod(moved.shape[:-1]) * blocks.n_blocks(arr.shape[ax], fmt.block_size)
+    moved = arr if ax == arr.ndim - 1 else be.xp.moveaxis(arr, ax, -1)  # canonical order
+    lead, per_row = moved.shape[:-1], blocks.n_blocks(arr.shape[ax], fmt.block_size)
+    n_total = math.prod(lead) * per_row
     stochastic = options.rounding == "stochastic"
     ids = _check_block_ids(block_ids, n_total, be.xp) if block_ids is not None and stochastic \
         else None
@@ -248,7 +249,16 @@ def _quantize_with_ids(
         options = dataclasses.replace(
             options, tensor_scale=fmt.tensor_scale_for(_finite_amax(arr, be)))
     packed = scales = None
-    for index, first, count in blocks.pieces(moved.shape, fmt.block_size, _budget(be)):
+    if ax == arr.ndim - 1 and 0 < n_total * fmt.block_size <= _budget(be):
+        # The usual case, the block axis last and the whole array in one piece: no view
+        # to cut out, and the backend's arrays are kept.
+        if ids is not None:
+            options = options.with_block_ids(ids)
+        rows = blocks.to_blocks(_kernel_input(be.gather(arr)), -1, fmt.block_size, be.xp)
+        packed, scales = be.quantize(rows, options)
+    pieces = () if packed is not None else blocks.pieces(moved.shape, fmt.block_size,
+                                                             _budget(be))
+    for index, first, count in pieces:
         rows = blocks.to_blocks(_kernel_input(be.gather(moved[index])), -1, fmt.block_size,
                                 be.xp)
         if stochastic and (ids is not None or count < n_total):
@@ -267,11 +277,9 @@ def _quantize_with_ids(
     if packed is None:  # no blocks at all (an empty dimension besides the block axis)
         packed = be.xp.empty((0, fmt.bytes_per_block), dtype=np.uint8)
         scales = be.xp.empty(0, dtype=np.uint8)
-    lead = blocks.lead_shape(arr.shape, ax)
     return MXArray._wrap(
-        packed.reshape(blocks.packed_shape(arr.shape, ax, fmt)),
-        scales.reshape(lead + (blocks.n_blocks(arr.shape[ax], fmt.block_size),)), fmt,
-        arr.shape, ax, options.rounding, options.scale_mode, options.seed,
+        packed.reshape(lead + (per_row * fmt.bytes_per_block,)), scales.reshape(lead + (per_row,)),
+        fmt, arr.shape, ax, options.rounding, options.scale_mode, options.seed,
         options.tensor_scale,
     )
 
@@ -303,6 +311,13 @@ def quantize_options(
     ('mxfp4_e2m1', 'stochastic', 7)
     """
     fmt = get_format(fmt)
+    common = seed is None and tensor_scale is None and type(rounding) is str \
+        and type(scale_mode) is str
+    key = (fmt, rounding, scale_mode)
+    if common:
+        cached = _OPTIONS.get(key)
+        if cached is not None:
+            return cached
     check_rounding(rounding)
     check_scale_mode(scale_mode)
     if seed is not None:
@@ -316,7 +331,15 @@ def quantize_options(
         if fmt.tensor_scale == "none":
             raise ValueError(f"{fmt.name} has no per-tensor scale; drop tensor_scale")
         tensor_scale = check_tensor_scale(tensor_scale)
-    return QuantizeOptions(fmt, rounding, scale_mode, seed, tensor_scale)
+    options = QuantizeOptions(fmt, rounding, scale_mode, seed, tensor_scale)
+    if common and rounding != "stochastic":  # checked: the same record serves every call
+        _OPTIONS[key] = options
+    return options
+
+
+# Checked options of calls without a seed or tensor scale, by (format, rounding, scale
+# mode); at most formats x roundings x scale modes records (options are immutable).
+_OPTIONS: dict[tuple[Format, str, str], QuantizeOptions] = {}
 
 
 # Quantize and dequantize on the host walk the canonical layout in pieces of at most this
@@ -326,9 +349,9 @@ def quantize_options(
 _PIECE_ELEMENTS = 1 << 22
 
 
-def _budget(be: Backend, whole: bool = False) -> int:
-    """Elements per piece for backend ``be``; unbounded when ``whole`` or on a GPU."""
-    if whole or be.xp is not np:
+def _budget(be: Backend) -> int:
+    """Elements per piece for backend ``be``; unbounded on a GPU."""
+    if be.xp is not np:
         return 1 << 62
     return _PIECE_ELEMENTS
 
@@ -382,7 +405,10 @@ def _finite_amax(arr: Any, be: Backend) -> float:
     xp = be.xp
     uint, mask, nonfinite = _MAGNITUDE_BITS.get(arr.dtype, _BFLOAT16_BITS)
     top = 0
-    for index, _, _ in blocks.pieces(arr.shape, 1, _budget(be, False)):
+    budget = _budget(be)
+    # One piece (the whole array) when it fits the budget: no pieces to cut.
+    for index, _, _ in (blocks.pieces(arr.shape, 1, budget) if arr.size > budget
+                        else [((), 0, arr.size)] if arr.size else []):
         bits = xp.ascontiguousarray(arr[index]).view(uint) & uint(mask)  # a new array
         bits[bits >= uint(nonfinite)] = 0
         top = max(top, int(bits.max()))
@@ -446,7 +472,7 @@ def dequantize(
         dtype = _check_out(out, a.shape, be)
     dt = _output_dtype(dtype)
     fmt, xp = a.format, be.xp
-    options = DequantizeOptions(fmt, dt, a.tensor_scale)
+    options = _dequantize_options(fmt, dt, a.tensor_scale)
     scales = xp.asarray(a.canonical_scales).reshape(-1)
     packed = xp.asarray(a.packed).reshape(scales.shape[0], fmt.bytes_per_block)
     ax, n_total = a.block_axis, scales.shape[0]
@@ -454,6 +480,10 @@ def dequantize(
     # the blocks: the backend writes straight into them.
     direct = (ax == a.ndim - 1 and a.shape[-1] % fmt.block_size == 0
               and (out is None or out.flags.c_contiguous))
+    if direct and 0 < n_total * fmt.block_size <= _budget(be):  # the usual case: one piece
+        result = xp.empty(a.shape, dtype=dt) if out is None else out
+        be.dequantize(packed, scales, options, out=result.reshape(-1, fmt.block_size))
+        return result
     result = out
     canonical = blocks.lead_shape(a.shape, ax) + (a.shape[ax],)
     for index, first, count in blocks.pieces(canonical, fmt.block_size, _budget(be)):
@@ -471,6 +501,22 @@ def dequantize(
         be.scatter(values.reshape(target.shape[:-1] + (-1,))[..., : target.shape[-1]], target)
         del values  # before the next piece's values exist
     return result if result is not None else xp.empty(a.shape, dtype=dt)
+
+
+def _dequantize_options(fmt: Format, dtype: np.dtype, tensor_scale: np.float32 | None
+                        ) -> DequantizeOptions:
+    """The options record of a dequantize; one per format and dtype without a tensor
+    scale (records are immutable)."""
+    if tensor_scale is not None:
+        return DequantizeOptions(fmt, dtype, tensor_scale)
+    key = (fmt, dtype)
+    options = _DEQUANTIZE_OPTIONS.get(key)
+    if options is None:
+        options = _DEQUANTIZE_OPTIONS.setdefault(key, DequantizeOptions(fmt, dtype, None))
+    return options
+
+
+_DEQUANTIZE_OPTIONS: dict[tuple[Format, np.dtype], DequantizeOptions] = {}
 
 
 def dequantize_rows(a: MXArray, first: int, count: int, dtype: Any = np.float32, *,
@@ -508,7 +554,7 @@ def dequantize_rows(a: MXArray, first: int, count: int, dtype: Any = np.float32,
     scales = xp.asarray(a.canonical_scales).reshape(-1)[first:first + count]
     packed = xp.asarray(a.packed).reshape(n_total, fmt.bytes_per_block)[first:first + count]
     return be.dequantize(xp.ascontiguousarray(packed), xp.ascontiguousarray(scales),
-                         DequantizeOptions(fmt, dt, a.tensor_scale))
+                         _dequantize_options(fmt, dt, a.tensor_scale))
 
 
 def _merges_without_copy(arr: Any, k: int) -> bool:

@@ -9,6 +9,7 @@ spec's typed limits when the module loads, so a wrong spec entry fails at import
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import threading
@@ -220,7 +221,7 @@ class Format:
         """Packed bytes of one block's microexponents (after its elements)."""
         return -(-self.n_sub_blocks * self.sub_block_bits // 8)
 
-    @property
+    @functools.cached_property
     def bytes_per_block(self) -> int:
         """Packed bytes per block in :attr:`MXArray.packed` (scales not included)."""
         return self.element_bytes + self.sub_block_bytes

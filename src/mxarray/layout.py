@@ -110,7 +110,7 @@ def to_blocks(x: Any, axis: int, block_size: int, xp: Any = np) -> Any:
     the block axis is already last and needs no padding, a C-contiguous ``x`` is
     returned as a view, without a copy.
     """
-    moved = xp.moveaxis(x, axis, -1)
+    moved = x if axis in (-1, x.ndim - 1) else xp.moveaxis(x, axis, -1)
     length = moved.shape[-1]
     if length % block_size == 0:
         return xp.ascontiguousarray(moved).reshape(-1, block_size)

@@ -25,7 +25,6 @@ import dataclasses
 import importlib
 import threading
 import warnings
-from importlib import metadata
 from typing import Any, Callable, Iterator
 
 from .base import Backend
@@ -76,6 +75,9 @@ _context_choice: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 _global_choice: str | None = None
 _entry_points_loaded = False
+# (registry, the default's backend) once the default is settled; a registration clears
+# it, and it holds for that registry object only.
+_default_backend: tuple[dict[str, _Entry], Any] | None = None
 
 
 def register_backend(
@@ -100,8 +102,10 @@ def register_backend(
         optional dependency is missing or its kernels fail to compile, so that users
         learn why a slower backend runs instead.
     """
+    global _default_backend
     with _lock:
         _registry[name] = _Entry(name, loader, priority, fallback_warning)
+        _default_backend = None  # the default may change: look again
 
 
 def _load_entry_points() -> None:
@@ -112,10 +116,22 @@ def _load_entry_points() -> None:
     with _entry_points_lock:
         if _entry_points_loaded:
             return
+        from importlib import metadata  # imported here: about 15 ms, needed once
+
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name not in _registry:
                 register_backend(ep.name, ep.load, priority=-1)
         _entry_points_loaded = True
+
+
+def __getattr__(name: str) -> Any:
+    """``metadata``: :mod:`importlib.metadata`, imported on first use (as the registry
+    itself does), so that importing mxarray does not pay for it."""
+    if name == "metadata":
+        from importlib import metadata
+
+        return metadata
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _entries() -> list[_Entry]:
@@ -251,12 +267,24 @@ def use_backend(name: str) -> Iterator[Backend]:
 
 
 def _default() -> Any:
+    global _default_backend
+    found = _default_backend
+    if found is not None and found[0] is _registry:
+        return found[1]
     _load_entry_points()
-    for entry in _entries():
+    entries = _entries()
+    for i, entry in enumerate(entries):
         if entry.priority < 0:
             continue  # third-party backends are used only when named
         instance = _instantiate(entry)
         if instance is not None:
+            # Kept if every better backend has finished loading (one may still be
+            # loading and asking for the default) and nothing was registered since.
+            settled = all(e.loaded for e in entries[:i])
+            with _lock:
+                if settled and len(entries) == len(_registry) and all(
+                        _registry.get(e.name) is e for e in entries):
+                    _default_backend = (_registry, instance)
             return instance
     raise RuntimeError("no mxarray backend is usable")  # pragma: no cover - numpy always is
 

@@ -8,16 +8,19 @@ launch and aborts the whole process.  :func:`guarded` wraps a kernel module so t
 its parallel kernels are launched one at a time while the active layer is not known to
 be thread-safe; the layer is known after the first launch, and from then on a
 thread-safe layer runs launches without the lock.
+
+Small launches run on the calling thread alone (waking the pool costs more than their
+work); the thread count is switched with the threading layer's own functions, which
+skip the public functions' lock (:func:`_thread_count`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-__all__ = ["THREAD_SAFE_LAYERS", "ParallelKernels", "guarded", "one_thread"]
+__all__ = ["THREAD_SAFE_LAYERS", "ParallelKernels", "guarded"]
 
 THREAD_SAFE_LAYERS = frozenset({"tbb", "omp"})
 """Numba threading layers that accept parallel launches from several threads at once."""
@@ -35,12 +38,13 @@ class _LaunchGate:
         """Whether launches take the lock: None until the first launch has run."""
         return self._serialise
 
-    def run(self, kernel: Callable[..., Any], *args: Any) -> Any:
-        """Call ``kernel(*args)``, holding the lock unless the layer is thread-safe."""
+    def run(self, kernel: Callable[..., Any], *args: Any, serial: bool = False) -> Any:
+        """Call ``kernel(*args)``, holding the lock unless the layer is thread-safe;
+        ``serial``: on the calling thread alone (see :func:`_call`)."""
         if self._serialise is False:
-            return kernel(*args)
+            return _call(kernel, args, serial)
         with self._lock:
-            result = kernel(*args)
+            result = _call(kernel, args, serial)
             if self._serialise is None:
                 self._serialise = _layer_is_unsafe()
             return result
@@ -83,11 +87,8 @@ class ParallelKernels:
     @staticmethod
     def launch_kernel(kernel: Callable[..., Any], *args: Any, serial: bool = False) -> Any:
         """Run a parallel kernel through the gate; ``serial``: on the calling thread only
-        (see :func:`one_thread`)."""
-        if serial:
-            with one_thread():
-                return _GATE.run(kernel, *args)
-        return _GATE.run(kernel, *args)
+        (see :func:`_call`)."""
+        return _GATE.run(kernel, *args, serial=serial)
 
     def __getattr__(self, name: str) -> Any:
         wrapped = self._wrapped.get(name)
@@ -106,9 +107,9 @@ class ParallelKernels:
         return launch
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Parallel kernels launched inside run on the calling thread alone.
+def _call(call: Callable[..., Any], args: tuple[Any, ...], serial: bool) -> Any:
+    """``call(*args)``; when ``serial``, its parallel regions run on the calling thread
+    alone.
 
     Numba's thread count is per Python thread (``numba.set_num_threads``), and a
     parallel region of one thread wakes no worker.  Used for small calls, where waking
@@ -116,14 +117,44 @@ def one_thread() -> Iterator[None]:
     BLAS: OpenMP workers woken by a kernel spin for a while after it (the default wait
     policy) and take the cores from the BLAS threads that run next.
     """
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
+    if not serial:
+        return call(*args)
+    get, put = _thread_count()
+    before = get()
+    if before == 1:
+        return call(*args)
+    put(1)
     try:
-        yield
+        return call(*args)
     finally:
-        numba.set_num_threads(before)
+        put(before)
+
+
+_counts: tuple[Callable[[], int], Callable[[int], None]] | None = None
+
+
+def _thread_count() -> tuple[Callable[[], int], Callable[[int], None]]:
+    """Get and set the calling thread's Numba thread count.
+
+    The public ``numba.get_num_threads``/``set_num_threads`` start the threading layer,
+    take a process-wide lock and check the count on every call.  Once the layer runs,
+    its own functions do the same work: numba 0.68.1 keeps them as
+    ``numba.np.ufunc.parallel._get_num_threads``/``_set_num_threads`` (ctypes functions
+    of the layer's library).  The counts set here are 1 and a count read back from the
+    layer, which the public checks always pass.
+    """
+    global _counts
+    if _counts is None:
+        import numba
+        from numba.np.ufunc import parallel
+
+        numba.get_num_threads()  # starts the threading layer, binding its functions
+        get = getattr(parallel, "_get_num_threads", None)
+        put = getattr(parallel, "_set_num_threads", None)
+        if not (callable(get) and callable(put)):
+            get, put = numba.get_num_threads, numba.set_num_threads
+        _counts = (get, put)
+    return _counts
 
 
 def guarded(module: ModuleType | ParallelKernels) -> ParallelKernels:
