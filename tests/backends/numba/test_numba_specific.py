@@ -21,7 +21,7 @@ from mxarray.formats import FORMATS
 numba = pytest.importorskip("numba", reason="needs the optional numba package (numba extra)")
 from mxarray.backends.numba import NumbaBackend  # noqa: E402  (after the importorskip)
 from mxarray.backends.numba import matmul as numba_matmul  # noqa: E402
-from mxarray.backends.numba import ocp_kernels  # noqa: E402
+from mxarray.backends.numba import ocp_kernels, transpose  # noqa: E402
 from mxarray.backends.numba.params import general_matmul_dtype  # noqa: E402
 from support.backend_calls import decoded, dopts, matmul_bytes, matmul_codes, qopts
 
@@ -72,7 +72,7 @@ def test_compile_failure_falls_back_with_warning(monkeypatch) -> None:
     def fail(*args, **kwargs):
         raise numba.core.errors.TypingError("simulated compile failure")
 
-    monkeypatch.setattr(ocp_kernels, "quantize_rows_f32", fail)
+    monkeypatch.setattr(transpose, "copy_tiles", fail)
     ok, why = FAST.available()
     assert not ok and "simulated compile failure" in why
 

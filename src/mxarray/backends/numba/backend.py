@@ -61,12 +61,14 @@ class NumbaBackend(Backend):
         compiles or loads only the kernels of the formats it uses.
         """
         try:
-            probe, copy = np.full((1, 1), 7, dtype=np.uint32), np.zeros((1, 1), np.uint32)
+            probe = np.arange(6, dtype=np.uint32).reshape(2, 3)
+            copy = np.zeros((3, 2), np.uint32)
             tiles = self._kernels["transpose"]
-            tiles.launch_kernel(tiles.unwrapped("copy_tiles"), probe, copy, serial=True)
+            tiles.launch_kernel(tiles.unwrapped("copy_tiles"), *transpose.flat_view(probe),
+                                *transpose.flat_view(copy.T), 2, 3, serial=True)
         except Exception as exc:  # a compile failure must not break the package
             return False, f"Numba kernels failed to compile: {type(exc).__name__}: {exc}"
-        if copy[0, 0] != probe[0, 0]:
+        if not np.array_equal(copy, probe.T):
             return False, "a Numba kernel ran but gave a wrong result"
         import numba
 
