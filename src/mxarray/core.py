@@ -488,14 +488,17 @@ def dequantize(
     canonical = blocks.lead_shape(a.shape, ax) + (a.shape[ax],)
     for index, first, count in blocks.pieces(canonical, fmt.block_size, _budget(be)):
         run = slice(first, first + count)
-        if result is None and (direct or count < n_total):
+        # The values become the result only for one piece with the block axis last (a
+        # slice drops the padding); moving the block axis back goes through the backend's
+        # scatter (a tiled transpose on Numba) into a new array.
+        if result is None and (direct or count < n_total or ax != a.ndim - 1):
             result = xp.empty(a.shape, dtype=dt)
         if direct:
             be.dequantize(packed[run], scales[run], options,
                           out=result.reshape(-1, fmt.block_size)[run])
             continue
         values = be.dequantize(packed[run], scales[run], options)
-        if result is None:  # the whole array in one piece: its values become the result
+        if result is None:  # one piece, block axis last: its values become the result
             return blocks.from_blocks(values, a.shape, ax, xp)
         target = xp.moveaxis(result, ax, -1)[index]
         be.scatter(values.reshape(target.shape[:-1] + (-1,))[..., : target.shape[-1]], target)
