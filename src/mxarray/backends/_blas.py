@@ -14,11 +14,12 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import threading
 from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["sgemm_acc"]
+__all__ = ["sgemm_acc", "release_blas_workers"]
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enum values
 # (symbol, 64-bit integers?) in order of preference
@@ -32,6 +33,19 @@ def _library_paths() -> list[str]:
     patterns = [os.path.join(root + ".libs", "*blas*"), os.path.join(root, ".dylibs", "*blas*"),
                 os.path.join(root, "..", "numpy.libs", "*blas*")]
     return sorted({p for pattern in patterns for p in glob.glob(pattern)})
+
+
+def _workers_shutdown() -> Callable[[], None] | None:
+    """OpenBLAS's ``blas_thread_shutdown_`` (what its own fork handler calls), if exported."""
+    for path in _library_paths():
+        try:
+            fn = getattr(ctypes.CDLL(path), "blas_thread_shutdown_", None)
+        except OSError:
+            continue
+        if fn is not None:
+            fn.argtypes, fn.restype = [], ctypes.c_int
+            return fn
+    return None
 
 
 def _load() -> tuple[Callable[..., None], int] | None:
@@ -98,3 +112,22 @@ def _sgemm_acc(a: np.ndarray, b: np.ndarray, c: np.ndarray, accumulate: bool) ->
 sgemm_acc: Callable[[np.ndarray, np.ndarray, np.ndarray, bool], None] | None = (
     _sgemm_acc if _SGEMM is not None else None
 )
+
+
+_SHUTDOWN = _workers_shutdown()
+
+
+def release_blas_workers() -> bool:
+    """Stop NumPy's OpenBLAS worker threads now, so they give the cores back at once.
+
+    After each call OpenBLAS's idle workers spin for a while (its thread timeout,
+    ``2**28`` cycles by default, ~0.1 s) before they sleep; a kernel that runs on other
+    threads right after a NumPy GEMM then shares the cores with them (measured on 2
+    cores: the bf16 MX matmul took 1.9x its time).  OpenBLAS starts the workers again at
+    its next threaded call.  Done only while this is the process's only Python thread
+    (no other thread can be inside OpenBLAS then); returns whether it was done.
+    """
+    if _SHUTDOWN is None or threading.active_count() != 1:
+        return False
+    _SHUTDOWN()
+    return True

@@ -241,9 +241,15 @@ def test_empty_dimensions(batch, m, n, kb) -> None:
 NUMBA_PATHS = type(mxarray.get_backend("numba")).matmul_paths
 
 
+def test_default_path_follows_the_cpu() -> None:
+    """bf16 first (the default) exactly where the CPU has AVX512-BF16."""
+    assert sorted(NUMBA_PATHS) == ["bf16", "float32-panels"]
+    assert NUMBA_PATHS[0] == ("bf16" if bf.bf16_cpu()[0] else "float32-panels")
+
+
 @needs_bf16
 def test_paths_are_named_and_forceable() -> None:
-    assert NUMBA_PATHS == ("float32-panels", "bf16")  # the default first
+    assert NUMBA_PATHS == ("bf16", "float32-panels")  # the default first: this CPU has it
     rng = np.random.default_rng(4)
     xa, xb = rng.standard_normal((2, 9, 200)), rng.standard_normal((200, 21))
     a = mxarray.quantize(xa, "mxfp8_e4m3", backend="numpy")
@@ -254,7 +260,7 @@ def test_paths_are_named_and_forceable() -> None:
     direct = bf.matmul_bf16(*ops)[0].reshape(2, 9, 21)
     assert np.array_equal(forced, direct)
     panels = mxarray.core.matmul(a, b, backend="numba", path="float32-panels")
-    assert np.array_equal(default, panels)
+    assert np.array_equal(default, forced)
     da, db = mxarray.dequantize(a, np.float64), mxarray.dequantize(b, np.float64)
     exact = da @ db  # float64: within 200 * 2**-53 of the exact sums
     bound = (200 + 3) * 2.0**-24 * (np.abs(da) @ np.abs(db))

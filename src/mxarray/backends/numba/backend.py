@@ -18,7 +18,7 @@ from ...formats import Format
 from ..base import Backend, DequantizeOptions, MatmulOperand, MatmulOptions, QuantizeOptions
 from . import matmul as _matmul
 from . import transpose
-from .bf16 import bf16_fits, bf16_gemm_available, matmul_bf16
+from .bf16 import bf16_cpu, bf16_fits, bf16_gemm_available, matmul_bf16
 from .families import KernelFamily, family_for
 from .params import tensor_value
 from .threads import guarded
@@ -32,11 +32,12 @@ class NumbaBackend(Backend):
     name = "numba"
     xp = np
     all_formats = True
-    # "float32-panels" ([dot]) is the default.  "bf16" (spec/mx.toml [dot_bf16_path]) runs
-    # on CPUs with AVX512-BF16 when named; its operands outside the exact window take
-    # "float32-panels".  It is not the default: interleaved with NumPy's own BLAS calls it
-    # measured slower than the panels for the OCP formats (docs/benchmarks.md).
-    matmul_paths = ("float32-panels", "bf16")
+    # The default first, chosen by the CPU: "bf16" (spec/mx.toml [dot_bf16_path]) where it
+    # has AVX512-BF16 (0.45-0.89x float32 BLAS time against 0.92-1.72x for the panels,
+    # docs/benchmarks.md), else "float32-panels" ([dot]).  Operands outside the bf16
+    # path's exact window take "float32-panels"; naming "bf16" elsewhere raises.
+    matmul_paths = (("bf16", "float32-panels") if bf16_cpu()[0]
+                    else ("float32-panels", "bf16"))
 
     def __init__(self) -> None:
         from . import block_kernels, ocp_kernels, pow2_kernels
@@ -132,9 +133,10 @@ class NumbaBackend(Backend):
     def matmul(self, a: MatmulOperand, b: MatmulOperand, options: MatmulOptions) -> np.ndarray:
         """MX matmul of packed operands of any formats.
 
-        Path ``"bf16"`` (:mod:`.bf16`) runs operands inside its exact window on the CPU's
-        AVX512-BF16 instruction and the others on float32 panels; named on a CPU that
-        cannot run it, it raises RuntimeError.  Path ``"float32-panels"`` decodes K-panels
+        Path ``"bf16"`` (:mod:`.bf16`; the default on CPUs with AVX512-BF16) runs operands
+        inside its exact window on the CPU's AVX512-BF16 instruction and the others on
+        float32 panels; named on a CPU that cannot run it, it raises RuntimeError (as the
+        default, it quietly takes the panels when its self-test fails).  Path ``"float32-panels"`` decodes K-panels
         to float32 (float64 for extreme scales) and adds their BLAS products
         (:mod:`.matmul`).
         """

@@ -47,6 +47,7 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
+from .._blas import release_blas_workers
 from ..base import MatmulOperand
 from .block_kernels import _unpack_row
 from .params import _value_span, tensor_value, unpack_lanes
@@ -60,6 +61,11 @@ KC = 256  # K elements per panel at most (even): a B micro-panel (KC * NR * 2 by
 # may take _MIN_PANEL_BYTES): the float32-panel path's workspace budget.
 _PANEL_FRACTION = 0.094
 _MIN_PANEL_BYTES = 1 << 20
+# Products of at least this many multiply-adds (a few ms) first stop NumPy's OpenBLAS
+# workers (mxarray.backends._blas.release_blas_workers): restarting them at the next
+# NumPy GEMM costs about 55 us, while workers spinning after a GEMM cost the bf16 GEMM
+# about 1.9x its time on 2 cores.
+_RELEASE_MIN_MACS = 1 << 26
 _SCALE_ROWS = 4096  # operand rows whose scale bytes bf16_fits reads at a time
 _LANES = 16  # float32 lanes of a zmm register
 _LOWEST, _HIGHEST = -126, 127  # exponents of bfloat16's (and float32's) normal range
@@ -405,6 +411,8 @@ def gemm_bf16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     def filler(x):
         return lambda e0, width, panel: _K.copy_panel(x, x.shape[0], e0, width, panel)
 
+    if out.size * a.shape[1] >= _RELEASE_MIN_MACS:
+        release_blas_workers()
     _gemm(out, a.shape[1], filler(a), filler(b))
     return out
 
@@ -450,6 +458,8 @@ def matmul_bf16(a: MatmulOperand, b: MatmulOperand) -> np.ndarray:
     if out.size == 0:
         return out
     da, db = _Decoder(a), _Decoder(b)
+    if batch * m * n * k >= _RELEASE_MIN_MACS:  # spinning OpenBLAS workers share the cores
+        release_blas_workers()
     for item in range(batch):
         _gemm(out[item], k, da.filler(item), db.filler(item))
     factor = tensor_value(a.tensor_scale) * tensor_value(b.tensor_scale)
