@@ -32,8 +32,8 @@ import numpy as np
 from numba import prange
 
 from ..._kernel_codes import ELEMENT_KIND_CODES
-from .bits import (EVEN, FLOOR, NEAREST, TOWARD_ZERO, exponent_of, float32_from_bits, shl32,
-                   shr32, store64)
+from .bits import (EVEN, FLOOR, NEAREST, TOWARD_ZERO, exponent_of, float32_bits,
+                   float32_from_bits, shl32, shr32, store64)
 from .block_kernels import magnitude
 from .params import ElementGrid, ScaleRange, SubBlocks
 
@@ -309,20 +309,22 @@ def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
 @functools.cache
 def quantize_ue4m3(el: ElementGrid, nan_code: int, bs: int, n_scale_bounds: int,
                    n_bounds: int) -> Callable[..., None]:
-    """``kernel(bits, grid, rounding, out, scales)``: ``(n, bs)`` float32 bits into packed
-    rows and UE4M3 scale bytes (``grid`` a :class:`~.params.Ue4m3Grid` whose element
-    bounds number ``n_bounds``).
+    """``kernel(bits, grid, rounding, out, scales)``: ``(n, bs)`` C-contiguous float32
+    bits into packed rows and UE4M3 scale bytes (``grid`` a :class:`~.params.Ue4m3Grid`
+    whose element bounds number ``n_bounds``).
 
     As :func:`~mxarray.backends.numba.block_kernels.quantize_ue4m3_rows`: the scale code
     is ``amax / scale_unit`` rounded to nearest-even on the grid (bisected, once per
     block), each magnitude's index is the number of bounds below ``|v| / divisor``
     (at or below toward zero), counted over all bounds, and a tie with a midpoint goes
     up (nearest) or to the even index (even).  Every ``bound * divisor`` is exact in
-    float64, so the comparisons are exact.
+    float64.  Per block each bound becomes a float32 threshold on magnitude bits
+    (:func:`_threshold`), so each element is counted on 32-bit integer lanes.
     """
     kind, bits_, _, _, _, max_code, sign_bit, code_mask, _, _ = el
     is_int = kind == _INT
     per = _group(bits_)
+    words = bs % 8 == 0 and sys.byteorder == "little"  # see quantize_pow2
     steps = tuple(1 << e for e in range(max(n_scale_bounds, 1).bit_length(), -1, -1))
 
     @nb.njit(cache=True, parallel=True)
@@ -330,49 +332,77 @@ def quantize_ue4m3(el: ElementGrid, nan_code: int, bs: int, n_scale_bounds: int,
         scale_unit, tensor_scale, scale_grid, scale_mid, bounds = grid
         n = bits.shape[0]
         # a tie with bound j counts as above it: toward zero, nearest, or even for odd j
-        tie_up = np.uint32(rounding == TOWARD_ZERO or rounding == NEAREST)
-        for c in prange((n + _CHUNK - 1) // _CHUNK):
-            codes = np.empty(bs, dtype=np.uint8)
-            for b in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-                row = bits[b]
-                dst = out[b]
-                amax = np.uint32(0)
+        tie_up = rounding == TOWARD_ZERO or rounding == NEAREST
+        flat_out = out.reshape(-1)
+        for c in prange((n + _ROWS - 1) // _ROWS):
+            b0 = c * _ROWS
+            rows = min(n, b0 + _ROWS) - b0
+            code_words = np.empty((rows * bs + 7) // 8, dtype=np.uint64)
+            codes = code_words.view(np.uint8)
+            a_max = np.empty(rows, dtype=np.uint32)
+            divisor = np.empty(rows, dtype=np.float64)
+            th = np.empty((n_bounds, rows), dtype=np.uint32)
+            for j in range(rows):
+                top = np.uint32(0)
                 for i in range(bs):
-                    amax = max(amax, np.uint32(row[i] & _ABS))
-                if amax >= _INF:
-                    scales[b] = nan_code
-                    for j in range(dst.shape[0]):
-                        dst[j] = 0
-                    continue
-                a_max = np.float64(float32_from_bits(amax))
+                    top = max(top, np.uint32(bits[b0 + j, i] & _ABS))
+                a_max[j] = top
+            for j in range(rows):
+                peak = np.float64(float32_from_bits(a_max[j]))
                 lo = 0  # the number of midpoints below amax / scale_unit, branch-free
                 for step in steps:
                     probe = min(lo + step, n_scale_bounds)
                     lo += step * np.int64(lo + step <= n_scale_bounds
-                                          and a_max > scale_mid[probe - 1] * scale_unit)
-                if lo < n_scale_bounds and a_max == scale_mid[lo] * scale_unit and lo & 1:
-                    lo += 1  # a tie goes to the even code
-                scales[b] = lo
-                divisor = scale_grid[lo] * tensor_scale
-                live = np.uint32(divisor > 0)
+                                          and peak > scale_mid[probe - 1] * scale_unit)
+                lo += np.int64(lo < n_scale_bounds and lo & 1
+                               and peak == scale_mid[min(lo, n_scale_bounds - 1)] * scale_unit)
+                finite = a_max[j] < _INF
+                scales[b0 + j] = lo if finite else nan_code  # a tie goes to the even code
+                # 0 for non-finite blocks: every code is 0
+                divisor[j] = scale_grid[lo] * tensor_scale if finite else 0.0
+            for t in range(n_bounds):
+                for j in range(rows):
+                    th[t, j] = _threshold(bounds[t] * divisor[j], tie_up or t & 1)
+            for j in range(rows):
+                live = np.uint32(divisor[j] > 0)
+                signed = np.uint32(a_max[j] < _INF)
                 for i in range(bs):
-                    u = np.uint32(row[i])
-                    a = np.float64(float32_from_bits(np.uint32(u & _ABS)))
+                    u = np.uint32(bits[b0 + j, i])
+                    a = np.uint32(u & _ABS)
                     k = np.uint32(0)
-                    for j in range(n_bounds):
-                        t = bounds[j] * divisor
-                        k += np.uint32(a > t) | (np.uint32(a == t)
-                                                 & (tie_up | np.uint32(j & 1)))
+                    for t in range(n_bounds):
+                        k += np.uint32(a >= th[t, j])
                     k = min(np.uint32(k * live), np.uint32(max_code))
-                    negative = np.uint32(shr32(u, np.uint32(31)))
+                    negative = np.uint32(shr32(u, np.uint32(31)) * signed)
                     if is_int:
-                        codes[i] = np.uint8(np.uint32((k ^ np.uint32(0 - negative)) + negative)
-                                            & np.uint32(code_mask))
+                        codes[j * bs + i] = np.uint8(
+                            np.uint32((k ^ np.uint32(0 - negative)) + negative)
+                            & np.uint32(code_mask))
                     else:
-                        codes[i] = np.uint8(k | np.uint32(negative * sign_bit))
-                _pack_fields(codes, 0, bs, bits_, per, out, b, 0)
+                        codes[j * bs + i] = np.uint8(k | np.uint32(negative * sign_bit))
+            for j in range(rows - 1 if words else 0):
+                _pack_words(code_words, code_words, j, bs, bits_, 0, 0, 0, flat_out,
+                            (b0 + j) * (bs * bits_ // 8))
+            for j in range(rows - 1 if words else 0, rows):
+                _pack_fields(codes, j * bs, bs, bits_, per, out, b0 + j, 0)
 
     return kernel
+
+
+@nb.njit(cache=True, inline="always")
+def _threshold(t, tie_counts):
+    """The smallest float32 magnitude bits ``a`` counted above the bound ``t`` (a
+    non-negative float64): ``a > t``, or ``a == t`` where ``tie_counts``.
+
+    ``lo``, the largest float32 at or below ``t`` (its round to nearest, less one ulp
+    where that rounded up; the float32 maximum for ``t`` beyond it), decides exactly:
+    ``a > t`` iff ``a > lo``, and ``a == t`` iff ``a == lo == t``; float32 magnitudes
+    order like their bits.
+    """
+    near = np.float32(t)
+    lo = np.uint32(float32_bits(near) - np.uint32(np.float64(near) > t))
+    tie = np.uint32(tie_counts and np.float64(float32_from_bits(lo)) == t)
+    return np.uint32(lo + np.uint32(1) - tie)
 
 
 @functools.cache
