@@ -314,8 +314,8 @@ def quantize_ue4m3(el: ElementGrid, nan_code: int, bs: int, n_scale_bounds: int,
     whose element bounds number ``n_bounds``).
 
     As :func:`~mxarray.backends.numba.block_kernels.quantize_ue4m3_rows`: the scale code
-    is ``amax / scale_unit`` rounded to nearest-even on the grid (bisected, once per
-    block), each magnitude's index is the number of bounds below ``|v| / divisor``
+    is ``amax / scale_unit`` rounded to nearest-even on the grid (found exactly from an
+    estimate, :func:`_ue4m3_below`, and at most two midpoints), each magnitude's index is the number of bounds below ``|v| / divisor``
     (at or below toward zero), counted over all bounds, and a tie with a midpoint goes
     up (nearest) or to the even index (even).  Every ``bound * divisor`` is exact in
     float64.  Per block each bound becomes a float32 threshold on magnitude bits
@@ -325,7 +325,6 @@ def quantize_ue4m3(el: ElementGrid, nan_code: int, bs: int, n_scale_bounds: int,
     is_int = kind == _INT
     per = _group(bits_)
     words = bs % 8 == 0 and sys.byteorder == "little"  # see quantize_pow2
-    steps = tuple(1 << e for e in range(max(n_scale_bounds, 1).bit_length(), -1, -1))
 
     @nb.njit(cache=True, parallel=True)
     def kernel(bits, grid, rounding, out, scales):
@@ -349,15 +348,16 @@ def quantize_ue4m3(el: ElementGrid, nan_code: int, bs: int, n_scale_bounds: int,
                 a_max[j] = top
             for j in range(rows):
                 peak = np.float64(float32_from_bits(a_max[j]))
-                lo = 0  # the number of midpoints below amax / scale_unit, branch-free
-                for step in steps:
-                    probe = min(lo + step, n_scale_bounds)
-                    lo += step * np.int64(lo + step <= n_scale_bounds
-                                          and peak > scale_mid[probe - 1] * scale_unit)
-                lo += np.int64(lo < n_scale_bounds and lo & 1
-                               and peak == scale_mid[min(lo, n_scale_bounds - 1)] * scale_unit)
+                # the code is _ue4m3_below's or the next: from one below, step up past
+                # each midpoint below peak (a tie: to the even code), as the bisection of
+                # quantize_ue4m3_rows
+                lo = _ue4m3_below(peak / scale_unit) - 1
+                for _ in range(2):
+                    mid = scale_mid[min(max(lo, 0), n_scale_bounds - 1)] * scale_unit
+                    lo += np.int64(lo < 0 or lo < n_scale_bounds
+                                   and (peak > mid or peak == mid and lo & 1))
                 finite = a_max[j] < _INF
-                scales[b0 + j] = lo if finite else nan_code  # a tie goes to the even code
+                scales[b0 + j] = lo if finite else nan_code
                 # 0 for non-finite blocks: every code is 0
                 divisor[j] = scale_grid[lo] * tensor_scale if finite else 0.0
             for t in range(n_bounds):
@@ -387,6 +387,19 @@ def quantize_ue4m3(el: ElementGrid, nan_code: int, bs: int, n_scale_bounds: int,
                 _pack_fields(codes, j * bs, bs, bits_, per, out, b0 + j, 0)
 
     return kernel
+
+
+@nb.njit(cache=True, inline="always")
+def _ue4m3_below(q):
+    """The UE4M3 code (0 .. 0x7E, the grid's indices) of the largest grid value at or
+    below the float64 ``q >= 0``, read from the bits of ``q`` rounded to float32 (0x7E
+    beyond 448).  For ``q`` within 2**-23 relative of a quotient, that quotient's
+    rounded code is this one or the next: the grid steps by at least 2**-4 relative."""
+    q = min(q, 512.0)
+    qb = float32_bits(np.float32(q))
+    e = np.int64(qb >> np.uint32(23)) - 127
+    normal = ((e + 7) << 3) | np.int64((qb >> np.uint32(20)) & np.uint32(7))
+    return min(normal if e >= -6 else np.int64(q * 512.0), 0x7E)
 
 
 @nb.njit(cache=True, inline="always")
