@@ -212,20 +212,28 @@ def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
                 for t in range(sub):
                     top = max(top, np.uint32(src[s * sub + t] & _ABS))
                 sub_max[s] = top
+            odd = np.int32(0)  # blocks whose X the exponent field does not give
             for j in range(rows):
                 amax = np.uint32(0)
                 for t in range(n_sub):
                     amax = max(amax, sub_max[j * n_sub + t])
-                ef = np.int64(shr32(amax, _MANT))
-                if floor and ef > 0:
-                    x = ef - x_bias
-                elif amax != 0:
-                    x = exponent_of(np.uint64(amax), _MANT, _BIAS, _MANT_MASK, _EXP_MASK,
-                                    scale_mode, m, emax, rceil_emax, rceil_sig53)
-                else:
-                    x = np.int64(min_x)
-                x = min(max(x, min_x), max_x)
-                scales[b0 + j] = x + scale_bias
+                ef = np.int32(shr32(amax, _MANT))
+                x = min(max(ef - np.int32(x_bias), np.int32(min_x)), np.int32(max_x))
+                odd += np.int32(ef == 0 and amax != 0 or ef == 0xFF or not floor
+                                or x - d_max < lowest_x)
+                scales[b0 + j] = np.uint8(x + scale_bias)
+                for t in range(n_sub):
+                    xs[j * n_sub + t] = x
+            for j in range(rows if odd else 0):
+                amax = np.uint32(0)
+                for t in range(n_sub):
+                    amax = max(amax, sub_max[j * n_sub + t])
+                x = np.int64(xs[j * n_sub])
+                if amax != 0 and (shr32(amax, _MANT) == 0 or not floor):
+                    x = min(max(exponent_of(np.uint64(amax), _MANT, _BIAS, _MANT_MASK,
+                                            _EXP_MASK, scale_mode, m, emax, rceil_emax,
+                                            rceil_sig53), min_x), max_x)
+                    scales[b0 + j] = x + scale_bias
                 if amax >= _INF:
                     scales[b0 + j] = nan_code
                     x = np.int64(0)
