@@ -40,8 +40,8 @@ from .params import ElementGrid, ScaleRange, SubBlocks
 __all__ = ["quantize_pow2", "quantize_ue4m3", "dequantize_table"]
 
 _FLOAT, _INT = ELEMENT_KIND_CODES["float"], ELEMENT_KIND_CODES["int"]
-_CHUNK = 256  # blocks per parallel work item
-_ROWS = 128  # blocks per work item of quantize_pow2, its phases' batch
+_CHUNK = 1024  # blocks per parallel work item (one set of scratch buffers each)
+_ROWS = 128  # blocks per batch of the quantize kernels' phases (their scratch stays in L1)
 # float32's fields, as the kernels read the input bits
 _MANT, _BIAS = 23, 127
 _MANT_MASK, _EXP_MASK = np.uint64((1 << 23) - 1), np.uint64(0xFF)
@@ -162,7 +162,7 @@ def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
     Per block as :func:`~mxarray.backends.numba.block_kernels.quantize_pow2_rows`
     ("saturate" only): shared exponent X, each sub-block's microexponent D, and each
     element rounded at ``X - D`` with the per-lane arithmetic of the OCP float32 kernel.
-    Each work item takes ``_ROWS`` blocks in phases, each one loop over the whole batch
+    Each work item takes ``_ROWS`` blocks at a time in phases, each one loop over the batch
     (32-bit lanes, no branch per element): sub-block maxima; per block X and its scale
     byte; per sub-block D from the exponent fields (exact for scale mode floor and a
     normal sub-block maximum) and the lanes' shift base; the element codes, one byte
@@ -194,122 +194,122 @@ def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
         floor = scale_mode == FLOOR
         flat = bits.reshape(-1)
         flat_out = out.reshape(-1)
-        for c in prange((n + _ROWS - 1) // _ROWS):
-            b0 = c * _ROWS
-            rows = min(n, b0 + _ROWS) - b0
-            src = flat[b0 * bs:(b0 + rows) * bs]
-            sub_max = np.empty(rows * n_sub, dtype=np.uint32)
-            ds_words = np.empty((rows * n_sub + 7) // 8, dtype=np.uint64)
+        for c in prange((n + _CHUNK - 1) // _CHUNK):
+            sub_max = np.empty(_ROWS * n_sub, dtype=np.uint32)
+            ds_words = np.empty((_ROWS * n_sub + 7) // 8, dtype=np.uint64)
             ds = ds_words.view(np.uint8)
-            xs = np.empty(rows * n_sub, dtype=np.int32)  # X of each sub-block's block
-            sh_base = np.empty(rows * bs, dtype=np.int32)
-            code_words = np.empty((rows * bs + 7) // 8, dtype=np.uint64)
+            xs = np.empty(_ROWS * n_sub, dtype=np.int32)  # X of each sub-block's block
+            sh_base = np.empty(_ROWS * bs, dtype=np.int32)
+            code_words = np.empty((_ROWS * bs + 7) // 8, dtype=np.uint64)
             codes = code_words.view(np.uint8)
-            redo = np.empty(rows, dtype=np.int32)  # 2 * block + 1 if non-finite, + 0 if tiny
-            n_redo = 0
-            for s in range(rows * n_sub):
-                top = np.uint32(0)
-                for t in range(sub):
-                    top = max(top, np.uint32(src[s * sub + t] & _ABS))
-                sub_max[s] = top
-            odd = np.int32(0)  # blocks whose X the exponent field does not give
-            for j in range(rows):
-                amax = np.uint32(0)
-                for t in range(n_sub):
-                    amax = max(amax, sub_max[j * n_sub + t])
-                ef = np.int32(shr32(amax, _MANT))
-                x = min(max(ef - np.int32(x_bias), np.int32(min_x)), np.int32(max_x))
-                odd += np.int32(ef == 0 and amax != 0 or ef == 0xFF or not floor
-                                or x - d_max < lowest_x)
-                scales[b0 + j] = np.uint8(x + scale_bias)
-                for t in range(n_sub):
-                    xs[j * n_sub + t] = x
-            for j in range(rows if odd else 0):
-                amax = np.uint32(0)
-                for t in range(n_sub):
-                    amax = max(amax, sub_max[j * n_sub + t])
-                x = np.int64(xs[j * n_sub])
-                if amax != 0 and (shr32(amax, _MANT) == 0 or not floor):
-                    x = min(max(exponent_of(np.uint64(amax), _MANT, _BIAS, _MANT_MASK,
-                                            _EXP_MASK, scale_mode, m, emax, rceil_emax,
-                                            rceil_sig53), min_x), max_x)
-                    scales[b0 + j] = x + scale_bias
-                if amax >= _INF:
-                    scales[b0 + j] = nan_code
-                    x = np.int64(0)
-                if amax >= _INF or x - d_max < lowest_x:
-                    redo[n_redo] = 2 * j + np.int32(amax >= _INF)
-                    n_redo += 1
-                for t in range(n_sub):
-                    xs[j * n_sub + t] = np.int32(x)
-            tiny = np.int32(0)  # subnormal sub-block maxima: their D needs the exact exponent
-            for s in range(rows * n_sub):
-                top = sub_max[s]
-                ef = np.int32(shr32(top, _MANT))
-                live = np.int32(top != 0)
-                tiny += live & np.int32(ef == 0)
-                d = min(max(xs[s] - (ef - np.int32(x_bias)), np.int32(0)),
-                        np.int32(d_max)) * live
-                ds[s] = np.uint8(d)
-                for t in range(sub):
-                    sh_base[s * sub + t] = np.int32(xs[s] - d + np.int32(lsb_bias - m))
-            if d_max and (tiny or not floor):
+            redo = np.empty(_ROWS, dtype=np.int32)  # 2 * block + 1 if non-finite, + 0 if tiny
+            for b0 in range(c * _CHUNK, min(n, (c + 1) * _CHUNK), _ROWS):
+                rows = min(n, b0 + _ROWS) - b0
+                src = flat[b0 * bs:(b0 + rows) * bs]
+                n_redo = 0
+                for s in range(rows * n_sub):
+                    top = np.uint32(0)
+                    for t in range(sub):
+                        top = max(top, np.uint32(src[s * sub + t] & _ABS))
+                    sub_max[s] = top
+                odd = np.int32(0)  # blocks whose X the exponent field does not give
                 for j in range(rows):
-                    row = src[j * bs:(j + 1) * bs]
-                    _microexponents(row, xs[j * n_sub], scale_mode, sub, d_max, el,
-                                    ds[j * n_sub:(j + 1) * n_sub])
-                    for i in range(bs):
-                        sh_base[j * bs + i] = np.int32(xs[j * n_sub] - ds[j * n_sub + i // sub]
-                                                       + np.int32(lsb_bias - m))
-            for i in range(rows * bs):
-                u = np.uint32(src[i])
-                a = np.uint32(u & _ABS)
-                ef = np.int32(shr32(a, _MANT))
-                efe = max(ef, np.int32(1))
-                sig = np.uint32(np.uint32(a & np.uint32(_MANT_MASK))
-                                | (np.uint32(1 << _MANT) if ef > 0 else np.uint32(0)))
-                if is_float:
-                    top = np.int32(sh_base[i] - lsb_bias + m + _BIAS)  # BIAS + X - D
-                    e_elem = max(np.int32(ef - top), np.int32(emin))
-                    sh = min(np.int32(np.int32(sh_base[i] + e_elem) - efe), np.int32(sh_cap))
-                    over = np.uint32(0)
-                else:
-                    e_elem = np.int32(emin)
-                    sh = np.int32(sh_base[i] - efe)
-                    over = np.uint32(sh < 1)
-                    sh = min(max(sh, np.int32(1)), np.int32(sh_cap))
-                half = np.uint32(shl32(np.uint32(1), sh - 1) * up_half)
-                odd = np.uint32(shr32(sig, sh) & np.uint32(1))
-                k = shr32(np.uint32(np.uint32(sig + half) - even + np.uint32(odd * even)), sh)
-                negative = np.uint32(shr32(u, np.uint32(31)))
-                if is_float:
-                    grid = shl32(np.uint32(e_elem - emin), np.uint32(m))
-                    k = min(np.uint32(grid + k), np.uint32(max_code))
-                else:
-                    k = min(np.uint32(k + np.uint32(over * max_code)), np.uint32(max_code))
-                if is_int:
-                    codes[i] = np.uint8(np.uint32((k ^ np.uint32(0 - negative)) + negative)
-                                        & np.uint32(code_mask))
-                else:
-                    codes[i] = np.uint8(k | np.uint32(negative * sign_bit))
-            for r in range(n_redo):
-                j = redo[r] >> 1
-                block = codes[j * bs:(j + 1) * bs]
-                if redo[r] & 1:
-                    block[:] = 0
-                    ds[j * n_sub:(j + 1) * n_sub] = 0
-                else:
-                    _exact_codes(src[j * bs:(j + 1) * bs], xs[j * n_sub],
-                                 ds[j * n_sub:(j + 1) * n_sub], sub, el, rounding, block)
-            # whole words but into the last block (their excess would leave the batch)
-            for j in range(rows - 1 if words else 0):
-                _pack_words(code_words, ds_words, j, bs, bits_, word_subs,
-                            sub_bits, element_bytes, flat_out, (b0 + j) * row_bytes)
-            for j in range(rows - 1 if words else 0, rows):
-                _pack_fields(codes, j * bs, bs, bits_, per, out, b0 + j, 0)
-                if d_max:
-                    _pack_fields(ds, j * n_sub, n_sub, sub_bits, d_per, out, b0 + j,
-                                 element_bytes)
+                    amax = np.uint32(0)
+                    for t in range(n_sub):
+                        amax = max(amax, sub_max[j * n_sub + t])
+                    ef = np.int32(shr32(amax, _MANT))
+                    x = min(max(ef - np.int32(x_bias), np.int32(min_x)), np.int32(max_x))
+                    odd += np.int32(ef == 0 and amax != 0 or ef == 0xFF or not floor
+                                    or x - d_max < lowest_x)
+                    scales[b0 + j] = np.uint8(x + scale_bias)
+                    for t in range(n_sub):
+                        xs[j * n_sub + t] = x
+                for j in range(rows if odd else 0):
+                    amax = np.uint32(0)
+                    for t in range(n_sub):
+                        amax = max(amax, sub_max[j * n_sub + t])
+                    x = np.int64(xs[j * n_sub])
+                    if amax != 0 and (shr32(amax, _MANT) == 0 or not floor):
+                        x = min(max(exponent_of(np.uint64(amax), _MANT, _BIAS, _MANT_MASK,
+                                                _EXP_MASK, scale_mode, m, emax, rceil_emax,
+                                                rceil_sig53), min_x), max_x)
+                        scales[b0 + j] = x + scale_bias
+                    if amax >= _INF:
+                        scales[b0 + j] = nan_code
+                        x = np.int64(0)
+                    if amax >= _INF or x - d_max < lowest_x:
+                        redo[n_redo] = 2 * j + np.int32(amax >= _INF)
+                        n_redo += 1
+                    for t in range(n_sub):
+                        xs[j * n_sub + t] = np.int32(x)
+                tiny = np.int32(0)  # subnormal sub-block maxima: their D needs the exact exponent
+                for s in range(rows * n_sub):
+                    top = sub_max[s]
+                    ef = np.int32(shr32(top, _MANT))
+                    live = np.int32(top != 0)
+                    tiny += live & np.int32(ef == 0)
+                    d = min(max(xs[s] - (ef - np.int32(x_bias)), np.int32(0)),
+                            np.int32(d_max)) * live
+                    ds[s] = np.uint8(d)
+                    for t in range(sub):
+                        sh_base[s * sub + t] = np.int32(xs[s] - d + np.int32(lsb_bias - m))
+                if d_max and (tiny or not floor):
+                    for j in range(rows):
+                        row = src[j * bs:(j + 1) * bs]
+                        _microexponents(row, xs[j * n_sub], scale_mode, sub, d_max, el,
+                                        ds[j * n_sub:(j + 1) * n_sub])
+                        for i in range(bs):
+                            sh_base[j * bs + i] = np.int32(xs[j * n_sub] - ds[j * n_sub + i // sub]
+                                                           + np.int32(lsb_bias - m))
+                for i in range(rows * bs):
+                    u = np.uint32(src[i])
+                    a = np.uint32(u & _ABS)
+                    ef = np.int32(shr32(a, _MANT))
+                    efe = max(ef, np.int32(1))
+                    sig = np.uint32(np.uint32(a & np.uint32(_MANT_MASK))
+                                    | (np.uint32(1 << _MANT) if ef > 0 else np.uint32(0)))
+                    if is_float:
+                        top = np.int32(sh_base[i] - lsb_bias + m + _BIAS)  # BIAS + X - D
+                        e_elem = max(np.int32(ef - top), np.int32(emin))
+                        sh = min(np.int32(np.int32(sh_base[i] + e_elem) - efe), np.int32(sh_cap))
+                        over = np.uint32(0)
+                    else:
+                        e_elem = np.int32(emin)
+                        sh = np.int32(sh_base[i] - efe)
+                        over = np.uint32(sh < 1)
+                        sh = min(max(sh, np.int32(1)), np.int32(sh_cap))
+                    half = np.uint32(shl32(np.uint32(1), sh - 1) * up_half)
+                    odd = np.uint32(shr32(sig, sh) & np.uint32(1))
+                    k = shr32(np.uint32(np.uint32(sig + half) - even + np.uint32(odd * even)), sh)
+                    negative = np.uint32(shr32(u, np.uint32(31)))
+                    if is_float:
+                        grid = shl32(np.uint32(e_elem - emin), np.uint32(m))
+                        k = min(np.uint32(grid + k), np.uint32(max_code))
+                    else:
+                        k = min(np.uint32(k + np.uint32(over * max_code)), np.uint32(max_code))
+                    if is_int:
+                        codes[i] = np.uint8(np.uint32((k ^ np.uint32(0 - negative)) + negative)
+                                            & np.uint32(code_mask))
+                    else:
+                        codes[i] = np.uint8(k | np.uint32(negative * sign_bit))
+                for r in range(n_redo):
+                    j = redo[r] >> 1
+                    block = codes[j * bs:(j + 1) * bs]
+                    if redo[r] & 1:
+                        block[:] = 0
+                        ds[j * n_sub:(j + 1) * n_sub] = 0
+                    else:
+                        _exact_codes(src[j * bs:(j + 1) * bs], xs[j * n_sub],
+                                     ds[j * n_sub:(j + 1) * n_sub], sub, el, rounding, block)
+                # whole words but into the last block (their excess would leave the batch)
+                for j in range(rows - 1 if words else 0):
+                    _pack_words(code_words, ds_words, j, bs, bits_, word_subs,
+                                sub_bits, element_bytes, flat_out, (b0 + j) * row_bytes)
+                for j in range(rows - 1 if words else 0, rows):
+                    _pack_fields(codes, j * bs, bs, bits_, per, out, b0 + j, 0)
+                    if d_max:
+                        _pack_fields(ds, j * n_sub, n_sub, sub_bits, d_per, out, b0 + j,
+                                     element_bytes)
 
     return kernel
 
@@ -323,11 +323,13 @@ def quantize_ue4m3(el: ElementGrid, nan_code: int, bs: int, n_scale_bounds: int,
 
     As :func:`~mxarray.backends.numba.block_kernels.quantize_ue4m3_rows`: the scale code
     is ``amax / scale_unit`` rounded to nearest-even on the grid (found exactly from an
-    estimate, :func:`_ue4m3_below`, and at most two midpoints), each magnitude's index is the number of bounds below ``|v| / divisor``
-    (at or below toward zero), counted over all bounds, and a tie with a midpoint goes
-    up (nearest) or to the even index (even).  Every ``bound * divisor`` is exact in
-    float64.  Per block each bound becomes a float32 threshold on magnitude bits
-    (:func:`_threshold`), so each element is counted on 32-bit integer lanes.
+    estimate, :func:`_ue4m3_below`, and at most two midpoints), each magnitude's index
+    is the number of bounds below ``|v| / divisor`` (at or below toward zero), counted
+    over all bounds, and a tie with a midpoint goes up (nearest) or to the even index
+    (even).  Every ``bound * divisor`` is exact in float64.  Per block each bound
+    becomes a float32 threshold on magnitude bits (:func:`_threshold`), so each element
+    is counted on 32-bit integer lanes.  Work items take ``_ROWS`` blocks at a time in
+    phases, as :func:`quantize_pow2`'s.
     """
     kind, bits_, _, _, _, max_code, sign_bit, code_mask, _, _ = el
     is_int = kind == _INT
@@ -341,58 +343,58 @@ def quantize_ue4m3(el: ElementGrid, nan_code: int, bs: int, n_scale_bounds: int,
         # a tie with bound j counts as above it: toward zero, nearest, or even for odd j
         tie_up = rounding == TOWARD_ZERO or rounding == NEAREST
         flat_out = out.reshape(-1)
-        for c in prange((n + _ROWS - 1) // _ROWS):
-            b0 = c * _ROWS
-            rows = min(n, b0 + _ROWS) - b0
-            code_words = np.empty((rows * bs + 7) // 8, dtype=np.uint64)
+        for c in prange((n + _CHUNK - 1) // _CHUNK):
+            code_words = np.empty((_ROWS * bs + 7) // 8, dtype=np.uint64)
             codes = code_words.view(np.uint8)
-            a_max = np.empty(rows, dtype=np.uint32)
-            divisor = np.empty(rows, dtype=np.float64)
-            th = np.empty((n_bounds, rows), dtype=np.uint32)
-            for j in range(rows):
-                top = np.uint32(0)
-                for i in range(bs):
-                    top = max(top, np.uint32(bits[b0 + j, i] & _ABS))
-                a_max[j] = top
-            for j in range(rows):
-                peak = np.float64(float32_from_bits(a_max[j]))
-                # the code is _ue4m3_below's or the next: from one below, step up past
-                # each midpoint below peak (a tie: to the even code), as the bisection of
-                # quantize_ue4m3_rows
-                lo = _ue4m3_below(peak / scale_unit) - 1
-                for _ in range(2):
-                    mid = scale_mid[min(max(lo, 0), n_scale_bounds - 1)] * scale_unit
-                    lo += np.int64(lo < 0 or lo < n_scale_bounds
-                                   and (peak > mid or peak == mid and lo & 1))
-                finite = a_max[j] < _INF
-                scales[b0 + j] = lo if finite else nan_code
-                # 0 for non-finite blocks: every code is 0
-                divisor[j] = scale_grid[lo] * tensor_scale if finite else 0.0
-            for t in range(n_bounds):
+            a_max = np.empty(_ROWS, dtype=np.uint32)
+            divisor = np.empty(_ROWS, dtype=np.float64)
+            th = np.empty((n_bounds, _ROWS), dtype=np.uint32)
+            for b0 in range(c * _CHUNK, min(n, (c + 1) * _CHUNK), _ROWS):
+                rows = min(n, b0 + _ROWS) - b0
                 for j in range(rows):
-                    th[t, j] = _threshold(bounds[t] * divisor[j], tie_up or t & 1)
-            for j in range(rows):
-                live = np.uint32(divisor[j] > 0)
-                signed = np.uint32(a_max[j] < _INF)
-                for i in range(bs):
-                    u = np.uint32(bits[b0 + j, i])
-                    a = np.uint32(u & _ABS)
-                    k = np.uint32(0)
-                    for t in range(n_bounds):
-                        k += np.uint32(a >= th[t, j])
-                    k = min(np.uint32(k * live), np.uint32(max_code))
-                    negative = np.uint32(shr32(u, np.uint32(31)) * signed)
-                    if is_int:
-                        codes[j * bs + i] = np.uint8(
-                            np.uint32((k ^ np.uint32(0 - negative)) + negative)
-                            & np.uint32(code_mask))
-                    else:
-                        codes[j * bs + i] = np.uint8(k | np.uint32(negative * sign_bit))
-            for j in range(rows - 1 if words else 0):
-                _pack_words(code_words, code_words, j, bs, bits_, 0, 0, 0, flat_out,
-                            (b0 + j) * (bs * bits_ // 8))
-            for j in range(rows - 1 if words else 0, rows):
-                _pack_fields(codes, j * bs, bs, bits_, per, out, b0 + j, 0)
+                    top = np.uint32(0)
+                    for i in range(bs):
+                        top = max(top, np.uint32(bits[b0 + j, i] & _ABS))
+                    a_max[j] = top
+                for j in range(rows):
+                    peak = np.float64(float32_from_bits(a_max[j]))
+                    # the code is _ue4m3_below's or the next: from one below, step up past
+                    # each midpoint below peak (a tie: to the even code), as the bisection of
+                    # quantize_ue4m3_rows
+                    lo = _ue4m3_below(peak / scale_unit) - 1
+                    for _ in range(2):
+                        mid = scale_mid[min(max(lo, 0), n_scale_bounds - 1)] * scale_unit
+                        lo += np.int64(lo < 0 or lo < n_scale_bounds
+                                       and (peak > mid or peak == mid and lo & 1))
+                    finite = a_max[j] < _INF
+                    scales[b0 + j] = lo if finite else nan_code
+                    # 0 for non-finite blocks: every code is 0
+                    divisor[j] = scale_grid[lo] * tensor_scale if finite else 0.0
+                for t in range(n_bounds):
+                    for j in range(rows):
+                        th[t, j] = _threshold(bounds[t] * divisor[j], tie_up or t & 1)
+                for j in range(rows):
+                    live = np.uint32(divisor[j] > 0)
+                    signed = np.uint32(a_max[j] < _INF)
+                    for i in range(bs):
+                        u = np.uint32(bits[b0 + j, i])
+                        a = np.uint32(u & _ABS)
+                        k = np.uint32(0)
+                        for t in range(n_bounds):
+                            k += np.uint32(a >= th[t, j])
+                        k = min(np.uint32(k * live), np.uint32(max_code))
+                        negative = np.uint32(shr32(u, np.uint32(31)) * signed)
+                        if is_int:
+                            codes[j * bs + i] = np.uint8(
+                                np.uint32((k ^ np.uint32(0 - negative)) + negative)
+                                & np.uint32(code_mask))
+                        else:
+                            codes[j * bs + i] = np.uint8(k | np.uint32(negative * sign_bit))
+                for j in range(rows - 1 if words else 0):
+                    _pack_words(code_words, code_words, j, bs, bits_, 0, 0, 0, flat_out,
+                                (b0 + j) * (bs * bits_ // 8))
+                for j in range(rows - 1 if words else 0, rows):
+                    _pack_fields(codes, j * bs, bs, bits_, per, out, b0 + j, 0)
 
     return kernel
 
