@@ -10,9 +10,11 @@ of its closure variables, so each format compiles once per machine, on first use
 
 * :func:`quantize_pow2` -- float32 bits, deterministic rounding, power-of-two scales,
   sub-block microexponents, "saturate": the arithmetic of the OCP float32 kernel per
-  lane, each lane at its sub-block's exponent ``X - D``, packed in the kernel.
+  lane, each lane at its sub-block's exponent ``X - D``, in flat phases over batches
+  of blocks, packed eight codes to a word.
 * :func:`quantize_ue4m3` -- float32 values, UE4M3 block scales and a tensor scale:
-  exact float64 comparisons with the scaled grid's bounds, counted branch-free.
+  each block's scaled grid bounds become exact float32 thresholds, and each element's
+  code counts the thresholds at or below its magnitude bits.
 * :func:`dequantize_table` -- packed blocks of any general format: unpacking with
   constant shifts and the exact decode table times the block's scale value.
 
