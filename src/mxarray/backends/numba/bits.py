@@ -8,8 +8,9 @@ shifted out (:func:`round_shift`).  This reproduces the NumPy reference bit for 
 subnormal inputs included.  The shared exponent of a block comes from the bits of its
 largest magnitude (:func:`exponent_of`).  Mode numbers are those of
 :mod:`mxarray._kernel_codes`; the stochastic draws are :mod:`mxarray._random`'s
-SplitMix64.  The intrinsics at the end (bit casts, 32-bit shifts, prefetch) let the
-element loops keep to 32-bit vector lanes.
+SplitMix64.  The intrinsics at the end (bit casts, 32-bit shifts, prefetch, unaligned
+64-bit stores) let the element loops keep to 32-bit vector lanes and the packing to
+whole words.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from ..._random import _MIX1, _MIX2, GAMMA
 __all__ = [
     "WIDE", "FLOOR", "EVEN", "NEAREST", "TOWARD_ZERO", "STOCHASTIC",
     "random_u32", "block_number", "round_shift", "split_bits", "shared_exponent",
-    "exponent_of", "float32_from_bits", "float32_bits", "prefetch", "shl32", "shr32",
+    "exponent_of", "float32_from_bits", "float32_bits", "prefetch", "store64", "shl32",
+    "shr32",
 ]
 
 # rounding and scale mode numbers (global ints: compile-time constants in the kernels)
@@ -201,6 +203,28 @@ def prefetch(typingctx, array, index):
         return context.get_dummy_value()
 
     return types.void(array, index), codegen
+
+
+@intrinsic
+def store64(typingctx, array, index, value):
+    """Store the 8 bytes of the uint64 ``value``, in the machine's byte order, at byte
+    ``index`` of the C-contiguous uint8 ``array``, unaligned; the caller keeps
+    ``index + 8`` within the array."""
+    if not (isinstance(array, types.Array) and isinstance(index, types.Integer)
+            and isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i64 = ir.IntType(64)
+        address = builder.bitcast(builder.gep(data, [args[1]]), i64.as_pointer())
+        word = args[2]
+        if signature.args[2].bitwidth < 64:
+            word = builder.zext(word, i64)
+        builder.store(word, address, align=1)
+        return context.get_dummy_value()
+
+    return types.void(array, index, value), codegen
 
 
 def _shift32(op_name):

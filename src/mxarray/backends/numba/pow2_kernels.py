@@ -10,9 +10,11 @@ of its closure variables, so each format compiles once per machine, on first use
 
 * :func:`quantize_pow2` -- float32 bits, deterministic rounding, power-of-two scales,
   sub-block microexponents, "saturate": the arithmetic of the OCP float32 kernel per
-  lane, each lane at its sub-block's exponent ``X - D``, packed in the kernel.
+  lane, each lane at its sub-block's exponent ``X - D``, in flat phases over batches
+  of blocks, packed eight codes to a word.
 * :func:`quantize_ue4m3` -- float32 values, UE4M3 block scales and a tensor scale:
-  exact float64 comparisons with the scaled grid's bounds, counted branch-free.
+  each block's scaled grid bounds become exact float32 thresholds, and each element's
+  code counts the thresholds at or below its magnitude bits.
 * :func:`dequantize_table` -- packed blocks of any general format: unpacking with
   constant shifts and the exact decode table times the block's scale value.
 
@@ -23,6 +25,8 @@ the generic kernels of :mod:`mxarray.backends.numba.block_kernels`.
 from __future__ import annotations
 
 import functools
+import math
+import sys
 from typing import Callable
 
 import numba as nb
@@ -30,14 +34,16 @@ import numpy as np
 from numba import prange
 
 from ..._kernel_codes import ELEMENT_KIND_CODES
-from .bits import EVEN, FLOOR, NEAREST, TOWARD_ZERO, exponent_of, float32_from_bits, shl32, shr32
+from .bits import (EVEN, FLOOR, NEAREST, TOWARD_ZERO, exponent_of, float32_bits,
+                   float32_from_bits, shl32, shr32, store64)
 from .block_kernels import magnitude
 from .params import ElementGrid, ScaleRange, SubBlocks
 
 __all__ = ["quantize_pow2", "quantize_ue4m3", "dequantize_table"]
 
 _FLOAT, _INT = ELEMENT_KIND_CODES["float"], ELEMENT_KIND_CODES["int"]
-_CHUNK = 256  # blocks per parallel work item
+_CHUNK = 1024  # blocks per parallel work item (one set of scratch buffers each)
+_ROWS = 128  # blocks per batch of the quantize kernels' phases (their scratch stays in L1)
 # float32's fields, as the kernels read the input bits
 _MANT, _BIAS = 23, 127
 _MANT_MASK, _EXP_MASK = np.uint64((1 << 23) - 1), np.uint64(0xFF)
@@ -45,23 +51,61 @@ _ABS, _INF = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
 
 
 @nb.njit(cache=True, inline="always")
-def _put_bits(codes, n, bits, dst, start):
-    """``codes[:n]`` (``bits`` wide each) as an LSB-first bit stream into ``dst`` from byte
-    ``start``; a last partial byte is zero-filled.  ``n`` and ``bits`` are constants of the
-    calling kernel, so the loop unrolls into fixed shifts."""
-    acc = np.uint64(0)
-    filled = 0
-    pos = start
-    for i in range(n):
-        acc |= np.uint64(codes[i]) << np.uint64(filled)
-        filled += bits
-        while filled >= 8:
-            dst[pos] = np.uint8(acc & np.uint64(0xFF))
-            acc >>= np.uint64(8)
-            filled -= 8
-            pos += 1
-    if filled > 0:
-        dst[pos] = np.uint8(acc & np.uint64(0xFF))
+def _pack_fields(src, s0, count, bits, per, out, b, d0):
+    """``src[s0 : s0 + count]`` (``bits`` wide each, at most 8) as an LSB-first bit stream
+    into row ``b`` of ``out`` from byte ``d0``; a last partial byte is zero-filled.
+
+    Fields go in groups of ``per`` (:func:`_group`), which fill whole bytes, each
+    gathered into one word with fixed shifts and stored byte by byte: ``count``,
+    ``bits`` and ``per`` are constants of the calling kernel, so every loop unrolls.
+    """
+    nbytes = bits * per // 8
+    for q in range(count // per):
+        word = np.uint64(0)
+        for t in range(per):
+            word |= np.uint64(src[s0 + q * per + t]) << np.uint64(t * bits)
+        for y in range(nbytes):
+            out[b, d0 + q * nbytes + y] = np.uint8(word >> np.uint64(8 * y))
+    tail = count % per
+    if tail:
+        q0 = count - tail
+        word = np.uint64(0)
+        for t in range(tail):
+            word |= np.uint64(src[s0 + q0 + t]) << np.uint64(t * bits)
+        for y in range((tail * bits + 7) // 8):
+            out[b, d0 + q0 * bits // 8 + y] = np.uint8(word >> np.uint64(8 * y))
+
+
+@nb.njit(cache=True, inline="always")
+def _squeeze(word, bits):
+    """The eight bytes of ``word`` (each below ``2**bits``, ``bits <= 8``) as eight
+    ``bits``-wide fields, LSB-first, in its low ``8 * bits`` bits: pairs, then quads,
+    then the two halves closed up with fixed shifts (``bits`` is a constant)."""
+    w = np.uint64(word)
+    w = (w & np.uint64(0x00FF00FF00FF00FF)) \
+        | ((w >> np.uint64(8)) & np.uint64(0x00FF00FF00FF00FF)) << np.uint64(bits)
+    w = (w & np.uint64(0x0000FFFF0000FFFF)) \
+        | ((w >> np.uint64(16)) & np.uint64(0x0000FFFF0000FFFF)) << np.uint64(2 * bits)
+    return (w & np.uint64(0xFFFFFFFF)) | (w >> np.uint64(32)) << np.uint64(4 * bits)
+
+
+@nb.njit(cache=True, inline="always")
+def _pack_words(codes, ds, j, bs, bits, n_sub, sub_bits, element_bytes, out, pos):
+    """Block ``j``'s codes and microexponents (one byte each in ``codes`` and ``ds``,
+    read eight at a time through their uint64 views) squeezed and stored as whole
+    words at byte ``pos`` of the flat ``out``.  Each store writes up to 8 - ``bits``
+    bytes past its fields, which the next store (or the next block's) overwrites; the
+    caller keeps 8 bytes of room after the block."""
+    for q in range(bs // 8):
+        store64(out, pos + q * bits, _squeeze(codes[j * (bs // 8) + q], bits))
+    for q in range(n_sub // 8):
+        store64(out, pos + element_bytes + q * sub_bits,
+                _squeeze(ds[j * (n_sub // 8) + q], sub_bits))
+
+
+def _group(bits: int) -> int:
+    """Fields of ``bits`` bits (at most 8) in the fewest whole bytes: 8 / gcd(bits, 8)."""
+    return 8 // math.gcd(bits, 8)
 
 
 @nb.njit(cache=True, inline="always")
@@ -77,53 +121,20 @@ def _get_bits(src, i, bits, start):
 
 
 @nb.njit(cache=True, inline="always")
-def _store_elements(codes, bs, bits, dst):
-    """``bs`` element codes (uint8) as the block's LSB-first bit stream in ``dst``: loops
-    over whole bytes for 8-, 4- and 6-bit codes (``bs`` and ``bits`` are constants of the
-    calling kernel, so one branch remains and its loop vectorises)."""
-    if bits == 8:
-        for i in range(bs):
-            dst[i] = codes[i]
-    elif bits == 4:
-        for g in range(bs // 2):
-            dst[g] = np.uint8(codes[2 * g] | np.uint8(codes[2 * g + 1] << 4))
-    elif bits == 6 and bs % 4 == 0:
-        for g in range(bs // 4):
-            c1, c2 = codes[4 * g + 1], codes[4 * g + 2]
-            dst[3 * g] = np.uint8(codes[4 * g] | np.uint8(c1 << 6))
-            dst[3 * g + 1] = np.uint8(np.uint8(c1 >> 2) | np.uint8(c2 << 4))
-            dst[3 * g + 2] = np.uint8(np.uint8(c2 >> 4) | np.uint8(codes[4 * g + 3] << 2))
-    else:
-        _put_bits(codes, bs, bits, dst, 0)
-
-
-@nb.njit(cache=True, inline="always")
-def _microexponents(row, x, floor, scale_mode, sub, d_max, el, ds):
-    """Each sub-block's microexponent ``D = clamp(X - X_j, 0, d_max)`` into ``ds``:
-    branch-free from the exponent fields (scale mode floor, normal maxima), else exactly
-    (``el`` an :class:`~.params.ElementGrid`)."""
+def _microexponents(row, x, scale_mode, sub, d_max, el, ds):
+    """Each sub-block's microexponent ``D = clamp(X - X_j, 0, d_max)`` into ``ds``, exactly
+    (``el`` an :class:`~.params.ElementGrid`; an all-zero sub-block has D = 0)."""
     _, _, m, emax, _, _, _, _, rceil_emax, rceil_sig53 = el
-    exact = np.int32(not floor)
     for j in range(ds.shape[0]):
         sub_max = np.uint32(0)
         for i in range(j * sub, (j + 1) * sub):
             sub_max = max(sub_max, np.uint32(row[i] & _ABS))
-        ef = np.int32(sub_max >> np.uint32(_MANT))
-        live = np.int32(sub_max != 0)
-        exact |= live & np.int32(ef == 0)
-        d = min(max(np.int32(x) - (ef - np.int32(_BIAS + emax)), np.int32(0)), np.int32(d_max))
-        ds[j] = np.uint8(d * live)
-    if exact:
-        for j in range(ds.shape[0]):
-            sub_max = np.uint32(0)
-            for i in range(j * sub, (j + 1) * sub):
-                sub_max = max(sub_max, np.uint32(row[i] & _ABS))
-            d = np.int64(0)
-            if sub_max != 0:
-                xj = exponent_of(np.uint64(sub_max), _MANT, _BIAS, _MANT_MASK, _EXP_MASK,
-                                 scale_mode, m, emax, rceil_emax, rceil_sig53)
-                d = min(max(np.int64(x) - xj, 0), d_max)
-            ds[j] = np.uint8(d)
+        d = np.int64(0)
+        if sub_max != 0:
+            xj = exponent_of(np.uint64(sub_max), _MANT, _BIAS, _MANT_MASK, _EXP_MASK,
+                             scale_mode, m, emax, rceil_emax, rceil_sig53)
+            d = min(max(np.int64(x) - xj, 0), d_max)
+        ds[j] = np.uint8(d)
 
 
 @nb.njit(cache=True, inline="always")
@@ -146,14 +157,21 @@ def _exact_codes(row, x, ds, sub, el, rounding, codes):
 @functools.cache
 def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
                   ) -> Callable[..., None]:
-    """``kernel(bits, scale_mode, rounding, out, scales)``: ``(n, bs)`` float32 bits into
-    packed rows ``out`` and scale bytes, rounding even, nearest or toward zero.
+    """``kernel(bits, scale_mode, rounding, out, scales)``: ``(n, bs)`` C-contiguous
+    float32 bits into packed rows ``out`` and scale bytes, rounding even, nearest or
+    toward zero.
 
     Per block as :func:`~mxarray.backends.numba.block_kernels.quantize_pow2_rows`
     ("saturate" only): shared exponent X, each sub-block's microexponent D, and each
     element rounded at ``X - D`` with the per-lane arithmetic of the OCP float32 kernel.
-    Blocks whose grid reaches below float32's normal range (all elements tiny) take the
-    exact element-by-element path.
+    Each work item takes ``_ROWS`` blocks at a time in phases, each one loop over the batch
+    (32-bit lanes, no branch per element): sub-block maxima; per block X and its scale
+    byte; per sub-block D from the exponent fields (exact for scale mode floor and a
+    normal sub-block maximum) and the lanes' shift base; the element codes, one byte
+    each; the packing.  What the flat phases do not cover is redone block by block:
+    D in other scale modes or of a subnormal sub-block maximum (exactly), non-finite
+    blocks (all-zero bytes) and blocks whose grid reaches below float32's normal range
+    (the exact element path).
     """
     kind, bits_, m, emax, emin, max_code, sign_bit, code_mask, rceil_emax, rceil_sig53 = el
     min_x, max_x, scale_bias, nan_code = sc
@@ -161,8 +179,14 @@ def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
     n_sub, d_max = bs // sub, (1 << sub_bits) - 1
     is_float, is_int = kind == _FLOAT, kind == _INT
     lsb_bias, sh_cap = _BIAS + _MANT, _MANT + 2
+    x_bias = _BIAS + emax  # X_j = exponent field - x_bias for a normal maximum (floor)
     # below this effective exponent a lane may meet a subnormal input's own binade
     lowest_x = (-126 - emin) if is_float else (m - 148)
+    per, d_per = _group(bits_), _group(max(sub_bits, 1))
+    row_bytes = element_bytes + (n_sub * sub_bits + 7) // 8
+    # the packing by whole words: eight fields at a time, little-endian stores
+    words = bs % 8 == 0 and (n_sub % 8 == 0 or not d_max) and sys.byteorder == "little"
+    word_subs = n_sub if d_max else 0
 
     @nb.njit(cache=True, parallel=True)
     def kernel(bits, scale_mode, rounding, out, scales):
@@ -170,75 +194,124 @@ def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
         even = np.uint32(rounding == EVEN)
         up_half = np.uint32(rounding != TOWARD_ZERO)
         floor = scale_mode == FLOOR
+        flat = bits.reshape(-1)
+        flat_out = out.reshape(-1)
         for c in prange((n + _CHUNK - 1) // _CHUNK):
-            codes = np.empty(bs, dtype=np.uint8)
-            sh_base = np.empty(bs, dtype=np.int32)
-            ds = np.zeros(n_sub, dtype=np.uint8)  # stays 0 without sub-blocks
-            for b in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-                row = bits[b]
-                dst = out[b]
-                amax = np.uint32(0)
-                for i in range(bs):
-                    amax = max(amax, np.uint32(row[i] & _ABS))
-                if amax >= _INF:
-                    scales[b] = nan_code
-                    for j in range(dst.shape[0]):
-                        dst[j] = 0
-                    continue
-                x = np.int64(min_x)
-                if amax != 0:
-                    ef = np.int64(amax >> np.uint32(_MANT))
-                    if floor and ef > 0:
-                        x = ef - _BIAS - emax
+            sub_max = np.empty(_ROWS * n_sub, dtype=np.uint32)
+            ds_words = np.empty((_ROWS * n_sub + 7) // 8, dtype=np.uint64)
+            ds = ds_words.view(np.uint8)
+            xs = np.empty(_ROWS * n_sub, dtype=np.int32)  # X of each sub-block's block
+            sh_base = np.empty(_ROWS * bs, dtype=np.int32)
+            code_words = np.empty((_ROWS * bs + 7) // 8, dtype=np.uint64)
+            codes = code_words.view(np.uint8)
+            redo = np.empty(_ROWS, dtype=np.int32)  # 2 * block + 1 if non-finite, + 0 if tiny
+            for b0 in range(c * _CHUNK, min(n, (c + 1) * _CHUNK), _ROWS):
+                rows = min(n, b0 + _ROWS) - b0
+                src = flat[b0 * bs:(b0 + rows) * bs]
+                n_redo = 0
+                for s in range(rows * n_sub):
+                    top = np.uint32(0)
+                    for t in range(sub):
+                        top = max(top, np.uint32(src[s * sub + t] & _ABS))
+                    sub_max[s] = top
+                odd = np.int32(0)  # blocks whose X the exponent field does not give
+                for j in range(rows):
+                    amax = np.uint32(0)
+                    for t in range(n_sub):
+                        amax = max(amax, sub_max[j * n_sub + t])
+                    ef = np.int32(shr32(amax, _MANT))
+                    x = min(max(ef - np.int32(x_bias), np.int32(min_x)), np.int32(max_x))
+                    odd += np.int32(ef == 0 and amax != 0 or ef == 0xFF or not floor
+                                    or x - d_max < lowest_x)
+                    scales[b0 + j] = np.uint8(x + scale_bias)
+                    for t in range(n_sub):
+                        xs[j * n_sub + t] = x
+                for j in range(rows if odd else 0):
+                    amax = np.uint32(0)
+                    for t in range(n_sub):
+                        amax = max(amax, sub_max[j * n_sub + t])
+                    x = np.int64(xs[j * n_sub])
+                    if amax != 0 and (shr32(amax, _MANT) == 0 or not floor):
+                        x = min(max(exponent_of(np.uint64(amax), _MANT, _BIAS, _MANT_MASK,
+                                                _EXP_MASK, scale_mode, m, emax, rceil_emax,
+                                                rceil_sig53), min_x), max_x)
+                        scales[b0 + j] = x + scale_bias
+                    if amax >= _INF:
+                        scales[b0 + j] = nan_code
+                        x = np.int64(0)
+                    if amax >= _INF or x - d_max < lowest_x:
+                        redo[n_redo] = 2 * j + np.int32(amax >= _INF)
+                        n_redo += 1
+                    for t in range(n_sub):
+                        xs[j * n_sub + t] = np.int32(x)
+                tiny = np.int32(0)  # subnormal sub-block maxima: their D needs the exact exponent
+                for s in range(rows * n_sub):
+                    top = sub_max[s]
+                    ef = np.int32(shr32(top, _MANT))
+                    live = np.int32(top != 0)
+                    tiny += live & np.int32(ef == 0)
+                    d = min(max(xs[s] - (ef - np.int32(x_bias)), np.int32(0)),
+                            np.int32(d_max)) * live
+                    ds[s] = np.uint8(d)
+                    for t in range(sub):
+                        sh_base[s * sub + t] = np.int32(xs[s] - d + np.int32(lsb_bias - m))
+                if d_max and (tiny or not floor):
+                    for j in range(rows):
+                        row = src[j * bs:(j + 1) * bs]
+                        _microexponents(row, xs[j * n_sub], scale_mode, sub, d_max, el,
+                                        ds[j * n_sub:(j + 1) * n_sub])
+                        for i in range(bs):
+                            sh_base[j * bs + i] = np.int32(xs[j * n_sub] - ds[j * n_sub + i // sub]
+                                                           + np.int32(lsb_bias - m))
+                for i in range(rows * bs):
+                    u = np.uint32(src[i])
+                    a = np.uint32(u & _ABS)
+                    ef = np.int32(shr32(a, _MANT))
+                    efe = max(ef, np.int32(1))
+                    sig = np.uint32(np.uint32(a & np.uint32(_MANT_MASK))
+                                    | (np.uint32(1 << _MANT) if ef > 0 else np.uint32(0)))
+                    if is_float:
+                        top = np.int32(sh_base[i] - lsb_bias + m + _BIAS)  # BIAS + X - D
+                        e_elem = max(np.int32(ef - top), np.int32(emin))
+                        sh = min(np.int32(np.int32(sh_base[i] + e_elem) - efe), np.int32(sh_cap))
+                        over = np.uint32(0)
                     else:
-                        x = exponent_of(np.uint64(amax), _MANT, _BIAS, _MANT_MASK, _EXP_MASK,
-                                        scale_mode, m, emax, rceil_emax, rceil_sig53)
-                    x = min(max(x, min_x), max_x)
-                scales[b] = x + scale_bias
-                if d_max:
-                    _microexponents(row, x, floor, scale_mode, sub, d_max, el, ds)
-                if x - d_max < lowest_x:
-                    _exact_codes(row, x, ds, sub, el, rounding, codes)
-                else:
-                    for i in range(bs):
-                        sh_base[i] = np.int32(x - m + lsb_bias) - np.int32(ds[i // sub])
-                    for i in range(bs):
-                        u = np.uint32(row[i])
-                        a = np.uint32(u & _ABS)
-                        ef = np.int32(shr32(a, _MANT))
-                        efe = max(ef, np.int32(1))
-                        sig = np.uint32(np.uint32(a & np.uint32(_MANT_MASK))
-                                        | (np.uint32(1 << _MANT) if ef > 0 else np.uint32(0)))
-                        if is_float:
-                            top = np.int32(sh_base[i] - lsb_bias + m + _BIAS)  # BIAS + X - D
-                            e_elem = max(np.int32(ef - top), np.int32(emin))
-                            sh = min(np.int32(np.int32(sh_base[i] + e_elem) - efe),
-                                     np.int32(sh_cap))
-                            over = np.uint32(0)
-                        else:
-                            e_elem = np.int32(emin)
-                            sh = np.int32(sh_base[i] - efe)
-                            over = np.uint32(sh < 1)
-                            sh = min(max(sh, np.int32(1)), np.int32(sh_cap))
-                        half = np.uint32(shl32(np.uint32(1), sh - 1) * up_half)
-                        odd = np.uint32(shr32(sig, sh) & np.uint32(1))
-                        k = shr32(np.uint32(np.uint32(sig + half) - even + np.uint32(odd * even)),
-                                  sh)
-                        negative = np.uint32(shr32(u, np.uint32(31)))
-                        if is_float:
-                            grid = shl32(np.uint32(e_elem - emin), np.uint32(m))
-                            k = min(np.uint32(grid + k), np.uint32(max_code))
-                        else:
-                            k = min(np.uint32(k + np.uint32(over * max_code)),
-                                    np.uint32(max_code))
-                        if is_int:
-                            codes[i] = np.uint8(np.uint32((k ^ np.uint32(0 - negative)) + negative)
-                                                & np.uint32(code_mask))
-                        else:
-                            codes[i] = np.uint8(k | np.uint32(negative * sign_bit))
-                _store_elements(codes, bs, bits_, dst)
-                if d_max:
-                    _put_bits(ds, n_sub, sub_bits, dst, element_bytes)
+                        e_elem = np.int32(emin)
+                        sh = np.int32(sh_base[i] - efe)
+                        over = np.uint32(sh < 1)
+                        sh = min(max(sh, np.int32(1)), np.int32(sh_cap))
+                    half = np.uint32(shl32(np.uint32(1), sh - 1) * up_half)
+                    odd = np.uint32(shr32(sig, sh) & np.uint32(1))
+                    k = shr32(np.uint32(np.uint32(sig + half) - even + np.uint32(odd * even)), sh)
+                    negative = np.uint32(shr32(u, np.uint32(31)))
+                    if is_float:
+                        grid = shl32(np.uint32(e_elem - emin), np.uint32(m))
+                        k = min(np.uint32(grid + k), np.uint32(max_code))
+                    else:
+                        k = min(np.uint32(k + np.uint32(over * max_code)), np.uint32(max_code))
+                    if is_int:
+                        codes[i] = np.uint8(np.uint32((k ^ np.uint32(0 - negative)) + negative)
+                                            & np.uint32(code_mask))
+                    else:
+                        codes[i] = np.uint8(k | np.uint32(negative * sign_bit))
+                for r in range(n_redo):
+                    j = redo[r] >> 1
+                    block = codes[j * bs:(j + 1) * bs]
+                    if redo[r] & 1:
+                        block[:] = 0
+                        ds[j * n_sub:(j + 1) * n_sub] = 0
+                    else:
+                        _exact_codes(src[j * bs:(j + 1) * bs], xs[j * n_sub],
+                                     ds[j * n_sub:(j + 1) * n_sub], sub, el, rounding, block)
+                # whole words but into the last block (their excess would leave the batch)
+                for j in range(rows - 1 if words else 0):
+                    _pack_words(code_words, ds_words, j, bs, bits_, word_subs,
+                                sub_bits, element_bytes, flat_out, (b0 + j) * row_bytes)
+                for j in range(rows - 1 if words else 0, rows):
+                    _pack_fields(codes, j * bs, bs, bits_, per, out, b0 + j, 0)
+                    if d_max:
+                        _pack_fields(ds, j * n_sub, n_sub, sub_bits, d_per, out, b0 + j,
+                                     element_bytes)
 
     return kernel
 
@@ -246,69 +319,115 @@ def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
 @functools.cache
 def quantize_ue4m3(el: ElementGrid, nan_code: int, bs: int, n_scale_bounds: int,
                    n_bounds: int) -> Callable[..., None]:
-    """``kernel(bits, grid, rounding, out, scales)``: ``(n, bs)`` float32 bits into packed
-    rows and UE4M3 scale bytes (``grid`` a :class:`~.params.Ue4m3Grid` whose element
-    bounds number ``n_bounds``).
+    """``kernel(bits, grid, rounding, out, scales)``: ``(n, bs)`` C-contiguous float32
+    bits into packed rows and UE4M3 scale bytes (``grid`` a :class:`~.params.Ue4m3Grid`
+    whose element bounds number ``n_bounds``).
 
     As :func:`~mxarray.backends.numba.block_kernels.quantize_ue4m3_rows`: the scale code
-    is ``amax / scale_unit`` rounded to nearest-even on the grid (bisected, once per
-    block), each magnitude's index is the number of bounds below ``|v| / divisor``
-    (at or below toward zero), counted over all bounds, and a tie with a midpoint goes
-    up (nearest) or to the even index (even).  Every ``bound * divisor`` is exact in
-    float64, so the comparisons are exact.
+    is ``amax / scale_unit`` rounded to nearest-even on the grid (found exactly from an
+    estimate, :func:`_ue4m3_below`, and at most two midpoints), each magnitude's index
+    is the number of bounds below ``|v| / divisor`` (at or below toward zero), counted
+    over all bounds, and a tie with a midpoint goes up (nearest) or to the even index
+    (even).  Every ``bound * divisor`` is exact in float64.  Per block each bound
+    becomes a float32 threshold on magnitude bits (:func:`_threshold`), so each element
+    is counted on 32-bit integer lanes.  Work items take ``_ROWS`` blocks at a time in
+    phases, as :func:`quantize_pow2`'s.
     """
     kind, bits_, _, _, _, max_code, sign_bit, code_mask, _, _ = el
     is_int = kind == _INT
-    steps = tuple(1 << e for e in range(max(n_scale_bounds, 1).bit_length(), -1, -1))
+    per = _group(bits_)
+    words = bs % 8 == 0 and sys.byteorder == "little"  # see quantize_pow2
 
     @nb.njit(cache=True, parallel=True)
     def kernel(bits, grid, rounding, out, scales):
         scale_unit, tensor_scale, scale_grid, scale_mid, bounds = grid
         n = bits.shape[0]
         # a tie with bound j counts as above it: toward zero, nearest, or even for odd j
-        tie_up = np.uint32(rounding == TOWARD_ZERO or rounding == NEAREST)
+        tie_up = rounding == TOWARD_ZERO or rounding == NEAREST
+        flat_out = out.reshape(-1)
         for c in prange((n + _CHUNK - 1) // _CHUNK):
-            codes = np.empty(bs, dtype=np.uint8)
-            for b in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-                row = bits[b]
-                dst = out[b]
-                amax = np.uint32(0)
-                for i in range(bs):
-                    amax = max(amax, np.uint32(row[i] & _ABS))
-                if amax >= _INF:
-                    scales[b] = nan_code
-                    for j in range(dst.shape[0]):
-                        dst[j] = 0
-                    continue
-                a_max = np.float64(float32_from_bits(amax))
-                lo = 0  # the number of midpoints below amax / scale_unit, branch-free
-                for step in steps:
-                    probe = min(lo + step, n_scale_bounds)
-                    lo += step * np.int64(lo + step <= n_scale_bounds
-                                          and a_max > scale_mid[probe - 1] * scale_unit)
-                if lo < n_scale_bounds and a_max == scale_mid[lo] * scale_unit and lo & 1:
-                    lo += 1  # a tie goes to the even code
-                scales[b] = lo
-                divisor = scale_grid[lo] * tensor_scale
-                live = np.uint32(divisor > 0)
-                for i in range(bs):
-                    u = np.uint32(row[i])
-                    a = np.float64(float32_from_bits(np.uint32(u & _ABS)))
-                    k = np.uint32(0)
-                    for j in range(n_bounds):
-                        t = bounds[j] * divisor
-                        k += np.uint32(a > t) | (np.uint32(a == t)
-                                                 & (tie_up | np.uint32(j & 1)))
-                    k = min(np.uint32(k * live), np.uint32(max_code))
-                    negative = np.uint32(shr32(u, np.uint32(31)))
-                    if is_int:
-                        codes[i] = np.uint8(np.uint32((k ^ np.uint32(0 - negative)) + negative)
-                                            & np.uint32(code_mask))
-                    else:
-                        codes[i] = np.uint8(k | np.uint32(negative * sign_bit))
-                _store_elements(codes, bs, bits_, dst)
+            code_words = np.empty((_ROWS * bs + 7) // 8, dtype=np.uint64)
+            codes = code_words.view(np.uint8)
+            a_max = np.empty(_ROWS, dtype=np.uint32)
+            divisor = np.empty(_ROWS, dtype=np.float64)
+            th = np.empty((n_bounds, _ROWS), dtype=np.uint32)
+            for b0 in range(c * _CHUNK, min(n, (c + 1) * _CHUNK), _ROWS):
+                rows = min(n, b0 + _ROWS) - b0
+                for j in range(rows):
+                    top = np.uint32(0)
+                    for i in range(bs):
+                        top = max(top, np.uint32(bits[b0 + j, i] & _ABS))
+                    a_max[j] = top
+                for j in range(rows):
+                    peak = np.float64(float32_from_bits(a_max[j]))
+                    # the code is _ue4m3_below's or the next: from one below, step up past
+                    # each midpoint below peak (a tie: to the even code), as the bisection of
+                    # quantize_ue4m3_rows
+                    lo = _ue4m3_below(peak / scale_unit) - 1
+                    for _ in range(2):
+                        mid = scale_mid[min(max(lo, 0), n_scale_bounds - 1)] * scale_unit
+                        lo += np.int64(lo < 0 or lo < n_scale_bounds
+                                       and (peak > mid or peak == mid and lo & 1))
+                    finite = a_max[j] < _INF
+                    scales[b0 + j] = lo if finite else nan_code
+                    # 0 for non-finite blocks: every code is 0
+                    divisor[j] = scale_grid[lo] * tensor_scale if finite else 0.0
+                for t in range(n_bounds):
+                    for j in range(rows):
+                        th[t, j] = _threshold(bounds[t] * divisor[j], tie_up or t & 1)
+                for j in range(rows):
+                    live = np.uint32(divisor[j] > 0)
+                    signed = np.uint32(a_max[j] < _INF)
+                    for i in range(bs):
+                        u = np.uint32(bits[b0 + j, i])
+                        a = np.uint32(u & _ABS)
+                        k = np.uint32(0)
+                        for t in range(n_bounds):
+                            k += np.uint32(a >= th[t, j])
+                        k = min(np.uint32(k * live), np.uint32(max_code))
+                        negative = np.uint32(shr32(u, np.uint32(31)) * signed)
+                        if is_int:
+                            codes[j * bs + i] = np.uint8(
+                                np.uint32((k ^ np.uint32(0 - negative)) + negative)
+                                & np.uint32(code_mask))
+                        else:
+                            codes[j * bs + i] = np.uint8(k | np.uint32(negative * sign_bit))
+                for j in range(rows - 1 if words else 0):
+                    _pack_words(code_words, code_words, j, bs, bits_, 0, 0, 0, flat_out,
+                                (b0 + j) * (bs * bits_ // 8))
+                for j in range(rows - 1 if words else 0, rows):
+                    _pack_fields(codes, j * bs, bs, bits_, per, out, b0 + j, 0)
 
     return kernel
+
+
+@nb.njit(cache=True, inline="always")
+def _ue4m3_below(q):
+    """The UE4M3 code (0 .. 0x7E, the grid's indices) of the largest grid value at or
+    below the float64 ``q >= 0``, read from the bits of ``q`` rounded to float32 (0x7E
+    beyond 448).  For ``q`` within 2**-23 relative of a quotient, that quotient's
+    rounded code is this one or the next: the grid steps by at least 2**-4 relative."""
+    q = min(q, 512.0)
+    qb = float32_bits(np.float32(q))
+    e = np.int64(qb >> np.uint32(23)) - 127
+    normal = ((e + 7) << 3) | np.int64((qb >> np.uint32(20)) & np.uint32(7))
+    return min(normal if e >= -6 else np.int64(q * 512.0), 0x7E)
+
+
+@nb.njit(cache=True, inline="always")
+def _threshold(t, tie_counts):
+    """The smallest float32 magnitude bits ``a`` counted above the bound ``t`` (a
+    non-negative float64): ``a > t``, or ``a == t`` where ``tie_counts``.
+
+    ``lo``, the largest float32 at or below ``t`` (its round to nearest, less one ulp
+    where that rounded up; the float32 maximum for ``t`` beyond it), decides exactly:
+    ``a > t`` iff ``a > lo``, and ``a == t`` iff ``a == lo == t``; float32 magnitudes
+    order like their bits.
+    """
+    near = np.float32(t)
+    lo = np.uint32(float32_bits(near) - np.uint32(np.float64(near) > t))
+    tie = np.uint32(tie_counts and np.float64(float32_from_bits(lo)) == t)
+    return np.uint32(lo + np.uint32(1) - tie)
 
 
 @functools.cache
