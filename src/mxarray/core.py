@@ -400,7 +400,8 @@ def _finite_amax(arr: Any, be: Backend) -> float:
     integers), so no floating-point operation touches the data: a GPU that flushes
     subnormals to zero in its float arithmetic still finds a subnormal maximum.  Reads
     ``arr`` in pieces of at most :data:`_PIECE_ELEMENTS` on the host, so its
-    temporaries stay within a piece.
+    temporaries stay within a piece; each piece goes to the backend's
+    :meth:`~mxarray.backends.base.Backend.finite_magnitude_max`.
     """
     xp = be.xp
     uint, mask, nonfinite = _MAGNITUDE_BITS.get(arr.dtype, _BFLOAT16_BITS)
@@ -409,9 +410,8 @@ def _finite_amax(arr: Any, be: Backend) -> float:
     # One piece (the whole array) when it fits the budget: no pieces to cut.
     for index, _, _ in (blocks.pieces(arr.shape, 1, budget) if arr.size > budget
                         else [((), 0, arr.size)] if arr.size else []):
-        bits = xp.ascontiguousarray(arr[index]).view(uint) & uint(mask)  # a new array
-        bits[bits >= uint(nonfinite)] = 0
-        top = max(top, int(bits.max()))
+        bits = xp.ascontiguousarray(arr[index]).view(uint)
+        top = max(top, be.finite_magnitude_max(bits, mask, nonfinite))
     return float(np.array(top, dtype=uint).view(arr.dtype))
 
 

@@ -216,6 +216,22 @@ class Backend(abc.ABC):
     def unpack(self, packed: Any, fmt: Format) -> Any:
         """Inverse of :meth:`pack`: one unpacked code (``fmt.code_dtype``) per element."""
 
+    # -- the tensor scale's amax (formats with a tensor scale, e.g. NVFP4) -------------
+
+    def finite_magnitude_max(self, bits: Any, mask: int, nonfinite: int) -> int:
+        """Largest ``b & mask`` below ``nonfinite`` over the unsigned integers ``bits`` (a
+        C-contiguous piece of float bit patterns: ``mask`` clears the sign bit and
+        ``nonfinite`` is the pattern of +Inf, so this is the largest finite magnitude's
+        pattern), or 0 when there is none.
+
+        The core reads a tensor's amax through it, piece by piece.  Default: array
+        operations of :attr:`xp` (one temporary of ``bits``' size).
+        """
+        kind = bits.dtype.type
+        magnitudes = bits & kind(mask)
+        magnitudes[magnitudes >= kind(nonfinite)] = 0
+        return int(magnitudes.max()) if magnitudes.size else 0
+
     # -- layout copies (what the core calls around quantize and dequantize) ------------
 
     def gather(self, view: Any) -> Any:

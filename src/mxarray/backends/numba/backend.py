@@ -75,6 +75,12 @@ class NumbaBackend(Backend):
 
         return True, f"numba {numba.__version__}, {numba.get_num_threads()} threads"
 
+    def finite_magnitude_max(self, bits: np.ndarray, mask: int, nonfinite: int) -> int:
+        """As the base method, in one parallel pass over ``bits`` without a temporary."""
+        kind = bits.dtype.type
+        return int(self._kernels["blocks"].finite_magnitude_max(
+            bits.reshape(-1), kind(mask), kind(nonfinite)))
+
     def gather(self, view: np.ndarray) -> np.ndarray:
         """A C-contiguous copy of ``view``; a view whose last axis is strided (the block
         axis was not the input's last) is copied in tiles (:mod:`.transpose`)."""
