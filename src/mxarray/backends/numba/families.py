@@ -162,8 +162,8 @@ class OcpFamily(KernelFamily):
         layout = P.pack_layout(fmt, packed)
         rows = _rows(np.asarray(data, dtype=np.uint8),
                      fmt.block_size // layout.per_group * layout.group_bytes)
-        self._launch(self._ocp, "dequantize_rows", "dequantize", "ocp", rows, scales, layout,
-                     self._dec, P.e8m0_values(out.dtype), out)
+        self._launch(self._ocp, "dequantize_rows", "dequantize", "ocp-decode", rows, scales,
+                     layout, self._dec, P.e8m0_values(out.dtype), out)
         return out
 
     def pack(self, codes):
@@ -192,7 +192,7 @@ class OcpFamily(KernelFamily):
         def decode(batch: int, row0: int, e0: int, out: np.ndarray) -> None:
             if e0 % bs or out.shape[1] % bs:
                 return table_decode(batch, row0, e0, out)
-            self._launch(self._ocp, "decode_panel", _PANELS, "ocp", op.packed[batch],
+            self._launch(self._ocp, "decode_panel", _PANELS, "ocp-decode", op.packed[batch],
                          op.scales[batch], row0, e0 // bs, bs, layout, dec, pow2, out)
 
         return decode
