@@ -506,30 +506,33 @@ def dequantize(
     return result if result is not None else xp.empty(a.shape, dtype=dt)
 
 
-def _dequantize_options(fmt: Format, dtype: np.dtype, tensor_scale: np.float32 | None
-                        ) -> DequantizeOptions:
-    """The options record of a dequantize; one per format and dtype without a tensor
-    scale (records are immutable)."""
+def _dequantize_options(fmt: Format, dtype: np.dtype, tensor_scale: np.float32 | None,
+                        calling_thread: bool = False) -> DequantizeOptions:
+    """The options record of a dequantize; one per format, dtype and thread choice
+    without a tensor scale (records are immutable)."""
     if tensor_scale is not None:
-        return DequantizeOptions(fmt, dtype, tensor_scale)
-    key = (fmt, dtype)
+        return DequantizeOptions(fmt, dtype, tensor_scale, calling_thread)
+    key = (fmt, dtype, calling_thread)
     options = _DEQUANTIZE_OPTIONS.get(key)
     if options is None:
-        options = _DEQUANTIZE_OPTIONS.setdefault(key, DequantizeOptions(fmt, dtype, None))
+        options = _DEQUANTIZE_OPTIONS.setdefault(
+            key, DequantizeOptions(fmt, dtype, None, calling_thread))
     return options
 
 
-_DEQUANTIZE_OPTIONS: dict[tuple[Format, np.dtype], DequantizeOptions] = {}
+_DEQUANTIZE_OPTIONS: dict[tuple[Format, np.dtype, bool], DequantizeOptions] = {}
 
 
 def dequantize_rows(a: MXArray, first: int, count: int, dtype: Any = np.float32, *,
-                    backend: str | None = None) -> Any:
+                    backend: str | None = None, calling_thread: bool = False) -> Any:
     """Values of the canonical blocks ``first .. first + count - 1`` of ``a``, decoded alone.
 
     Blocks are numbered in ``a``'s canonical layout (block axis last, C order), as its
     ``scales`` flattened.  Returns a ``(count, block_size)`` array of ``dtype``; padding
     elements of a last partial block decode to zero.  Only those blocks are read, so the
-    cost does not depend on the size of ``a``.
+    cost does not depend on the size of ``a``.  ``calling_thread``: decode on the
+    calling thread alone (:class:`~mxarray.backends.base.DequantizeOptions`), for callers
+    that alternate decodes with BLAS GEMMs.
 
     Raises
     ------
@@ -557,7 +560,7 @@ def dequantize_rows(a: MXArray, first: int, count: int, dtype: Any = np.float32,
     scales = xp.asarray(a.canonical_scales).reshape(-1)[first:first + count]
     packed = xp.asarray(a.packed).reshape(n_total, fmt.bytes_per_block)[first:first + count]
     return be.dequantize(xp.ascontiguousarray(packed), xp.ascontiguousarray(scales),
-                         _dequantize_options(fmt, dt, a.tensor_scale))
+                         _dequantize_options(fmt, dt, a.tensor_scale, calling_thread))
 
 
 def _merges_without_copy(arr: Any, k: int) -> bool:

@@ -76,6 +76,7 @@ def test_each_element_is_decoded_once_within_the_tile_budget(monkeypatch):
     real = core.dequantize_rows
 
     def spy(a, first, count, dtype=np.float32, **kwargs):
+        assert kwargs.get("calling_thread") is True  # decodes alternate with GEMMs
         decoded.append((first, count))
         return real(a, first, count, dtype, **kwargs)
 

@@ -95,11 +95,17 @@ class DequantizeOptions:
         float32 or float64.
     tensor_scale : numpy.float32 or None
         The per-tensor scale, set exactly for formats that have one (NVFP4).
+    calling_thread : bool
+        Decode on the calling thread alone: set by callers that alternate decodes with
+        BLAS GEMMs (:mod:`mxarray._namespace._mixed_product`), where a CPU backend's
+        worker threads would stay awake after the decode and take the cores from BLAS.
+        Backends without worker threads ignore it.
     """
 
     fmt: Format
     dtype: np.dtype
     tensor_scale: np.float32 | None
+    calling_thread: bool = False
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -64,16 +64,17 @@ class KernelFamily:
         self.fmt = fmt
         self._ocp, self._blocks, self._fast = kernels["ocp"], kernels["blocks"], kernels["fast"]
 
-    def _launch(self, kernels: ParallelKernels, kernel: Any, op: str, kind: str, *args: Any
-                ) -> None:
+    def _launch(self, kernels: ParallelKernels, kernel: Any, op: str, kind: str, *args: Any,
+                calling_thread: bool = False) -> None:
         """Run ``kernel`` (a dispatcher, or the name of one in ``kernels``) through the
         launch gate, with the first-use notice of :mod:`.first_use` for ``op``; on the
-        calling thread alone for matmul panels and small arrays (the first argument's
-        size), where waking the worker threads costs more than it gains."""
+        calling thread alone for matmul panels, small arrays (the first argument's
+        size), where waking the worker threads costs more than it gains, and when
+        ``calling_thread`` (see :class:`~mxarray.backends.base.DequantizeOptions`)."""
         if isinstance(kernel, str):
             kernel = kernels.unwrapped(kernel)
         announce(kernel, f"{self.fmt.name} {op}", kind)
-        serial = op == _PANELS or np.size(args[0]) < _SERIAL_BELOW
+        serial = calling_thread or op == _PANELS or np.size(args[0]) < _SERIAL_BELOW
         kernels.launch_kernel(kernel, *args, serial=serial)
 
     def _outputs(self, out: tuple[np.ndarray, np.ndarray] | None, n: int, packed: bool,
@@ -163,7 +164,8 @@ class OcpFamily(KernelFamily):
         rows = _rows(np.asarray(data, dtype=np.uint8),
                      fmt.block_size // layout.per_group * layout.group_bytes)
         self._launch(self._ocp, "dequantize_rows", "dequantize", "ocp-decode", rows, scales,
-                     layout, self._dec, P.e8m0_values(out.dtype), out)
+                     layout, self._dec, P.e8m0_values(out.dtype), out,
+                     calling_thread=options.calling_thread)
         return out
 
     def pack(self, codes):
@@ -214,7 +216,8 @@ class _BlockFamily(KernelFamily):
             kernel = self._fast.dequantize_table(fmt.block_size, fmt.bits, *self._subs[:2],
                                                  fmt.element_bytes)
             self._launch(self._fast, kernel, "dequantize", "table",
-                         _rows(data, fmt.bytes_per_block), scales, fmt.decode_table, values, out)
+                         _rows(data, fmt.bytes_per_block), scales, fmt.decode_table, values, out,
+                         calling_thread=options.calling_thread)
             return out
         width = fmt.block_size
         rows = _rows(np.asarray(data, dtype=np.uint16), width)
