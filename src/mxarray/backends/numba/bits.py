@@ -248,3 +248,46 @@ def _shift32(op_name):
 
 shl32 = _shift32("shl")
 shr32 = _shift32("lshr")
+
+@nb.njit(cache=True, inline="always")
+def lane_code(u, top, sh_base, is_float, twos_complement, m, emin, max_code, sign_bit,
+              code_mask, sh_cap, up_half, even):
+    """The element code (one byte) of the float32 bit pattern ``u`` in a block, on 32-bit
+    lanes: the quantize kernels' shared element step (OCP and power-of-two formats).
+
+    ``top`` is ``BIAS + X`` (``X`` the element's scale exponent, sub-block
+    microexponent included) and ``sh_base`` is ``X - m + BIAS + 23``: with ``ef`` the
+    input's exponent field, the element exponent is ``max(ef - top, emin)`` (``emin``
+    for integer grids) and the significand is shifted right by ``sh_base + e_elem -
+    max(ef, 1)``, at most ``sh_cap``, rounding as ``up_half`` (not toward zero) and
+    ``even`` (ties to even) say.  Floats saturate to ``max_code`` and carry ``sign_bit``;
+    integers saturate too (shifts below one overflow) and are two's complement codes
+    (``twos_complement``) or sign-magnitude ones, masked by ``code_mask``.
+    """
+    a = np.uint32(u & np.uint32(0x7FFFFFFF))
+    ef = np.int32(shr32(a, np.uint32(23)))
+    efe = max(ef, np.int32(1))
+    sig = np.uint32(np.uint32(a & np.uint32(0x7FFFFF))
+                    | (np.uint32(1 << 23) if ef > 0 else np.uint32(0)))
+    if is_float:
+        e_elem = max(np.int32(ef - top), np.int32(emin))
+        sh = min(np.int32(np.int32(sh_base + e_elem) - efe), np.int32(sh_cap))
+        over = np.uint32(0)
+    else:
+        e_elem = np.int32(emin)
+        sh = np.int32(sh_base - efe)
+        over = np.uint32(sh < 1)
+        sh = min(max(sh, np.int32(1)), np.int32(sh_cap))
+    half = np.uint32(shl32(np.uint32(1), sh - 1) * up_half)
+    odd = np.uint32(shr32(sig, sh) & np.uint32(1))
+    k = shr32(np.uint32(np.uint32(sig + half) - even + np.uint32(odd * even)), sh)
+    negative = np.uint32(shr32(u, np.uint32(31)))
+    if is_float:
+        k = min(np.uint32(shl32(np.uint32(e_elem - emin), np.uint32(m)) + k),
+                np.uint32(max_code))
+    else:
+        k = min(np.uint32(k + np.uint32(over * max_code)), np.uint32(max_code))
+    if twos_complement:
+        return np.uint8(np.uint32((k ^ np.uint32(0 - negative)) + negative)
+                        & np.uint32(code_mask))
+    return np.uint8(k | np.uint32(negative * sign_bit))

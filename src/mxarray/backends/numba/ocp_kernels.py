@@ -17,9 +17,8 @@ import numpy as np
 from numba import prange
 
 from ..._kernel_codes import ELEMENT_KIND_CODES
-from .bits import (EVEN, FLOOR, TOWARD_ZERO, WIDE, block_number, float32_bits,
-                   float32_from_bits, prefetch, round_shift, shared_exponent, shl32, shr32,
-                   split_bits)
+from .bits import (EVEN, FLOOR, TOWARD_ZERO, WIDE, block_number, float32_bits, lane_code,
+                   float32_from_bits, prefetch, round_shift, shared_exponent, shr32, split_bits)
 
 __all__ = ["quantize_rows", "quantize_rows_nearest", "quantize_rows_f32", "dequantize_rows",
            "decode_panel", "regroup_rows"]
@@ -485,13 +484,10 @@ def _quantize_f32_rows(
     """Scales of blocks ``b0 .. b1`` and their codes (one uint8 each) in ``chunk[: b1 - b0]``."""
     bs = bits.shape[1]
     lsb_bias = in_bias + in_mant
-    mant = np.uint32(mant_mask)
-    implicit = np.uint32(1 << in_mant)
     sh_cap = in_mant + 2
     even = np.uint32(rounding == EVEN)
     up_half = np.uint32(rounding != TOWARD_ZERO)
     absm = np.uint32(abs_mask)
-    m32 = np.uint32(m)
     for b in range(b0, b1):
         row = bits[b]
         codes = chunk[b - b0]
@@ -523,29 +519,6 @@ def _quantize_f32_rows(
             top = np.int32(in_bias + x)
             sh_base = np.int32(x - m + lsb_bias)
             for i in range(bs):
-                u = np.uint32(row[i])
-                a = np.uint32(u & absm)
-                ef = np.int32(shr32(a, in_mant))
-                efe = max(ef, np.int32(1))
-                sig = np.uint32(np.uint32(a & mant) | (implicit if ef > 0 else np.uint32(0)))
-                if is_float:
-                    e_elem = max(np.int32(ef - top), np.int32(emin))
-                    sh = min(np.int32(np.int32(sh_base + e_elem) - efe), np.int32(sh_cap))
-                    over = np.uint32(0)
-                else:
-                    e_elem = np.int32(emin)
-                    sh = np.int32(sh_base - efe)
-                    over = np.uint32(sh < 1)
-                    sh = min(max(sh, np.int32(1)), np.int32(sh_cap))
-                half = np.uint32(shl32(np.uint32(1), sh - 1) * up_half)
-                odd = np.uint32(shr32(sig, sh) & np.uint32(1))
-                k = shr32(np.uint32(np.uint32(sig + half) - even + np.uint32(odd * even)), sh)
-                negative = np.uint32(shr32(u, np.uint32(31)))
-                if is_float:
-                    grid = shl32(np.uint32(e_elem - emin), m32)
-                    code = min(np.uint32(grid + k), np.uint32(max_code))
-                    codes[i] = np.uint8(code | np.uint32(negative * sign_bit))
-                else:
-                    k = min(np.uint32(k + np.uint32(over * max_code)), np.uint32(max_code))
-                    codes[i] = np.uint8(np.uint32((k ^ np.uint32(0 - negative)) + negative)
-                                        & np.uint32(code_mask))
+                codes[i] = lane_code(np.uint32(row[i]), top, sh_base, is_float, not is_float,
+                                     m, emin, max_code, sign_bit, code_mask, sh_cap, up_half,
+                                     even)

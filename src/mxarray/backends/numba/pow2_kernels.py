@@ -35,7 +35,7 @@ from numba import prange
 
 from ..._kernel_codes import ELEMENT_KIND_CODES
 from .bits import (EVEN, FLOOR, NEAREST, TOWARD_ZERO, exponent_of, float32_bits,
-                   float32_from_bits, shl32, shr32, store64)
+                   float32_from_bits, lane_code, shr32, store64)
 from .block_kernels import magnitude
 from .params import ElementGrid, ScaleRange, SubBlocks
 
@@ -264,36 +264,10 @@ def quantize_pow2(el: ElementGrid, sc: ScaleRange, subs: SubBlocks, bs: int
                             sh_base[j * bs + i] = np.int32(xs[j * n_sub] - ds[j * n_sub + i // sub]
                                                            + np.int32(lsb_bias - m))
                 for i in range(rows * bs):
-                    u = np.uint32(src[i])
-                    a = np.uint32(u & _ABS)
-                    ef = np.int32(shr32(a, _MANT))
-                    efe = max(ef, np.int32(1))
-                    sig = np.uint32(np.uint32(a & np.uint32(_MANT_MASK))
-                                    | (np.uint32(1 << _MANT) if ef > 0 else np.uint32(0)))
-                    if is_float:
-                        top = np.int32(sh_base[i] - lsb_bias + m + _BIAS)  # BIAS + X - D
-                        e_elem = max(np.int32(ef - top), np.int32(emin))
-                        sh = min(np.int32(np.int32(sh_base[i] + e_elem) - efe), np.int32(sh_cap))
-                        over = np.uint32(0)
-                    else:
-                        e_elem = np.int32(emin)
-                        sh = np.int32(sh_base[i] - efe)
-                        over = np.uint32(sh < 1)
-                        sh = min(max(sh, np.int32(1)), np.int32(sh_cap))
-                    half = np.uint32(shl32(np.uint32(1), sh - 1) * up_half)
-                    odd = np.uint32(shr32(sig, sh) & np.uint32(1))
-                    k = shr32(np.uint32(np.uint32(sig + half) - even + np.uint32(odd * even)), sh)
-                    negative = np.uint32(shr32(u, np.uint32(31)))
-                    if is_float:
-                        grid = shl32(np.uint32(e_elem - emin), np.uint32(m))
-                        k = min(np.uint32(grid + k), np.uint32(max_code))
-                    else:
-                        k = min(np.uint32(k + np.uint32(over * max_code)), np.uint32(max_code))
-                    if is_int:
-                        codes[i] = np.uint8(np.uint32((k ^ np.uint32(0 - negative)) + negative)
-                                            & np.uint32(code_mask))
-                    else:
-                        codes[i] = np.uint8(k | np.uint32(negative * sign_bit))
+                    top = np.int32(sh_base[i] - lsb_bias + m + _BIAS)  # BIAS + X - D
+                    codes[i] = lane_code(np.uint32(src[i]), top, sh_base[i], is_float, is_int, m,
+                                         emin, max_code, sign_bit, code_mask, sh_cap, up_half,
+                                         even)
                 for r in range(n_redo):
                     j = redo[r] >> 1
                     block = codes[j * bs:(j + 1) * bs]
