@@ -60,3 +60,18 @@ def test_records_are_reused_and_keyed_exactly() -> None:
     assert a is P.ue4m3_grid(nv, "even", np.float32(0.5))
     zeros = [P.ue4m3_grid(nv, "even", np.float32(z)).scale_unit for z in (0.0, -0.0)]
     assert [np.signbit(z) for z in zeros] == [False, True]
+
+
+def test_entry_keys_tell_equal_records_of_other_types_apart() -> None:
+    from mxarray.backends.numba import ocp_kernels, threads
+
+    kernel = ocp_kernels.quantize_rows_f32
+    typed, untyped = P.Modes(1, 0, np.uint64(5)), P.Modes(1, 0, 5)  # equal, not one type
+    assert typed == untyped
+    key = threads._ENTRIES.key
+    assert key(kernel, (typed,)) != key(kernel, (untyped,))
+    rows = np.zeros((2, 32), np.uint32)
+    frozen = rows.copy()
+    frozen.flags.writeable = False
+    assert len({key(kernel, (a,)) for a in (rows, frozen, rows.T, rows[:, ::2])}) == 4
+    assert key(kernel, ([1, 2],)) is None  # mutable: the dispatcher types it each call

@@ -122,8 +122,13 @@ class ParallelKernels:
         return launch
 
 
-_INT_RANGE = 1 << 31  # Python ints of fewer than 32 bits are typed intp by Numba
-_RECORDS_KEPT = 1024  # records whose Numba types are kept (then all are forgotten)
+try:
+    from numba._dispatcher import compute_fingerprint as _fingerprint
+except ImportError:  # another Numba: every call goes through the dispatcher
+    _fingerprint = None
+
+_IMMUTABLE = (tuple, int, float, np.number, np.bool_)
+_RECORDS_KEPT = 1024  # objects whose Numba types are kept (then all are forgotten)
 
 
 class _EntryPoints:
@@ -133,50 +138,51 @@ class _EntryPoints:
     overloads on every call: about 0.7 us per record argument (a NamedTuple, typed by
     Numba's Python-level ``typeof``), several microseconds per kernel call.  The key
     here determines every argument's Numba type (numba 0.68.1, ``typeof``): an
-    ``ndarray`` (the exact class) by its dtype, dimensions, contiguity, writeability and
-    alignment; a Python int of fewer than 32 bits, a bool or a float by its class; a
-    NumPy number by its class; any other object (the records of :mod:`.params`) by its
-    identity, with its Numba type computed once and the object kept alive with it, so
-    that its ``id`` cannot be reused while the entry stands.  An overload is taken only
+    ``ndarray`` (the exact class) by the fingerprint Numba's own C ``typeof`` keys its
+    type cache on (``numba._dispatcher.compute_fingerprint``: dimensions, layout,
+    writeability, dtype; without it, no entry point is taken); an immutable object (the
+    records of :mod:`.params`, which hold no array that changes, ints, bools, NumPy
+    scalars) by its identity, with its Numba type computed once and the object kept
+    alive with it, so that its ``id`` cannot be reused while the entry stands; any other
+    argument takes the dispatcher.  A Numba type enters the key as a number of its own
+    (hashing a Numba record type runs Python code: microseconds per call).  An overload is taken only
     when the dispatcher, called first, compiled one for exactly those types.
     """
 
     def __init__(self) -> None:
         self.points: dict[tuple[Hashable, ...], Callable[..., Any]] = {}
-        self._records: dict[int, tuple[Any, Any]] = {}
+        self._records: dict[int, tuple[Any, int]] = {}
+        self._tokens: dict[Any, int] = {}  # Numba type -> its number in the keys
+        self._lock = threading.Lock()  # one number per type, when threads miss at once
 
     def key(self, kernel: Any, args: tuple[Any, ...]) -> tuple[Hashable, ...] | None:
         """A key fixing ``kernel`` and the Numba type of every argument; None if an
         argument has no cheap exact key."""
+        if _fingerprint is None:
+            return None
         key: list[Hashable] = [kernel]
-        for a in args:
-            t = type(a)
-            if t is np.ndarray:
-                f = a.flags
-                key.append((a.dtype, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable,
-                            f.aligned))
-            elif t is int:
-                if not -_INT_RANGE <= a < _INT_RANGE:
-                    return None
-                key.append(t)
-            elif t is bool or t is float or isinstance(a, (np.number, np.bool_)):
-                key.append(t)
-            else:
-                try:
-                    key.append(self._record_type(kernel, a))
-                except Exception:  # not typeable: the dispatcher raises its own error
-                    return None
+        records = self._records
+        try:
+            for a in args:
+                if type(a) is np.ndarray:
+                    key.append(_fingerprint(a))
+                else:
+                    hit = records.get(id(a))  # the kept object holds its id
+                    key.append(hit[1] if hit is not None else self._record_type(kernel, a))
+        except Exception:  # not typeable: the dispatcher raises its own error
+            return None
         return tuple(key)
 
-    def _record_type(self, kernel: Any, record: Any) -> Any:
-        hit = self._records.get(id(record))
-        if hit is not None:  # the kept object holds its id: ``hit[0] is record``
-            return hit[1]
+    def _record_type(self, kernel: Any, record: Any) -> int:
+        if not isinstance(record, _IMMUTABLE):
+            raise TypeError("only immutable arguments are keyed by identity")
         if len(self._records) >= _RECORDS_KEPT:  # records made per call (seeds)
             self._records.clear()
         numba_type = kernel.typeof_pyval(record)
-        self._records[id(record)] = (record, numba_type)
-        return numba_type
+        with self._lock:
+            token = self._tokens.setdefault(numba_type, len(self._tokens))
+        self._records[id(record)] = (record, token)
+        return token
 
     def learn(self, key: tuple[Hashable, ...], kernel: Any, args: tuple[Any, ...]) -> None:
         """After ``kernel`` ran on ``args``: keep the entry point of the overload compiled
