@@ -114,7 +114,7 @@ class ParallelKernels:
             return attr
 
         def launch(*args: Any) -> Any:
-            return _GATE.run(attr, *args, serial=np.size(args[0]) < SERIAL_BELOW)
+            return self.launch_kernel(attr, *args, serial=np.size(args[0]) < SERIAL_BELOW)
 
         launch.__name__ = name
         launch.__doc__ = attr.__doc__
@@ -127,7 +127,8 @@ try:
 except ImportError:  # another Numba: every call goes through the dispatcher
     _fingerprint = None
 
-_IMMUTABLE = (tuple, int, float, np.number, np.bool_)
+_SCALARS = (np.number, np.bool_)
+_IMMUTABLE = (tuple, int, float)
 _RECORDS_KEPT = 1024  # objects whose Numba types are kept (then all are forgotten)
 
 
@@ -141,12 +142,15 @@ class _EntryPoints:
     ``ndarray`` (the exact class) by the fingerprint Numba's own C ``typeof`` keys its
     type cache on (``numba._dispatcher.compute_fingerprint``: dimensions, layout,
     writeability, dtype; without it, no entry point is taken); an immutable object (the
-    records of :mod:`.params`, which hold no array that changes, ints, bools, NumPy
-    scalars) by its identity, with its Numba type computed once and the object kept
-    alive with it, so that its ``id`` cannot be reused while the entry stands; any other
-    argument takes the dispatcher.  A Numba type enters the key as a number of its own
-    (hashing a Numba record type runs Python code: microseconds per call).  An overload is taken only
-    when the dispatcher, called first, compiled one for exactly those types.
+    records of :mod:`.params`, which hold no array that changes, ints, bools) by its
+    identity, with its Numba type computed once and the object kept alive with it, so
+    that its ``id`` cannot be reused while the entry stands; a NumPy scalar by its
+    class; any other argument takes the dispatcher.  A Numba type enters the key as a
+    number of its own (hashing a Numba record type runs Python code: microseconds per
+    call).  An overload is taken only when the dispatcher, called first, compiled one
+    for exactly those types.  Kernels called with arrays and NumPy scalars alone keep the
+    dispatcher, whose C ``typeof`` types those as fast as the key would; any other
+    callable is called as it is.
     """
 
     def __init__(self) -> None:
@@ -154,11 +158,12 @@ class _EntryPoints:
         self._records: dict[int, tuple[Any, int]] = {}
         self._tokens: dict[Any, int] = {}  # Numba type -> its number in the keys
         self._lock = threading.Lock()  # one number per type, when threads miss at once
+        self._plain: set[Any] = set()  # kernels left to the dispatcher
 
     def key(self, kernel: Any, args: tuple[Any, ...]) -> tuple[Hashable, ...] | None:
         """A key fixing ``kernel`` and the Numba type of every argument; None if an
         argument has no cheap exact key."""
-        if _fingerprint is None:
+        if _fingerprint is None or kernel in self._plain:
             return None
         key: list[Hashable] = [kernel]
         records = self._records
@@ -168,7 +173,12 @@ class _EntryPoints:
                     key.append(_fingerprint(a))
                 else:
                     hit = records.get(id(a))  # the kept object holds its id
-                    key.append(hit[1] if hit is not None else self._record_type(kernel, a))
+                    if hit is not None:
+                        key.append(hit[1])
+                    elif isinstance(a, _SCALARS):  # typed by its class alone
+                        key.append(type(a))
+                    else:
+                        key.append(self._record_type(kernel, a))
         except Exception:  # not typeable: the dispatcher raises its own error
             return None
         return tuple(key)
@@ -186,8 +196,14 @@ class _EntryPoints:
 
     def learn(self, key: tuple[Hashable, ...], kernel: Any, args: tuple[Any, ...]) -> None:
         """After ``kernel`` ran on ``args``: keep the entry point of the overload compiled
-        for exactly their types, if there is one."""
-        overload = kernel.overloads.get(tuple(kernel.typeof_pyval(a) for a in args))
+        for exactly their types, if there is one (none where every argument is an array
+        or a NumPy scalar, or where ``kernel`` is no Numba dispatcher)."""
+        overloads = getattr(kernel, "overloads", None)
+        if overloads is None or all(type(a) is np.ndarray or isinstance(a, _SCALARS)
+                                    for a in args):
+            self._plain.add(kernel)
+            return
+        overload = overloads.get(tuple(kernel.typeof_pyval(a) for a in args))
         if overload is not None:
             self.points[key] = overload.entry_point
 
