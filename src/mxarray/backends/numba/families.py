@@ -27,13 +27,12 @@ from ..base import DequantizeOptions, QuantizeOptions
 from . import params as P
 from .first_use import announce
 from .matmul import Decoder, PanelOperand
-from .threads import ParallelKernels
+from .threads import SERIAL_BELOW, ParallelKernels
 
 __all__ = ["KernelFamily", "OcpFamily", "Pow2Family", "Ue4m3Family", "family_for"]
 
 _NO_IDS = np.empty(0, dtype=np.uint64)
 _PANELS = "matmul panels"
-_SERIAL_BELOW = 1 << 15  # elements (or bytes) of input below which a kernel runs serially
 _UINT_OF = {4: np.uint32, 8: np.uint64}
 
 
@@ -74,7 +73,7 @@ class KernelFamily:
         if isinstance(kernel, str):
             kernel = kernels.unwrapped(kernel)
         announce(kernel, f"{self.fmt.name} {op}", kind)
-        serial = calling_thread or op == _PANELS or np.size(args[0]) < _SERIAL_BELOW
+        serial = calling_thread or op == _PANELS or np.size(args[0]) < SERIAL_BELOW
         kernels.launch_kernel(kernel, *args, serial=serial)
 
     def _outputs(self, out: tuple[np.ndarray, np.ndarray] | None, n: int, packed: bool,
@@ -134,26 +133,30 @@ class OcpFamily(KernelFamily):
         super().__init__(fmt, kernels)
         self._el, self._sc = P.element_grid(fmt), P.scale_range(fmt)
         self._dec = P.element_decode(fmt)
+        self._quantize_kernels = {name: self._ocp.unwrapped(name) for name in
+                                  ("quantize_rows", "quantize_rows_f32",
+                                   "quantize_rows_nearest")}
 
     def quantize(self, blocks, options, packed, out=None):
-        k, fmt = self._ocp, self.fmt
+        k, kernel = self._ocp, self._quantize_kernels
         if blocks.dtype in self._WIDEN:
             blocks = blocks.astype(self._WIDEN[blocks.dtype])
         bits = np.ascontiguousarray(blocks).view(_UINT_OF[blocks.dtype.itemsize])
-        layout = P.pack_layout(fmt, packed)
+        layout = P.pack_layout(self.fmt, packed)
         n, bs = bits.shape
         if out is None:
             out = (np.empty((n, bs // layout.per_group * layout.group_bytes), np.uint8),
                    np.empty(n, np.uint8))
         args = (bits, P.input_bits(blocks.dtype), self._el, self._sc, P.modes(options))
         if options.rounding == "stochastic":
-            self._launch(k, "quantize_rows", "quantize (stochastic)", "ocp", *args,
+            self._launch(k, kernel["quantize_rows"], "quantize (stochastic)", "ocp", *args,
                          _ids(options), layout, *out)
         elif bits.dtype == np.uint32:
-            self._launch(k, "quantize_rows_f32", "quantize", "ocp", *args, layout, *out)
+            self._launch(k, kernel["quantize_rows_f32"], "quantize", "ocp", *args, layout,
+                         *out)
         else:
-            self._launch(k, "quantize_rows_nearest", "quantize (float64)", "ocp", *args,
-                         layout, *out)
+            self._launch(k, kernel["quantize_rows_nearest"], "quantize (float64)", "ocp",
+                         *args, layout, *out)
         return out
 
     def dequantize(self, data, scales, options, packed, out=None):

@@ -148,11 +148,19 @@ def scale_range(fmt: Format) -> ScaleRange:
 
 
 def modes(options: QuantizeOptions) -> Modes:
-    """The mode numbers and seed (0 when not stochastic) of ``options``."""
-    return Modes(SCALE_MODE_CODES[options.scale_mode], ROUNDING_CODES[options.rounding],
-                 np.uint64(options.seed or 0))
+    """The mode numbers and seed (0 when not stochastic) of ``options``; the same record
+    for the same options (see :func:`_modes`)."""
+    return _modes(options.scale_mode, options.rounding, options.seed or 0)
 
 
+@functools.lru_cache(maxsize=256)
+def _modes(scale_mode: str, rounding: str, seed: int) -> Modes:
+    """Cached: a kernel call passes the same record objects, which the launch keys by
+    identity (:mod:`.threads`); bounded, as each stochastic call may bring a new seed."""
+    return Modes(SCALE_MODE_CODES[scale_mode], ROUNDING_CODES[rounding], np.uint64(seed))
+
+
+@functools.cache
 def pack_layout(fmt: Format, packed: bool) -> PackLayout:
     """The OCP byte layout of packed codes, or one code per byte."""
     if packed:
@@ -251,8 +259,16 @@ def _ue4m3_tables(fmt: Format) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 
 def ue4m3_grid(fmt: Format, rounding: str, tensor_scale: np.float32 | None) -> Ue4m3Grid:
-    """The UE4M3 scale grid record of ``quantize_ue4m3_rows`` for a rounding mode."""
+    """The UE4M3 scale grid record of ``quantize_ue4m3_rows`` for a rounding mode; the
+    same record for the same tensor scale (keyed by its exact value, sign of zero
+    included)."""
     s_t = tensor_value(tensor_scale)
+    return _ue4m3_grid(fmt, rounding, s_t.hex())
+
+
+@functools.lru_cache(maxsize=256)
+def _ue4m3_grid(fmt: Format, rounding: str, tensor_hex: str) -> Ue4m3Grid:
+    s_t = float.fromhex(tensor_hex)
     grid, grid_mid, element_mid, element_top = _ue4m3_tables(fmt)
     bounds = element_top if rounding == "toward_zero" else element_mid
     return Ue4m3Grid(float(fmt.max_normal) * s_t, s_t, grid, grid_mid, bounds)

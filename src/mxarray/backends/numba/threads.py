@@ -11,16 +11,23 @@ thread-safe layer runs launches without the lock.
 
 Small launches run on the calling thread alone (waking the pool costs more than their
 work); the thread count is switched with the threading layer's own functions, which
-skip the public functions' lock (:func:`_thread_count`).
+skip the public functions' lock (:func:`_thread_count`).  A kernel already compiled for
+its arguments' exact Numba types is called through that compiled overload's entry
+point, past the dispatcher's type matching (:class:`_EntryPoints`).
 """
 
 from __future__ import annotations
 
 import threading
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
-__all__ = ["THREAD_SAFE_LAYERS", "ParallelKernels", "guarded"]
+import numpy as np
+
+__all__ = ["THREAD_SAFE_LAYERS", "SERIAL_BELOW", "ParallelKernels", "guarded"]
+
+SERIAL_BELOW = 1 << 15
+"""Elements (or bytes) of a kernel's first argument below which it runs serially."""
 
 THREAD_SAFE_LAYERS = frozenset({"tbb", "omp"})
 """Numba threading layers that accept parallel launches from several threads at once."""
@@ -86,9 +93,17 @@ class ParallelKernels:
 
     @staticmethod
     def launch_kernel(kernel: Callable[..., Any], *args: Any, serial: bool = False) -> Any:
-        """Run a parallel kernel through the gate; ``serial``: on the calling thread only
-        (see :func:`_call`)."""
-        return _GATE.run(kernel, *args, serial=serial)
+        """Run a parallel kernel (a Numba dispatcher) through the gate, by its compiled
+        entry point where one is known for the arguments' types; ``serial``: on the
+        calling thread only (see :func:`_call`)."""
+        key = _ENTRIES.key(kernel, args)
+        point = _ENTRIES.points.get(key) if key is not None else None
+        if point is not None:
+            return _GATE.run(point, *args, serial=serial)
+        result = _GATE.run(kernel, *args, serial=serial)
+        if key is not None:
+            _ENTRIES.learn(key, kernel, args)
+        return result
 
     def __getattr__(self, name: str) -> Any:
         wrapped = self._wrapped.get(name)
@@ -99,12 +114,101 @@ class ParallelKernels:
             return attr
 
         def launch(*args: Any) -> Any:
-            return _GATE.run(attr, *args)
+            return self.launch_kernel(attr, *args, serial=np.size(args[0]) < SERIAL_BELOW)
 
         launch.__name__ = name
         launch.__doc__ = attr.__doc__
         self._wrapped[name] = launch
         return launch
+
+
+try:
+    from numba._dispatcher import compute_fingerprint as _fingerprint
+except ImportError:  # another Numba: every call goes through the dispatcher
+    _fingerprint = None
+
+_SCALARS = (np.number, np.bool_)
+_IMMUTABLE = (tuple, int, float)
+_RECORDS_KEPT = 1024  # objects whose Numba types are kept (then all are forgotten)
+
+
+class _EntryPoints:
+    """Compiled entry points of Numba dispatchers, keyed exactly by argument types.
+
+    A Numba dispatcher matches the Numba types of its arguments against its compiled
+    overloads on every call: about 0.7 us per record argument (a NamedTuple, typed by
+    Numba's Python-level ``typeof``), several microseconds per kernel call.  The key
+    here determines every argument's Numba type (numba 0.68.1, ``typeof``): an
+    ``ndarray`` (the exact class) by the fingerprint Numba's own C ``typeof`` keys its
+    type cache on (``numba._dispatcher.compute_fingerprint``: dimensions, layout,
+    writeability, dtype; without it, no entry point is taken); an immutable object (the
+    records of :mod:`.params`, which hold no array that changes, ints, bools) by its
+    identity, with its Numba type computed once and the object kept alive with it, so
+    that its ``id`` cannot be reused while the entry stands; a NumPy scalar by its
+    class; any other argument takes the dispatcher.  A Numba type enters the key as a
+    number of its own (hashing a Numba record type runs Python code: microseconds per
+    call).  An overload is taken only when the dispatcher, called first, compiled one
+    for exactly those types.  Kernels called with arrays and NumPy scalars alone keep the
+    dispatcher, whose C ``typeof`` types those as fast as the key would; any other
+    callable is called as it is.
+    """
+
+    def __init__(self) -> None:
+        self.points: dict[tuple[Hashable, ...], Callable[..., Any]] = {}
+        self._records: dict[int, tuple[Any, int]] = {}
+        self._tokens: dict[Any, int] = {}  # Numba type -> its number in the keys
+        self._lock = threading.Lock()  # one number per type, when threads miss at once
+        self._plain: set[Any] = set()  # kernels left to the dispatcher
+
+    def key(self, kernel: Any, args: tuple[Any, ...]) -> tuple[Hashable, ...] | None:
+        """A key fixing ``kernel`` and the Numba type of every argument; None if an
+        argument has no cheap exact key."""
+        if _fingerprint is None or kernel in self._plain:
+            return None
+        key: list[Hashable] = [kernel]
+        records = self._records
+        try:
+            for a in args:
+                if type(a) is np.ndarray:
+                    key.append(_fingerprint(a))
+                else:
+                    hit = records.get(id(a))  # the kept object holds its id
+                    if hit is not None:
+                        key.append(hit[1])
+                    elif isinstance(a, _SCALARS):  # typed by its class alone
+                        key.append(type(a))
+                    else:
+                        key.append(self._record_type(kernel, a))
+        except Exception:  # not typeable: the dispatcher raises its own error
+            return None
+        return tuple(key)
+
+    def _record_type(self, kernel: Any, record: Any) -> int:
+        if not isinstance(record, _IMMUTABLE):
+            raise TypeError("only immutable arguments are keyed by identity")
+        if len(self._records) >= _RECORDS_KEPT:  # records made per call (seeds)
+            self._records.clear()
+        numba_type = kernel.typeof_pyval(record)
+        with self._lock:
+            token = self._tokens.setdefault(numba_type, len(self._tokens))
+        self._records[id(record)] = (record, token)
+        return token
+
+    def learn(self, key: tuple[Hashable, ...], kernel: Any, args: tuple[Any, ...]) -> None:
+        """After ``kernel`` ran on ``args``: keep the entry point of the overload compiled
+        for exactly their types, if there is one (none where every argument is an array
+        or a NumPy scalar, or where ``kernel`` is no Numba dispatcher)."""
+        overloads = getattr(kernel, "overloads", None)
+        if overloads is None or all(type(a) is np.ndarray or isinstance(a, _SCALARS)
+                                    for a in args):
+            self._plain.add(kernel)
+            return
+        overload = overloads.get(tuple(kernel.typeof_pyval(a) for a in args))
+        if overload is not None:
+            self.points[key] = overload.entry_point
+
+
+_ENTRIES = _EntryPoints()
 
 
 def _call(call: Callable[..., Any], args: tuple[Any, ...], serial: bool) -> Any:
