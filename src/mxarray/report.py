@@ -78,6 +78,9 @@ def _saturated_fraction(x: np.ndarray, q: Any) -> float:
 
 
 def _best_time(fn: Any, repeats: int) -> tuple[float, Any]:
+    """Best wall time of ``repeats`` calls of ``fn`` after one untimed call (which loads
+    or compiles the kernels and wakes the backend's threads), and the last result."""
+    fn()
     best, result = float("inf"), None
     for _ in range(repeats):
         start = time.perf_counter()
@@ -98,8 +101,9 @@ def evaluate(
 ) -> list[FormatReport]:
     """Quantize ``x`` into each format and measure accuracy and throughput.
 
-    Throughput is the best of ``repeats`` runs, in GB/s of float32-equivalent data
-    (``4 * x.size`` bytes), so figures are comparable across input dtypes.  ``formats``
+    Throughput is the best of ``repeats`` runs after one untimed run, in GB/s of
+    float32-equivalent data (``4 * x.size`` bytes), so figures are comparable across
+    input dtypes.  ``formats``
     defaults to every known block format that defines ``rounding`` and ``scale_mode``
     (NVFP4 has no stochastic rounding and only the "floor" mode).  A format the named
     ``backend`` has no kernel for runs on the best backend that has one; each row names
